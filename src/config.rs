@@ -1,0 +1,608 @@
+//! Settings: the one table of every key the target accepts, and the validated `Config`.
+//!
+//! Owns: merging config files, checking every value before any input is read, and the
+//! `Secret` wrapper that keeps credentials out of logs and `Debug` output.
+//! Must not touch: the network. Region and credential discovery belong to `store::s3`.
+
+use std::fmt;
+use std::path::Path;
+
+use chrono::format::{Item, StrftimeItems};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// What form a setting's value takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    /// Text that must never be shown.
+    Secret,
+    /// A whole number, at least the given minimum (a JSON number or a string of digits).
+    Integer { min: u64 },
+    /// One of a fixed set of words, matched without regard to case.
+    Choice(&'static [&'static str]),
+    /// A strftime pattern, checked by parsing it.
+    Strftime,
+}
+
+/// One accepted key: the single source for validation and documentation.
+#[derive(Debug)]
+pub struct Setting {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub required: bool,
+    pub default: Option<&'static str>,
+    pub description: &'static str,
+}
+
+const fn setting(name: &'static str, kind: Kind, description: &'static str) -> Setting {
+    Setting {
+        name,
+        kind,
+        required: false,
+        default: None,
+        description,
+    }
+}
+
+const fn required(mut s: Setting) -> Setting {
+    s.required = true;
+    s
+}
+
+const fn with_default(mut s: Setting, default: &'static str) -> Setting {
+    s.default = Some(default);
+    s
+}
+
+pub const FILE_TYPES: &[&str] = &["csv", "parquet"];
+pub const HEADER_FORMATS: &[&str] = &["upper", "lower"];
+
+pub const DEFAULT_MAX_BATCH_ROWS: u64 = 500_000;
+pub const DEFAULT_MAX_BATCH_BYTES: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_MAX_CONCURRENT_UPLOADS: u64 = 4;
+
+/// Every key the target accepts, in the order the documentation lists them.
+pub const SETTINGS: &[Setting] = &[
+    required(setting(
+        "bucket",
+        Kind::Text,
+        "Bucket name, without `s3://`.",
+    )),
+    required(setting(
+        "file_type",
+        Kind::Choice(FILE_TYPES),
+        "Object format: `csv` or `parquet`.",
+    )),
+    required(setting(
+        "object_key_path",
+        Kind::Text,
+        "Key prefix, without `s3://`, bucket or table. Leading and trailing slashes are dropped.",
+    )),
+    setting(
+        "column_header_format",
+        Kind::Choice(HEADER_FORMATS),
+        "Case of column names in the file: `upper`, `lower`, or null to keep the schema's names.",
+    ),
+    setting(
+        "date_partition_format",
+        Kind::Strftime,
+        "strftime pattern for a partition folder from the batch's UTC time, e.g. `%Y%m%d` or `year=%Y/month=%m`; null for none.",
+    ),
+    setting(
+        "table",
+        Kind::Text,
+        "Table folder for every stream (as a Mage pipeline sets it); by default each stream's own name, made key-safe.",
+    ),
+    setting(
+        "aws_access_key_id",
+        Kind::Text,
+        "Static access key id. When absent, the standard AWS credential chain is used.",
+    ),
+    setting(
+        "aws_secret_access_key",
+        Kind::Secret,
+        "Static secret access key, paired with aws_access_key_id.",
+    ),
+    setting(
+        "aws_session_token",
+        Kind::Secret,
+        "Session token for temporary static credentials.",
+    ),
+    setting(
+        "aws_profile",
+        Kind::Text,
+        "Named profile from the AWS shared config files, used when no static keys are given.",
+    ),
+    setting(
+        "aws_region",
+        Kind::Text,
+        "Bucket region. When absent: the AWS environment's or profile's region; with aws_endpoint set, us-east-1.",
+    ),
+    setting(
+        "aws_endpoint",
+        Kind::Text,
+        "Endpoint URL of an S3-compatible service (http:// or https://), addressed path-style.",
+    ),
+    setting(
+        "role_arn",
+        Kind::Text,
+        "IAM role to assume through STS with the credentials above.",
+    ),
+    with_default(
+        setting(
+            "role_session_name",
+            Kind::Text,
+            "Session name for the assumed role.",
+        ),
+        "target-s3",
+    ),
+    setting(
+        "external_id",
+        Kind::Text,
+        "External id the role's trust policy asks for, if any.",
+    ),
+    with_default(
+        setting(
+            "max_batch_rows",
+            Kind::Integer { min: 1 },
+            "Records per stream after which its batch is written as one object.",
+        ),
+        "500000",
+    ),
+    with_default(
+        setting(
+            "max_batch_bytes",
+            Kind::Integer { min: 1024 },
+            "Input bytes of records per stream after which its batch is written as one object.",
+        ),
+        "67108864",
+    ),
+    with_default(
+        setting(
+            "max_concurrent_uploads",
+            Kind::Integer { min: 1 },
+            "Uploads in flight at once; reading waits when all are busy.",
+        ),
+        "4",
+    ),
+];
+
+/// A credential: shown as `***` by `Debug` and `Display`, readable only through `expose`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    Csv,
+    Parquet,
+}
+
+impl FileType {
+    pub fn extension(self) -> &'static str {
+        match self {
+            FileType::Csv => "csv",
+            FileType::Parquet => "parquet",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderCase {
+    Upper,
+    Lower,
+}
+
+impl HeaderCase {
+    pub fn apply(self, name: &str) -> String {
+        match self {
+            HeaderCase::Upper => name.to_uppercase(),
+            HeaderCase::Lower => name.to_lowercase(),
+        }
+    }
+}
+
+/// How to reach the bucket. Region and credentials not given here are discovered later.
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    pub session_token: Option<Secret>,
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub role_arn: Option<String>,
+    pub role_session_name: String,
+    pub external_id: Option<String>,
+}
+
+/// A validated configuration: every value here has passed its checks.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bucket: String,
+    pub file_type: FileType,
+    /// Normalised: no leading, trailing or doubled slashes; may be empty.
+    pub object_key_path: String,
+    pub column_header_format: Option<HeaderCase>,
+    /// Normalised like `object_key_path`.
+    pub date_partition_format: Option<String>,
+    pub table: Option<String>,
+    pub aws: AwsSettings,
+    pub max_batch_rows: usize,
+    pub max_batch_bytes: usize,
+    pub max_concurrent_uploads: usize,
+}
+
+impl Config {
+    /// Reads and merges the JSON files in order (later keys win), then validates.
+    /// Returns the config and one warning per unknown key.
+    pub fn load(paths: &[impl AsRef<Path>]) -> Result<(Config, Vec<String>)> {
+        let mut merged = Map::new();
+        for path in paths {
+            merged.extend(read_object(path.as_ref())?);
+        }
+        Config::from_map(&merged)
+    }
+
+    /// Validates a merged settings object.
+    pub fn from_map(map: &Map<String, Value>) -> Result<(Config, Vec<String>)> {
+        let warnings = map
+            .keys()
+            .filter(|key| find_setting(key).is_none())
+            .map(|key| format!("config: unknown key {key:?} is ignored"))
+            .collect();
+        let v = Values { map };
+        let aws = AwsSettings {
+            access_key_id: v.text("aws_access_key_id")?,
+            secret_access_key: v.text("aws_secret_access_key")?.map(Secret),
+            session_token: v.text("aws_session_token")?.map(Secret),
+            profile: v.text("aws_profile")?,
+            region: v.text("aws_region")?,
+            endpoint: v.text("aws_endpoint")?.map(check_endpoint).transpose()?,
+            role_arn: v.text("role_arn")?.map(check_role_arn).transpose()?,
+            role_session_name: v.text_or_default("role_session_name")?,
+            external_id: v.text("external_id")?,
+        };
+        check_key_pair(&aws)?;
+        let config = Config {
+            bucket: check_bucket(v.text("bucket")?.unwrap_or_default())?,
+            file_type: match v.choice("file_type")?.as_deref() {
+                Some("csv") => FileType::Csv,
+                _ => FileType::Parquet,
+            },
+            object_key_path: check_prefix(
+                "object_key_path",
+                &v.text("object_key_path")?.unwrap_or_default(),
+            )?,
+            column_header_format: v.choice("column_header_format")?.map(|c| match c.as_str() {
+                "upper" => HeaderCase::Upper,
+                _ => HeaderCase::Lower,
+            }),
+            date_partition_format: v
+                .text("date_partition_format")?
+                .map(|f| check_prefix("date_partition_format", &f))
+                .transpose()?
+                .filter(|f| !f.is_empty()),
+            table: v.text("table")?.filter(|t| !t.is_empty()),
+            aws,
+            max_batch_rows: v.integer("max_batch_rows")?,
+            max_batch_bytes: v.integer("max_batch_bytes")?,
+            max_concurrent_uploads: v.integer("max_concurrent_uploads")?,
+        };
+        Ok((config, warnings))
+    }
+}
+
+pub fn find_setting(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.name == name)
+}
+
+fn read_object(path: &Path) -> Result<Map<String, Value>> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read config file {shown}: {e}")))?;
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Error::Config(format!(
+            "config file {shown} must hold one JSON object"
+        ))),
+        Err(e) => Err(Error::Config(format!(
+            "config file {shown} is not valid JSON: {e}"
+        ))),
+    }
+}
+
+/// Typed, checked reads from the merged settings. A JSON null counts as absent.
+struct Values<'a> {
+    map: &'a Map<String, Value>,
+}
+
+impl Values<'_> {
+    fn raw(&self, name: &str) -> Result<Option<&Value>> {
+        let setting = find_setting(name).expect("every key read is in SETTINGS");
+        match self.map.get(name).filter(|v| !v.is_null()) {
+            Some(value) => Ok(Some(value)),
+            None if setting.required => Err(Error::Config(format!(
+                "missing required key {name:?}: {}",
+                setting.description
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    fn text(&self, name: &str) -> Result<Option<String>> {
+        let Some(value) = self.raw(name)? else {
+            return Ok(None);
+        };
+        let setting = find_setting(name).expect("checked by raw");
+        let Value::String(text) = value else {
+            return Err(wrong_value(setting, value, "a string"));
+        };
+        if setting.kind == Kind::Strftime && !is_valid_strftime(text) {
+            return Err(wrong_value(
+                setting,
+                value,
+                "a strftime pattern such as \"%Y%m%d\" or \"year=%Y/month=%m\"",
+            ));
+        }
+        Ok(Some(text.trim().to_owned()))
+    }
+
+    fn text_or_default(&self, name: &str) -> Result<String> {
+        let default = find_setting(name).and_then(|s| s.default).unwrap_or("");
+        Ok(self.text(name)?.unwrap_or_else(|| default.to_owned()))
+    }
+
+    fn choice(&self, name: &str) -> Result<Option<String>> {
+        let setting = find_setting(name).expect("every key read is in SETTINGS");
+        let Kind::Choice(allowed) = setting.kind else {
+            unreachable!("{name} is not a choice")
+        };
+        let Some(value) = self.raw(name)? else {
+            return Ok(None);
+        };
+        let word = value.as_str().map(str::to_ascii_lowercase);
+        match word {
+            Some(word) if allowed.contains(&word.as_str()) => Ok(Some(word)),
+            _ => Err(wrong_value(setting, value, &one_of(allowed))),
+        }
+    }
+
+    fn integer(&self, name: &str) -> Result<usize> {
+        let setting = find_setting(name).expect("every key read is in SETTINGS");
+        let Kind::Integer { min } = setting.kind else {
+            unreachable!("{name} is not an integer")
+        };
+        let expected = format!("a whole number of at least {min}");
+        let value = match self.raw(name)? {
+            None => return Ok(setting.default.and_then(|d| d.parse().ok()).unwrap_or(0)),
+            Some(value) => value,
+        };
+        let number = match value {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        match number {
+            Some(n) if n >= min => usize::try_from(n).map_err(|_| wrong_value(setting, value, &expected)),
+            _ => Err(wrong_value(setting, value, &expected)),
+        }
+    }
+}
+
+fn one_of(allowed: &[&str]) -> String {
+    let words: Vec<String> = allowed.iter().map(|w| format!("{w:?}")).collect();
+    format!("one of {}", words.join(", "))
+}
+
+fn wrong_value(setting: &Setting, value: &Value, expected: &str) -> Error {
+    let shown = if setting.kind == Kind::Secret {
+        "***".to_owned()
+    } else {
+        value.to_string()
+    };
+    Error::Config(format!(
+        "key {:?} has value {shown}; expected {expected}",
+        setting.name
+    ))
+}
+
+fn invalid(name: &str, value: &str, expected: &str) -> Error {
+    Error::Config(format!(
+        "key {name:?} has value {value:?}; expected {expected}"
+    ))
+}
+
+fn is_valid_strftime(pattern: &str) -> bool {
+    !StrftimeItems::new(pattern).any(|item| matches!(item, Item::Error))
+}
+
+fn check_bucket(bucket: String) -> Result<String> {
+    let expected = "a bucket name alone, without \"s3://\", slashes or spaces";
+    if bucket.is_empty()
+        || bucket.contains("://")
+        || bucket.contains('/')
+        || bucket.chars().any(char::is_whitespace)
+    {
+        return Err(invalid("bucket", &bucket, expected));
+    }
+    Ok(bucket)
+}
+
+/// Drops leading, trailing and doubled slashes; rejects URLs.
+fn check_prefix(name: &str, value: &str) -> Result<String> {
+    if value.contains("://") {
+        return Err(invalid(
+            name,
+            value,
+            "a key prefix such as \"exports/daily\", without \"s3://\" or the bucket",
+        ));
+    }
+    let parts: Vec<&str> = value.split('/').filter(|p| !p.is_empty()).collect();
+    Ok(parts.join("/"))
+}
+
+fn check_endpoint(url: String) -> Result<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.starts_with('/') => {
+            Ok(url.trim_end_matches('/').to_owned())
+        }
+        _ => Err(invalid(
+            "aws_endpoint",
+            &url,
+            "a URL such as \"http://127.0.0.1:9000\" or \"https://s3.example.com\"",
+        )),
+    }
+}
+
+fn check_role_arn(arn: String) -> Result<String> {
+    if arn.starts_with("arn:") && arn.contains(":role/") {
+        Ok(arn)
+    } else {
+        Err(invalid(
+            "role_arn",
+            &arn,
+            "a role ARN such as \"arn:aws:iam::123456789012:role/loader\"",
+        ))
+    }
+}
+
+fn check_key_pair(aws: &AwsSettings) -> Result<()> {
+    match (&aws.access_key_id, &aws.secret_access_key) {
+        (Some(_), None) => Err(Error::Config(
+            "key \"aws_access_key_id\" is set but \"aws_secret_access_key\" is not; give both or neither".into(),
+        )),
+        (None, Some(_)) => Err(Error::Config(
+            "key \"aws_secret_access_key\" is set but \"aws_access_key_id\" is not; give both or neither".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: Value) -> Result<Config> {
+        let Value::Object(map) = value else { panic!() };
+        Config::from_map(&map).map(|(c, _)| c)
+    }
+
+    fn base() -> Value {
+        json!({"bucket": "b", "file_type": "parquet", "object_key_path": "/a//b/"})
+    }
+
+    fn with(key: &str, value: Value) -> Value {
+        let mut v = base();
+        v[key] = value;
+        v
+    }
+
+    fn error(value: Value) -> String {
+        parse(value).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn normalises_prefix_and_applies_defaults() {
+        let c = parse(base()).unwrap();
+        assert_eq!(c.object_key_path, "a/b");
+        assert_eq!(c.file_type, FileType::Parquet);
+        assert_eq!(c.max_batch_rows, DEFAULT_MAX_BATCH_ROWS as usize);
+        assert_eq!(c.max_batch_bytes, DEFAULT_MAX_BATCH_BYTES as usize);
+        assert_eq!(
+            c.max_concurrent_uploads,
+            DEFAULT_MAX_CONCURRENT_UPLOADS as usize
+        );
+        assert_eq!(c.aws.role_session_name, "target-s3");
+        assert!(c.column_header_format.is_none());
+    }
+
+    #[test]
+    fn defaults_in_table_match_constants() {
+        for (name, value) in [
+            ("max_batch_rows", DEFAULT_MAX_BATCH_ROWS),
+            ("max_batch_bytes", DEFAULT_MAX_BATCH_BYTES),
+            ("max_concurrent_uploads", DEFAULT_MAX_CONCURRENT_UPLOADS),
+        ] {
+            assert_eq!(find_setting(name).unwrap().default, Some(value.to_string().as_str()));
+        }
+    }
+
+    #[test]
+    fn rejects_wrong_values_naming_key_value_and_forms() {
+        let e = error(with("file_type", json!("xlsx")));
+        assert!(e.contains("\"file_type\"") && e.contains("xlsx") && e.contains("\"csv\", \"parquet\""), "{e}");
+        let e = error(with("object_key_path", json!("s3://bucket/x")));
+        assert!(e.contains("object_key_path") && e.contains("s3://bucket/x"), "{e}");
+        let e = error(with("date_partition_format", json!("%Y-%Q")));
+        assert!(e.contains("date_partition_format") && e.contains("strftime"), "{e}");
+        let e = error(with("column_header_format", json!("camel")));
+        assert!(e.contains("\"upper\", \"lower\""), "{e}");
+        let e = error(with("bucket", json!("s3://b")));
+        assert!(e.contains("bucket"), "{e}");
+        let e = error(with("max_batch_rows", json!(0)));
+        assert!(e.contains("max_batch_rows") && e.contains("at least 1"), "{e}");
+        let e = error(with("aws_endpoint", json!("localhost:9000")));
+        assert!(e.contains("aws_endpoint"), "{e}");
+        let e = error(json!({"bucket": "b", "file_type": "csv"}));
+        assert!(e.contains("missing required key \"object_key_path\""), "{e}");
+    }
+
+    #[test]
+    fn null_means_absent_and_choices_ignore_case() {
+        let mut v = with("column_header_format", Value::Null);
+        v["file_type"] = json!("CSV");
+        v["max_batch_rows"] = json!("250");
+        let c = parse(v).unwrap();
+        assert_eq!(c.file_type, FileType::Csv);
+        assert_eq!(c.column_header_format, None);
+        assert_eq!(c.max_batch_rows, 250);
+    }
+
+    #[test]
+    fn secrets_never_show() {
+        let mut v = with("aws_access_key_id", json!("AKIDEXAMPLE"));
+        v["aws_secret_access_key"] = json!("very-secret-value");
+        v["aws_session_token"] = json!("token-value");
+        let c = parse(v).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("very-secret-value") && !shown.contains("token-value"));
+        let e = error(with("aws_secret_access_key", json!(12345)));
+        assert!(!e.contains("12345"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_warn() {
+        let Value::Object(map) = with("compresion", json!("gzip")) else { panic!() };
+        let (_, warnings) = Config::from_map(&map).unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("compresion"));
+    }
+}

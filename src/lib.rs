@@ -1,0 +1,28 @@
+//! target-s3: a Singer target that lands a tap's streams in Amazon S3 or any
+//! S3-compatible store as CSV or Parquet objects, and writes each STATE only once the
+//! records before it are stored.
+//!
+//! The pipeline, one module per stage, data flowing one way:
+//!
+//! ```text
+//! protocol   stdin line -> Singer message (record kept as raw JSON)
+//! schema     SCHEMA -> ordered, typed columns and their Arrow schema
+//! batch      RECORD -> a row in the stream's typed column builders
+//! encode     RecordBatch -> CSV or Parquet bytes
+//! object_key -> <prefix>/<table>/<partition>/<timestamp>-<unique>.<ext>
+//! store      -> S3 (PutObject), acknowledged
+//! state      -> the STATE lines the stored records now cover, on stdout
+//! ```
+//!
+//! `target` drives the stages; `config` validates the settings they all read.
+
+pub mod batch;
+pub mod config;
+pub mod encode;
+pub mod error;
+pub mod object_key;
+pub mod protocol;
+pub mod schema;
+pub mod state;
+pub mod store;
+pub mod target;

@@ -1,0 +1,148 @@
+//! Object keys: `<object_key_path>/<table>/<date partition>/<timestamp>-<unique>.<ext>`.
+//!
+//! Owns: the key layout of SPEC §5, the rule that makes a stream name key-safe, and the
+//! unique part that keeps two batches from ever sharing a key.
+//! Must not touch: the store. A key is decided before upload and never reused.
+//!
+//! Table rule: ASCII letters, digits, `-`, `_` and `.` are kept; every other character
+//! (slashes, colons, spaces, non-ASCII) becomes `_`; a name left empty or made of dots
+//! alone becomes `_`. `test:SpecialChars!in?attributes` → `test_SpecialChars_in_attributes`.
+//!
+//! Unique part: a random run id (16 hex digits, new each run) and a sequence number that
+//! grows with every object the run writes, so keys differ within one second and across
+//! concurrent runs.
+
+use std::hash::{BuildHasher, Hasher};
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+
+pub struct KeyBuilder {
+    prefix: String,
+    table: Option<String>,
+    date_partition_format: Option<String>,
+    extension: &'static str,
+    run_id: String,
+    sequence: u64,
+}
+
+impl KeyBuilder {
+    pub fn new(config: &Config) -> KeyBuilder {
+        KeyBuilder {
+            prefix: config.object_key_path.clone(),
+            table: config.table.clone(),
+            date_partition_format: config.date_partition_format.clone(),
+            extension: config.file_type.extension(),
+            run_id: random_run_id(),
+            sequence: 0,
+        }
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The key for the next object of `stream`, written at `now`.
+    pub fn next_key(&mut self, stream: &str, now: DateTime<Utc>) -> String {
+        self.sequence += 1;
+        let table = table_name(self.table.as_deref().unwrap_or(stream));
+        let partition = self
+            .date_partition_format
+            .as_ref()
+            .map(|f| now.format(f).to_string());
+        let file = format!(
+            "{}-{}-{:05}.{}",
+            now.format("%Y%m%d-%H%M%S"),
+            self.run_id,
+            self.sequence,
+            self.extension
+        );
+        let parts = [Some(self.prefix.as_str()), Some(&table), partition.as_deref(), Some(&file)];
+        let segments: Vec<&str> = parts
+            .into_iter()
+            .flatten()
+            .flat_map(|p| p.split('/'))
+            .filter(|s| !s.is_empty())
+            .collect();
+        segments.join("/")
+    }
+}
+
+/// A stream name made safe for one key segment (the rule in the module comment).
+pub fn table_name(stream: &str) -> String {
+    let safe: String = stream
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if safe.chars().all(|c| c == '.') {
+        "_".to_owned()
+    } else {
+        safe
+    }
+}
+
+/// 64 random bits from the standard library's per-process random hash keys, mixed with
+/// the clock and process id.
+fn random_run_id() -> String {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128);
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn builder(extra: serde_json::Value) -> KeyBuilder {
+        let mut v = json!({"bucket": "b", "file_type": "csv", "object_key_path": "/exports//daily/"});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        let (config, _) = Config::from_map(v.as_object().unwrap()).unwrap();
+        KeyBuilder::new(&config)
+    }
+
+    #[test]
+    fn layout_with_partition_and_unique_part() {
+        let mut keys = builder(json!({"date_partition_format": "year=%Y/month=%m/"}));
+        let now = Utc.with_ymd_and_hms(2024, 3, 9, 4, 5, 6).unwrap();
+        let a = keys.next_key("public-users", now);
+        let b = keys.next_key("public-users", now);
+        let run = keys.run_id().to_owned();
+        assert_eq!(a, format!("exports/daily/public-users/year=2024/month=03/20240309-040506-{run}-00001.csv"));
+        assert_ne!(a, b);
+        assert!(!a.contains("//") && !a.starts_with('/'));
+    }
+
+    #[test]
+    fn table_key_and_empty_prefix() {
+        let mut keys = builder(json!({"object_key_path": "", "table": "orders"}));
+        let now = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        assert!(keys.next_key("anything", now).starts_with("orders/20240101-000000-"));
+    }
+
+    #[test]
+    fn run_ids_differ() {
+        assert_ne!(random_run_id(), random_run_id());
+    }
+
+    #[test]
+    fn table_names_are_key_safe() {
+        assert_eq!(table_name("test:SpecialChars!in?attributes"), "test_SpecialChars_in_attributes");
+        assert_eq!(table_name("a/b c"), "a_b_c");
+        assert_eq!(table_name("naïve"), "na_ve");
+        assert_eq!(table_name(".."), "_");
+        assert_eq!(table_name(""), "_");
+        assert_eq!(table_name("public-users.v2"), "public-users.v2");
+    }
+}

@@ -1,0 +1,119 @@
+//! Amazon S3 and S3-compatible stores, through aws-sdk-s3.
+//!
+//! Owns: region and credential resolution (static keys, the standard chain or a named
+//! profile, then an optional STS role), endpoint and path-style addressing, uploads.
+//! Request checksums are calculated only when an operation requires them: the SDK's
+//! default CRC32 trailers are refused by many S3-compatible stores.
+
+use aws_config::BehaviorVersion;
+use aws_config::environment::EnvironmentVariableRegionProvider;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::profile::ProfileFileRegionProvider;
+use aws_config::sts::AssumeRoleProvider;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{
+    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    SharedCredentialsProvider,
+};
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+
+use crate::config::{AwsSettings, Config};
+use crate::error::{Error, Result};
+
+/// Region used with a custom endpoint when none is configured.
+const ENDPOINT_DEFAULT_REGION: &str = "us-east-1";
+
+#[derive(Clone, Debug)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Store {
+    /// Builds the client. No request is made here: credentials and roles are resolved
+    /// on first use.
+    pub async fn connect(config: &Config) -> Result<S3Store> {
+        let aws = &config.aws;
+        let region = resolve_region(aws).await?;
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region))
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(endpoint) = &aws.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let (Some(id), Some(secret)) = (&aws.access_key_id, &aws.secret_access_key) {
+            let token = aws.session_token.as_ref().map(|t| t.expose().to_owned());
+            let credentials = Credentials::new(id, secret.expose(), token, None, "target-s3-config");
+            loader = loader.credentials_provider(credentials);
+        } else if let Some(profile) = &aws.profile {
+            loader = loader.profile_name(profile);
+        }
+        let mut sdk = loader.load().await;
+        if let Some(role_arn) = &aws.role_arn {
+            let mut role = AssumeRoleProvider::builder(role_arn)
+                .session_name(&aws.role_session_name)
+                .configure(&sdk);
+            if let Some(external_id) = &aws.external_id {
+                role = role.external_id(external_id);
+            }
+            let provider = SharedCredentialsProvider::new(role.build().await);
+            sdk = sdk.into_builder().credentials_provider(provider).build();
+        }
+        let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(aws.endpoint.is_some())
+            .build();
+        Ok(S3Store {
+            client: Client::from_conf(s3_config),
+            bucket: config.bucket.clone(),
+        })
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Stores one object; returns once S3 has acknowledged it.
+    pub async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| {
+                Error::Store(format!(
+                    "PutObject s3://{}/{key} failed: {}",
+                    self.bucket,
+                    DisplayErrorContext(&e)
+                ))
+            })?;
+        Ok(())
+    }
+}
+
+/// The configured region, else the environment's or profile's, else us-east-1 when an
+/// endpoint is set, else an error that says how to fix it.
+async fn resolve_region(aws: &AwsSettings) -> Result<String> {
+    if let Some(region) = &aws.region {
+        return Ok(region.clone());
+    }
+    let mut profile = ProfileFileRegionProvider::builder();
+    if let Some(name) = &aws.profile {
+        profile = profile.profile_name(name);
+    }
+    let chain = RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
+        .or_else(profile.build());
+    if let Some(region) = chain.region().await {
+        return Ok(region.to_string());
+    }
+    if aws.endpoint.is_some() {
+        return Ok(ENDPOINT_DEFAULT_REGION.to_owned());
+    }
+    Err(Error::Config(
+        "key \"aws_region\" is missing and neither AWS_REGION nor the AWS profile names a region; set aws_region to the bucket's region, e.g. \"eu-west-1\"".into(),
+    ))
+}

@@ -1,0 +1,181 @@
+"""Test harness: a real S3-compatible server on a free loopback port, and a runner for
+the target-s3 binary. Used by the tests (through conftest.py) and by `make demo`.
+
+The server is moto's (S3 and STS on one port, path-style). Only the process started
+here is ever stopped, by its pid.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+BINARY = Path(os.environ.get("TARGET_S3_BIN", ROOT / "target" / "release" / "target-s3"))
+
+ACCESS_KEY = "testing-access-key"
+SECRET_KEY = "testing-secret-key-do-not-log"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MotoServer:
+    """moto_server on 127.0.0.1:<free port>, started and stopped by this object."""
+
+    def __init__(self, log_dir: Path):
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.log = open(log_dir / f"moto-{self.port}.log", "wb")
+        self.proc = subprocess.Popen(
+            [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"moto_server exited early (port {self.port} taken?)")
+            try:
+                urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("moto_server did not answer within 30 s")
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+        )
+
+    def new_bucket(self) -> str:
+        name = f"test-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def states(self) -> list:
+        return [json.loads(line) for line in self.stdout.splitlines()]
+
+
+def clean_env() -> dict:
+    """The environment without the caller's AWS settings, and never the instance
+    metadata service: tests reach 127.0.0.1 only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    env["AWS_CONFIG_FILE"] = os.devnull
+    env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    return env
+
+
+def run_target(config: dict, input_text: str, *args: str, timeout: float = 120, env: dict | None = None) -> Run:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(config, f)
+        config_path = f.name
+    try:
+        proc = subprocess.run(
+            [str(BINARY), "--config", config_path, *args],
+            input=input_text.encode(),
+            capture_output=True,
+            timeout=timeout,
+            env={**clean_env(), **(env or {})},
+        )
+    finally:
+        os.unlink(config_path)
+    return Run(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+
+def base_config(server: MotoServer, bucket: str, **extra) -> dict:
+    config = {
+        "aws_access_key_id": ACCESS_KEY,
+        "aws_secret_access_key": SECRET_KEY,
+        "aws_region": "us-east-1",
+        "aws_endpoint": server.endpoint,
+        "bucket": bucket,
+        "file_type": "parquet",
+        "object_key_path": "exports/run",
+    }
+    config.update(extra)
+    return config
+
+
+def list_keys(server: MotoServer, bucket: str, prefix: str = "") -> list[str]:
+    client = server.client()
+    keys = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return sorted(keys)
+
+
+def get_bytes(server: MotoServer, bucket: str, key: str) -> bytes:
+    return server.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def read_parquet(server: MotoServer, bucket: str, key: str):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(get_bytes(server, bucket, key)))
+
+
+def read_csv(server: MotoServer, bucket: str, key: str) -> list[list[str]]:
+    import csv
+
+    text = get_bytes(server, bucket, key).decode("utf-8")
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def table_name(stream: str) -> str:
+    """The documented key-safe rule, restated independently for the tests."""
+    safe = "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in stream)
+    return "_" if set(safe) <= {"."} else safe
+
+
+def records_by_stream(singer_text: str) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for line in singer_text.splitlines():
+        if line.strip():
+            message = json.loads(line)
+            if message.get("type") == "RECORD":
+                out.setdefault(message["stream"], []).append(message["record"])
+    return out
