@@ -16,9 +16,9 @@ use arrow::array::{
     StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::record_batch::RecordBatch;
-use chrono::{Datelike, DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::schema::{ColumnType, StreamSchema};
@@ -165,9 +165,9 @@ impl ColumnBuilder {
             ColumnType::Number => ColumnBuilder::Float(Float64Builder::new()),
             ColumnType::Boolean => ColumnBuilder::Bool(BooleanBuilder::new()),
             ColumnType::Text | ColumnType::Json => ColumnBuilder::Str(StringBuilder::new()),
-            ColumnType::Timestamp => ColumnBuilder::Timestamp(
-                TimestampMicrosecondBuilder::new().with_timezone("UTC"),
-            ),
+            ColumnType::Timestamp => {
+                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+            }
             ColumnType::Date => ColumnBuilder::Date(Date32Builder::new()),
             ColumnType::Time => ColumnBuilder::Time(Time64MicrosecondBuilder::new()),
         }
@@ -310,7 +310,7 @@ impl CellSeed<'_> {
         E::custom("value does not fit its column")
     }
 
-    fn from_text<'a, E: de::Error>(self, text: Cow<'a, str>) -> Result<Cell<'a>, E> {
+    fn text_cell<'a, E: de::Error>(self, text: Cow<'a, str>) -> Result<Cell<'a>, E> {
         let converted = match self.ty {
             ColumnType::Text => return Ok(Cell::Str(text)),
             ColumnType::Timestamp => parse_timestamp(&text),
@@ -320,16 +320,20 @@ impl CellSeed<'_> {
         };
         match converted {
             Ok(value) => Ok(Cell::Int(value)),
-            Err(why) if why.is_empty() => Err(self.refuse(format_args!("the string {}", Shown(&text)))),
+            Err(why) if why.is_empty() => {
+                Err(self.refuse(format_args!("the string {}", Shown(&text))))
+            }
             Err(why) => Err(self.refuse(format_args!("the string {} ({why})", Shown(&text)))),
         }
     }
 
-    fn from_integer<'a, E: de::Error>(self, value: i128) -> Result<Cell<'a>, E> {
+    fn integer_cell<'a, E: de::Error>(self, value: i128) -> Result<Cell<'a>, E> {
         match self.ty {
             ColumnType::Integer => match i64::try_from(value) {
                 Ok(v) => Ok(Cell::Int(v)),
-                Err(_) => Err(self.refuse(format_args!("{value}, which is beyond the int64 range"))),
+                Err(_) => {
+                    Err(self.refuse(format_args!("{value}, which is beyond the int64 range")))
+                }
             },
             ColumnType::Number if value.unsigned_abs() <= u128::from(FLOAT_EXACT_LIMIT) => {
                 Ok(Cell::Float(value as f64))
@@ -376,11 +380,11 @@ impl<'de> Visitor<'de> for CellSeed<'_> {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Cell<'de>, E> {
-        self.from_integer(i128::from(v))
+        self.integer_cell(i128::from(v))
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Cell<'de>, E> {
-        self.from_integer(i128::from(v))
+        self.integer_cell(i128::from(v))
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Cell<'de>, E> {
@@ -393,11 +397,11 @@ impl<'de> Visitor<'de> for CellSeed<'_> {
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Cell<'de>, E> {
-        self.from_text(Cow::Borrowed(v))
+        self.text_cell(Cow::Borrowed(v))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Cell<'de>, E> {
-        self.from_text(Cow::Owned(v.to_owned()))
+        self.text_cell(Cow::Owned(v.to_owned()))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Cell<'de>, A::Error> {
@@ -502,7 +506,8 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     if time.nanosecond() % 1000 != 0 {
         return Err(SUB_MICROSECOND.into());
     }
-    Ok(i64::from(time.num_seconds_from_midnight()) * 1_000_000 + i64::from(time.nanosecond() / 1000))
+    Ok(i64::from(time.num_seconds_from_midnight()) * 1_000_000
+        + i64::from(time.nanosecond() / 1000))
 }
 
 #[cfg(test)]
@@ -513,7 +518,9 @@ mod tests {
 
     fn batch(schema: &str, keys: &[&str]) -> Batch {
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        Batch::new(Arc::new(StreamSchema::from_json(schema, &keys, None).unwrap()))
+        Batch::new(Arc::new(
+            StreamSchema::from_json(schema, &keys, None).unwrap(),
+        ))
     }
 
     const SCHEMA: &str = r#"{"properties": {
@@ -537,11 +544,15 @@ mod tests {
         assert_eq!(rb.column(1).as_primitive::<Float64Type>().value(0), 1.5);
         assert!(rb.column(1).is_null(1));
         assert_eq!(rb.column(3).as_string::<i32>().value(0), "a\"b");
-        let ts = rb.column(4).as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        let ts = rb
+            .column(4)
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
         assert_eq!(ts.value(0), 1_704_161_045_123_456);
         let d = rb.column(5).as_primitive::<arrow::datatypes::Date32Type>();
         assert_eq!(d.value(0), -719_162);
-        let t = rb.column(6).as_primitive::<arrow::datatypes::Time64MicrosecondType>();
+        let t = rb
+            .column(6)
+            .as_primitive::<arrow::datatypes::Time64MicrosecondType>();
         assert_eq!(t.value(0), 86_399_500_000);
         assert_eq!(rb.column(7).as_string::<i32>().value(0), r#"{"k":[1,2]}"#);
         assert_eq!(b.rows(), 0);
@@ -551,14 +562,23 @@ mod tests {
     fn refuses_values_that_do_not_fit_and_keeps_the_buffer_whole() {
         let mut b = batch(SCHEMA, &["id"]);
         let cases = [
-            (r#"{"id": 1.5}"#, r#"field "id": expected an integer, got the number 1.5"#),
-            (r#"{"id": "42"}"#, r#"field "id": expected an integer, got the string "42""#),
+            (
+                r#"{"id": 1.5}"#,
+                r#"field "id": expected an integer, got the number 1.5"#,
+            ),
+            (
+                r#"{"id": "42"}"#,
+                r#"field "id": expected an integer, got the string "42""#,
+            ),
             (r#"{"id": 1, "x": 9007199254740993}"#, "cannot hold exactly"),
             (r#"{"id": 18446744073709551615}"#, "beyond the int64 range"),
             (r#"{"id": 1, "ok": "yes"}"#, "expected true or false"),
             (r#"{"id": 1, "s": {"a": 1}}"#, "got an object"),
             (r#"{"id": 1, "ts": "yesterday"}"#, "RFC 3339"),
-            (r#"{"id": 1, "ts": "2024-01-01T00:00:00.0000001Z"}"#, "below a microsecond"),
+            (
+                r#"{"id": 1, "ts": "2024-01-01T00:00:00.0000001Z"}"#,
+                "below a microsecond",
+            ),
             (r#"{"id": 1, "d": "2024-01-01T10:00:00Z"}"#, "time of day"),
             (r#"{"id": 1, "id": 2}"#, "appears twice"),
             (r#"{"x": 1}"#, "key property \"id\""),
@@ -584,7 +604,10 @@ mod tests {
     #[test]
     fn compacts_json_outside_strings_only() {
         assert!(matches!(compact_json(r#"{"a":1}"#), Cow::Borrowed(_)));
-        assert_eq!(compact_json(r#"[ "a b", {"c" : "\" x" } ]"#), r#"["a b",{"c":"\" x"}]"#);
+        assert_eq!(
+            compact_json(r#"[ "a b", {"c" : "\" x" } ]"#),
+            r#"["a b",{"c":"\" x"}]"#
+        );
         assert_eq!(compact_json(r#"[ "\\", 1 ]"#), r#"["\\",1]"#);
     }
 
@@ -595,8 +618,14 @@ mod tests {
         assert_eq!(parse_timestamp("2024-01-01 00:00:00").unwrap(), utc);
         assert_eq!(parse_timestamp("2024-01-01T00:00:00.000000").unwrap(), utc);
         assert_eq!(parse_timestamp("2024-01-01").unwrap(), utc);
-        assert_eq!(parse_timestamp("0001-01-01T00:00:00+00:00").unwrap(), -62_135_596_800_000_000);
-        assert_eq!(parse_timestamp("9999-12-31T23:59:59.999999Z").unwrap(), 253_402_300_799_999_999);
+        assert_eq!(
+            parse_timestamp("0001-01-01T00:00:00+00:00").unwrap(),
+            -62_135_596_800_000_000
+        );
+        assert_eq!(
+            parse_timestamp("9999-12-31T23:59:59.999999Z").unwrap(),
+            253_402_300_799_999_999
+        );
         assert_eq!(parse_time("12:00:00").unwrap(), 43_200_000_000);
         assert_eq!(parse_date("1970-01-02").unwrap(), 1);
         assert_eq!(parse_date("1969-12-31T00:00:00Z").unwrap(), -1);

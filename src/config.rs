@@ -19,7 +19,9 @@ pub enum Kind {
     /// Text that must never be shown.
     Secret,
     /// A whole number, at least the given minimum (a JSON number or a string of digits).
-    Integer { min: u64 },
+    Integer {
+        min: u64,
+    },
     /// One of a fixed set of words, matched without regard to case.
     Choice(&'static [&'static str]),
     /// A strftime pattern, checked by parsing it.
@@ -407,7 +409,9 @@ impl Values<'_> {
             _ => None,
         };
         match number {
-            Some(n) if n >= min => usize::try_from(n).map_err(|_| wrong_value(setting, value, &expected)),
+            Some(n) if n >= min => {
+                usize::try_from(n).map_err(|_| wrong_value(setting, value, &expected))
+            }
             _ => Err(wrong_value(setting, value, &expected)),
         }
     }
@@ -551,28 +555,46 @@ mod tests {
             ("max_batch_bytes", DEFAULT_MAX_BATCH_BYTES),
             ("max_concurrent_uploads", DEFAULT_MAX_CONCURRENT_UPLOADS),
         ] {
-            assert_eq!(find_setting(name).unwrap().default, Some(value.to_string().as_str()));
+            assert_eq!(
+                find_setting(name).unwrap().default,
+                Some(value.to_string().as_str())
+            );
         }
     }
 
     #[test]
     fn rejects_wrong_values_naming_key_value_and_forms() {
         let e = error(with("file_type", json!("xlsx")));
-        assert!(e.contains("\"file_type\"") && e.contains("xlsx") && e.contains("\"csv\", \"parquet\""), "{e}");
+        assert!(
+            e.contains("\"file_type\"") && e.contains("xlsx") && e.contains("\"csv\", \"parquet\""),
+            "{e}"
+        );
         let e = error(with("object_key_path", json!("s3://bucket/x")));
-        assert!(e.contains("object_key_path") && e.contains("s3://bucket/x"), "{e}");
+        assert!(
+            e.contains("object_key_path") && e.contains("s3://bucket/x"),
+            "{e}"
+        );
         let e = error(with("date_partition_format", json!("%Y-%Q")));
-        assert!(e.contains("date_partition_format") && e.contains("strftime"), "{e}");
+        assert!(
+            e.contains("date_partition_format") && e.contains("strftime"),
+            "{e}"
+        );
         let e = error(with("column_header_format", json!("camel")));
         assert!(e.contains("\"upper\", \"lower\""), "{e}");
         let e = error(with("bucket", json!("s3://b")));
         assert!(e.contains("bucket"), "{e}");
         let e = error(with("max_batch_rows", json!(0)));
-        assert!(e.contains("max_batch_rows") && e.contains("at least 1"), "{e}");
+        assert!(
+            e.contains("max_batch_rows") && e.contains("at least 1"),
+            "{e}"
+        );
         let e = error(with("aws_endpoint", json!("localhost:9000")));
         assert!(e.contains("aws_endpoint"), "{e}");
         let e = error(json!({"bucket": "b", "file_type": "csv"}));
-        assert!(e.contains("missing required key \"object_key_path\""), "{e}");
+        assert!(
+            e.contains("missing required key \"object_key_path\""),
+            "{e}"
+        );
     }
 
     #[test]
@@ -600,7 +622,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_warn() {
-        let Value::Object(map) = with("compresion", json!("gzip")) else { panic!() };
+        let Value::Object(map) = with("compresion", json!("gzip")) else {
+            panic!()
+        };
         let (_, warnings) = Config::from_map(&map).unwrap();
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("compresion"));

@@ -58,7 +58,12 @@ impl KeyBuilder {
             self.sequence,
             self.extension
         );
-        let parts = [Some(self.prefix.as_str()), Some(&table), partition.as_deref(), Some(&file)];
+        let parts = [
+            Some(self.prefix.as_str()),
+            Some(&table),
+            partition.as_deref(),
+            Some(&file),
+        ];
         let segments: Vec<&str> = parts
             .into_iter()
             .flatten()
@@ -104,7 +109,8 @@ mod tests {
     use serde_json::json;
 
     fn builder(extra: serde_json::Value) -> KeyBuilder {
-        let mut v = json!({"bucket": "b", "file_type": "csv", "object_key_path": "/exports//daily/"});
+        let mut v =
+            json!({"bucket": "b", "file_type": "csv", "object_key_path": "/exports//daily/"});
         for (k, x) in extra.as_object().unwrap() {
             v[k] = x.clone();
         }
@@ -119,7 +125,12 @@ mod tests {
         let a = keys.next_key("public-users", now);
         let b = keys.next_key("public-users", now);
         let run = keys.run_id().to_owned();
-        assert_eq!(a, format!("exports/daily/public-users/year=2024/month=03/20240309-040506-{run}-00001.csv"));
+        assert_eq!(
+            a,
+            format!(
+                "exports/daily/public-users/year=2024/month=03/20240309-040506-{run}-00001.csv"
+            )
+        );
         assert_ne!(a, b);
         assert!(!a.contains("//") && !a.starts_with('/'));
     }
@@ -128,7 +139,10 @@ mod tests {
     fn table_key_and_empty_prefix() {
         let mut keys = builder(json!({"object_key_path": "", "table": "orders"}));
         let now = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
-        assert!(keys.next_key("anything", now).starts_with("orders/20240101-000000-"));
+        assert!(
+            keys.next_key("anything", now)
+                .starts_with("orders/20240101-000000-")
+        );
     }
 
     #[test]
@@ -138,7 +152,10 @@ mod tests {
 
     #[test]
     fn table_names_are_key_safe() {
-        assert_eq!(table_name("test:SpecialChars!in?attributes"), "test_SpecialChars_in_attributes");
+        assert_eq!(
+            table_name("test:SpecialChars!in?attributes"),
+            "test_SpecialChars_in_attributes"
+        );
         assert_eq!(table_name("a/b c"), "a_b_c");
         assert_eq!(table_name("naïve"), "na_ve");
         assert_eq!(table_name(".."), "_");

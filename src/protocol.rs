@@ -29,7 +29,9 @@ pub enum Message<'a> {
         version: i64,
     },
     /// A message type this target does not act on (BATCH, future types).
-    Other { kind: Cow<'a, str> },
+    Other {
+        kind: Cow<'a, str>,
+    },
 }
 
 /// Why a line is not a usable message. `stream` is set when the line named one.
@@ -98,10 +100,12 @@ pub fn parse_line(line: &str) -> Result<Message<'_>, ParseError> {
             Ok(Message::State { value })
         }
         "ACTIVATE_VERSION" => {
-            let stream =
-                stream.ok_or_else(|| fail(&None, "ACTIVATE_VERSION has no \"stream\""))?;
+            let stream = stream.ok_or_else(|| fail(&None, "ACTIVATE_VERSION has no \"stream\""))?;
             let version = envelope.version.ok_or_else(|| {
-                fail(&Some(stream.clone()), "ACTIVATE_VERSION needs an integer \"version\"")
+                fail(
+                    &Some(stream.clone()),
+                    "ACTIVATE_VERSION needs an integer \"version\"",
+                )
             })?;
             Ok(Message::ActivateVersion { stream, version })
         }
@@ -125,10 +129,17 @@ mod tests {
 
     #[test]
     fn parses_each_type() {
-        let m = parse_line(r#"{"type":"RECORD","stream":"s","record":{"a":1},"time_extracted":"x"}"#);
-        assert!(matches!(m, Ok(Message::Record { ref stream, record }) if stream == "s" && record.get() == r#"{"a":1}"#));
-        let m = parse_line(r#"{"type":"SCHEMA","stream":"s","schema":{"properties":{}},"key_properties":["id"]}"#);
-        assert!(matches!(m, Ok(Message::Schema { ref key_properties, .. }) if key_properties == &["id"]));
+        let m =
+            parse_line(r#"{"type":"RECORD","stream":"s","record":{"a":1},"time_extracted":"x"}"#);
+        assert!(
+            matches!(m, Ok(Message::Record { ref stream, record }) if stream == "s" && record.get() == r#"{"a":1}"#)
+        );
+        let m = parse_line(
+            r#"{"type":"SCHEMA","stream":"s","schema":{"properties":{}},"key_properties":["id"]}"#,
+        );
+        assert!(
+            matches!(m, Ok(Message::Schema { ref key_properties, .. }) if key_properties == &["id"])
+        );
         let m = parse_line(r#"{"type":"STATE","value":{"bookmarks":{}}}"#);
         assert!(matches!(m, Ok(Message::State { value }) if value.get() == r#"{"bookmarks":{}}"#));
         let m = parse_line(r#"{"type":"ACTIVATE_VERSION","stream":"s","version":7}"#);

@@ -223,16 +223,37 @@ mod tests {
     fn maps_the_type_table() {
         assert_eq!(ty(json!({"type": "integer"})), ColumnType::Integer);
         assert_eq!(ty(json!({"type": ["null", "number"]})), ColumnType::Number);
-        assert_eq!(ty(json!({"type": ["boolean", "null"]})), ColumnType::Boolean);
+        assert_eq!(
+            ty(json!({"type": ["boolean", "null"]})),
+            ColumnType::Boolean
+        );
         assert_eq!(ty(json!({"type": "string"})), ColumnType::Text);
-        assert_eq!(ty(json!({"type": ["string", "null"], "format": "date-time"})), ColumnType::Timestamp);
-        assert_eq!(ty(json!({"type": "string", "format": "date"})), ColumnType::Date);
-        assert_eq!(ty(json!({"type": "string", "format": "time"})), ColumnType::Time);
-        assert_eq!(ty(json!({"type": "object", "properties": {}})), ColumnType::Json);
-        assert_eq!(ty(json!({"type": "array", "items": {"type": "string"}})), ColumnType::Json);
+        assert_eq!(
+            ty(json!({"type": ["string", "null"], "format": "date-time"})),
+            ColumnType::Timestamp
+        );
+        assert_eq!(
+            ty(json!({"type": "string", "format": "date"})),
+            ColumnType::Date
+        );
+        assert_eq!(
+            ty(json!({"type": "string", "format": "time"})),
+            ColumnType::Time
+        );
+        assert_eq!(
+            ty(json!({"type": "object", "properties": {}})),
+            ColumnType::Json
+        );
+        assert_eq!(
+            ty(json!({"type": "array", "items": {"type": "string"}})),
+            ColumnType::Json
+        );
         assert_eq!(ty(json!({})), ColumnType::Json);
         assert_eq!(ty(json!({"type": ["string", "integer"]})), ColumnType::Json);
-        assert_eq!(ty(json!({"type": ["integer", "number", "null"]})), ColumnType::Number);
+        assert_eq!(
+            ty(json!({"type": ["integer", "number", "null"]})),
+            ColumnType::Number
+        );
     }
 
     #[test]
@@ -258,7 +279,8 @@ mod tests {
     fn rejects_unusable_schemas() {
         let e = StreamSchema::from_json(r#"{"type": "object"}"#, &[], None).unwrap_err();
         assert!(e.contains("no properties"), "{e}");
-        let e = StreamSchema::from_json(r#"{"properties": {"a": {}}}"#, &["id".into()], None).unwrap_err();
+        let e = StreamSchema::from_json(r#"{"properties": {"a": {}}}"#, &["id".into()], None)
+            .unwrap_err();
         assert!(e.contains("\"id\""), "{e}");
         let schema = r#"{"properties": {"Name": {}, "NAME": {}}}"#;
         let e = StreamSchema::from_json(schema, &[], Some(HeaderCase::Lower)).unwrap_err();

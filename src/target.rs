@@ -107,7 +107,8 @@ impl<'c, W: Write> Target<'c, W> {
             } => self.on_schema(&stream, schema.get(), &key_properties, number),
             Message::Record { stream, record } => self.on_record(&stream, record.get(), number),
             Message::State { value } => {
-                self.states.receive(number, compact_json(value.get()).into_owned());
+                self.states
+                    .receive(number, compact_json(value.get()).into_owned());
                 self.collect_uploads(false)
             }
             Message::ActivateVersion { stream, version } => {
@@ -115,7 +116,9 @@ impl<'c, W: Write> Target<'c, W> {
                 Ok(())
             }
             Message::Other { kind } => {
-                tracing::warn!("input line {number}: message type {kind:?} is not supported; skipped");
+                tracing::warn!(
+                    "input line {number}: message type {kind:?} is not supported; skipped"
+                );
                 Ok(())
             }
         }
@@ -129,7 +132,8 @@ impl<'c, W: Write> Target<'c, W> {
             Some(_) => self.flush(stream)?,
             None => self.order.push(stream.to_owned()),
         }
-        self.streams.insert(stream.to_owned(), Batch::new(Arc::new(parsed)));
+        self.streams
+            .insert(stream.to_owned(), Batch::new(Arc::new(parsed)));
         Ok(())
     }
 
@@ -148,7 +152,8 @@ impl<'c, W: Write> Target<'c, W> {
             tracing::warn!("stream {stream:?}: field {field:?} is not in the schema; ignored");
         }
         self.summary.records += 1;
-        if batch.rows() >= self.config.max_batch_rows || batch.bytes() >= self.config.max_batch_bytes
+        if batch.rows() >= self.config.max_batch_rows
+            || batch.bytes() >= self.config.max_batch_bytes
         {
             self.flush(stream)?;
         }

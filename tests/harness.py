@@ -77,6 +77,11 @@ class MotoServer:
         self.client().create_bucket(Bucket=name)
         return name
 
+    def assumed_roles(self) -> list[dict]:
+        """The STS AssumeRole calls the server has answered, from moto's state dump."""
+        with urllib.request.urlopen(self.endpoint + "/moto-api/data.json", timeout=10) as r:
+            return json.load(r).get("sts", {}).get("AssumedRole", [])
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()

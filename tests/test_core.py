@@ -170,6 +170,10 @@ def test_role_arn_through_sts(server, bucket):
     run = run_target(config, SAMPLE)
     assert run.returncode == 0, run.stderr
     assert len(parquet_rows(server, bucket, "users")) == 4
+    calls = [r for r in server.assumed_roles() if r["session_name"] == "target-s3-test"]
+    assert len(calls) == 1, server.assumed_roles()
+    assert calls[0]["role_arn"] == "arn:aws:iam::123456789012:role/loader"
+    assert calls[0]["external_id"] == "ext-1"
 
 
 def test_region_defaults_with_endpoint(server, bucket):

@@ -43,7 +43,11 @@ fn render(column: &dyn Array, row: usize, out: &mut String) {
             let _ = write!(out, "{}", column.as_primitive::<Int64Type>().value(row));
         }
         DataType::Float64 => render_float(column.as_primitive::<Float64Type>().value(row), out),
-        DataType::Boolean => out.push_str(if column.as_boolean().value(row) { "true" } else { "false" }),
+        DataType::Boolean => out.push_str(if column.as_boolean().value(row) {
+            "true"
+        } else {
+            "false"
+        }),
         DataType::Utf8 => out.push_str(column.as_string::<i32>().value(row)),
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
             let micros = column.as_primitive::<TimestampMicrosecondType>().value(row);
@@ -93,7 +97,14 @@ mod tests {
 
     #[test]
     fn floats_are_shortest_round_trip() {
-        for (v, text) in [(1.5, "1.5"), (100.0, "100"), (0.1, "0.1"), (1e308, "1e308"), (-0.0, "-0"), (1.25e-7, "1.25e-7")] {
+        for (v, text) in [
+            (1.5, "1.5"),
+            (100.0, "100"),
+            (0.1, "0.1"),
+            (1e308, "1e308"),
+            (-0.0, "-0"),
+            (1.25e-7, "1.25e-7"),
+        ] {
             let mut s = String::new();
             render_float(v, &mut s);
             assert_eq!(s, text);

@@ -45,7 +45,8 @@ impl S3Store {
         }
         if let (Some(id), Some(secret)) = (&aws.access_key_id, &aws.secret_access_key) {
             let token = aws.session_token.as_ref().map(|t| t.expose().to_owned());
-            let credentials = Credentials::new(id, secret.expose(), token, None, "target-s3-config");
+            let credentials =
+                Credentials::new(id, secret.expose(), token, None, "target-s3-config");
             loader = loader.credentials_provider(credentials);
         } else if let Some(profile) = &aws.profile {
             loader = loader.profile_name(profile);
