@@ -4,13 +4,17 @@
 //! `Secret` wrapper that keeps credentials out of logs and `Debug` output.
 //! Must not touch: the network. Region and credential discovery belong to `store::s3`.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
+use arrow::datatypes::TimeUnit;
 use chrono::format::{Item, StrftimeItems};
 use serde_json::{Map, Value};
 
+use crate::batch::{DecodeOptions, InexactNumbers};
 use crate::error::{Error, Result};
+use crate::schema::{ColumnType, TypeOptions, parse_type_name};
 
 /// What form a setting's value takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +30,10 @@ pub enum Kind {
     Choice(&'static [&'static str]),
     /// A strftime pattern, checked by parsing it.
     Strftime,
+    /// true or false (or the strings "true" and "false").
+    Boolean,
+    /// `column_types`: {"stream": {"column": "type"}}.
+    ColumnTypes,
 }
 
 /// One accepted key: the single source for validation and documentation.
@@ -60,6 +68,10 @@ const fn with_default(mut s: Setting, default: &'static str) -> Setting {
 
 pub const FILE_TYPES: &[&str] = &["csv", "parquet"];
 pub const HEADER_FORMATS: &[&str] = &["upper", "lower"];
+pub const INVALID_RECORDS: &[&str] = &["fail", "skip", "quarantine"];
+pub const UNKNOWN_FIELDS: &[&str] = &["warn", "fail"];
+pub const INEXACT_NUMBERS: &[&str] = &["fail", "warn"];
+pub const TIMESTAMP_UNITS: &[&str] = &["us", "ms", "ns"];
 
 pub const DEFAULT_MAX_BATCH_ROWS: u64 = 500_000;
 pub const DEFAULT_MAX_BATCH_BYTES: u64 = 64 * 1024 * 1024;
@@ -147,6 +159,51 @@ pub const SETTINGS: &[Setting] = &[
     ),
     with_default(
         setting(
+            "validate_records",
+            Kind::Boolean,
+            "Check every value against its column's type. When false, strings holding numbers or booleans are taken into such columns and any value into a string column as its JSON text; what still does not fit goes to invalid_records.",
+        ),
+        "true",
+    ),
+    with_default(
+        setting(
+            "invalid_records",
+            Kind::Choice(INVALID_RECORDS),
+            "A record whose values do not fit its schema: `fail` stops the run; `skip` drops it with a warning and a count; `quarantine` stores its raw line and the reason as JSONL under `<object_key_path>/<table>/_rejected/` and goes on.",
+        ),
+        "fail",
+    ),
+    with_default(
+        setting(
+            "unknown_fields",
+            Kind::Choice(UNKNOWN_FIELDS),
+            "Record fields the schema does not declare: `warn` ignores them with one warning per stream and field; `fail` treats the record as invalid.",
+        ),
+        "warn",
+    ),
+    with_default(
+        setting(
+            "inexact_numbers",
+            Kind::Choice(INEXACT_NUMBERS),
+            "A `number` value a float64 cannot hold exactly (an integer beyond 2^53, more digits than survive the round trip): `fail` treats the record as invalid and names the column; `warn` stores the nearest float64 and counts it.",
+        ),
+        "fail",
+    ),
+    with_default(
+        setting(
+            "timestamp_unit",
+            Kind::Choice(TIMESTAMP_UNITS),
+            "Unit of date-time columns: `us` (what Spark, Athena and Trino read best), `ms` or `ns` (years 1677-2262 only). Digits below the unit must be zeros; others make the record invalid.",
+        ),
+        "us",
+    ),
+    setting(
+        "column_types",
+        Kind::ColumnTypes,
+        "Per-stream column types replacing the schema's: {\"stream\": {\"column\": \"decimal(38,9)\"}}. Types: decimal(P,S), string, float64, int64, boolean, timestamp, date, time, json.",
+    ),
+    with_default(
+        setting(
             "max_batch_rows",
             Kind::Integer { min: 1 },
             "Records per stream after which its batch is written as one object.",
@@ -212,6 +269,14 @@ impl FileType {
     }
 }
 
+/// What happens to a record whose values do not fit its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidRecords {
+    Fail,
+    Skip,
+    Quarantine,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeaderCase {
     Upper,
@@ -248,11 +313,14 @@ pub struct Config {
     pub file_type: FileType,
     /// Normalised: no leading, trailing or doubled slashes; may be empty.
     pub object_key_path: String,
-    pub column_header_format: Option<HeaderCase>,
     /// Normalised like `object_key_path`.
     pub date_partition_format: Option<String>,
     pub table: Option<String>,
     pub aws: AwsSettings,
+    /// Column names, timestamp unit and `column_types`.
+    pub types: TypeOptions,
+    pub decode: DecodeOptions,
+    pub invalid_records: InvalidRecords,
     pub max_batch_rows: usize,
     pub max_batch_bytes: usize,
     pub max_concurrent_uploads: usize,
@@ -299,10 +367,6 @@ impl Config {
                 "object_key_path",
                 &v.text("object_key_path")?.unwrap_or_default(),
             )?,
-            column_header_format: v.choice("column_header_format")?.map(|c| match c.as_str() {
-                "upper" => HeaderCase::Upper,
-                _ => HeaderCase::Lower,
-            }),
             date_partition_format: v
                 .text("date_partition_format")?
                 .map(|f| check_prefix("date_partition_format", &f))
@@ -310,6 +374,31 @@ impl Config {
                 .filter(|f| !f.is_empty()),
             table: v.text("table")?.filter(|t| !t.is_empty()),
             aws,
+            types: TypeOptions {
+                header_case: v.choice("column_header_format")?.map(|c| match c.as_str() {
+                    "upper" => HeaderCase::Upper,
+                    _ => HeaderCase::Lower,
+                }),
+                timestamp_unit: match v.choice_or_default("timestamp_unit")?.as_str() {
+                    "ms" => TimeUnit::Millisecond,
+                    "ns" => TimeUnit::Nanosecond,
+                    _ => TimeUnit::Microsecond,
+                },
+                overrides: v.column_types()?,
+            },
+            decode: DecodeOptions {
+                lenient: !v.boolean("validate_records")?,
+                inexact_numbers: match v.choice_or_default("inexact_numbers")?.as_str() {
+                    "warn" => InexactNumbers::Warn,
+                    _ => InexactNumbers::Fail,
+                },
+                refuse_unknown_fields: v.choice_or_default("unknown_fields")? == "fail",
+            },
+            invalid_records: match v.choice_or_default("invalid_records")?.as_str() {
+                "skip" => InvalidRecords::Skip,
+                "quarantine" => InvalidRecords::Quarantine,
+                _ => InvalidRecords::Fail,
+            },
             max_batch_rows: v.integer("max_batch_rows")?,
             max_batch_bytes: v.integer("max_batch_bytes")?,
             max_concurrent_uploads: v.integer("max_concurrent_uploads")?,
@@ -391,6 +480,55 @@ impl Values<'_> {
             Some(word) if allowed.contains(&word.as_str()) => Ok(Some(word)),
             _ => Err(wrong_value(setting, value, &one_of(allowed))),
         }
+    }
+
+    fn choice_or_default(&self, name: &str) -> Result<String> {
+        let default = find_setting(name).and_then(|s| s.default).unwrap_or("");
+        Ok(self.choice(name)?.unwrap_or_else(|| default.to_owned()))
+    }
+
+    fn boolean(&self, name: &str) -> Result<bool> {
+        let setting = find_setting(name).expect("every key read is in SETTINGS");
+        let default = setting.default == Some("true");
+        match self.raw(name)? {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
+            Some(value) => Err(wrong_value(setting, value, "true or false")),
+        }
+    }
+
+    /// `{"stream": {"column": "type"}}`, each type checked.
+    fn column_types(&self) -> Result<HashMap<String, HashMap<String, ColumnType>>> {
+        let setting = find_setting("column_types").expect("in SETTINGS");
+        let expected = "an object such as {\"orders\": {\"amount\": \"decimal(38,9)\"}}";
+        let Some(value) = self.raw("column_types")? else {
+            return Ok(HashMap::new());
+        };
+        let Value::Object(streams) = value else {
+            return Err(wrong_value(setting, value, expected));
+        };
+        let mut out = HashMap::new();
+        for (stream, columns) in streams {
+            let Value::Object(columns) = columns else {
+                return Err(wrong_value(setting, value, expected));
+            };
+            let mut types = HashMap::new();
+            for (column, name) in columns {
+                let ty = name
+                    .as_str()
+                    .ok_or_else(|| wrong_value(setting, name, expected))?;
+                let ty = parse_type_name(ty).map_err(|e| {
+                    Error::Config(format!(
+                        "key \"column_types\", stream {stream:?}, column {column:?}: {e}; expected decimal(P,S), string, float64, int64, boolean, timestamp, date, time or json"
+                    ))
+                })?;
+                types.insert(column.clone(), ty);
+            }
+            out.insert(stream.clone(), types);
+        }
+        Ok(out)
     }
 
     fn integer(&self, name: &str) -> Result<usize> {
@@ -545,7 +683,11 @@ mod tests {
             DEFAULT_MAX_CONCURRENT_UPLOADS as usize
         );
         assert_eq!(c.aws.role_session_name, "target-s3");
-        assert!(c.column_header_format.is_none());
+        assert!(c.types.header_case.is_none());
+        assert_eq!(c.types.timestamp_unit, TimeUnit::Microsecond);
+        assert!(!c.decode.lenient && !c.decode.refuse_unknown_fields);
+        assert_eq!(c.decode.inexact_numbers, InexactNumbers::Fail);
+        assert_eq!(c.invalid_records, InvalidRecords::Fail);
     }
 
     #[test]
@@ -588,6 +730,10 @@ mod tests {
             e.contains("max_batch_rows") && e.contains("at least 1"),
             "{e}"
         );
+        let e = error(with("column_types", json!({"s": {"a": "decimal(99,1)"}})));
+        assert!(e.contains("column_types") && e.contains("\"a\""), "{e}");
+        let e = error(with("validate_records", json!("maybe")));
+        assert!(e.contains("true or false"), "{e}");
         let e = error(with("aws_endpoint", json!("localhost:9000")));
         assert!(e.contains("aws_endpoint"), "{e}");
         let e = error(json!({"bucket": "b", "file_type": "csv"}));
@@ -604,8 +750,30 @@ mod tests {
         v["max_batch_rows"] = json!("250");
         let c = parse(v).unwrap();
         assert_eq!(c.file_type, FileType::Csv);
-        assert_eq!(c.column_header_format, None);
+        assert_eq!(c.types.header_case, None);
         assert_eq!(c.max_batch_rows, 250);
+    }
+
+    #[test]
+    fn type_settings() {
+        let mut v = with(
+            "column_types",
+            json!({"orders": {"amount": "decimal(20,4)"}}),
+        );
+        v["timestamp_unit"] = json!("ns");
+        v["validate_records"] = json!(false);
+        v["invalid_records"] = json!("quarantine");
+        let c = parse(v).unwrap();
+        assert_eq!(
+            c.types.overrides["orders"]["amount"],
+            ColumnType::Decimal {
+                precision: 20,
+                scale: 4
+            }
+        );
+        assert_eq!(c.types.timestamp_unit, TimeUnit::Nanosecond);
+        assert!(c.decode.lenient);
+        assert_eq!(c.invalid_records, InvalidRecords::Quarantine);
     }
 
     #[test]

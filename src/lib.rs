@@ -7,7 +7,8 @@
 //! ```text
 //! protocol   stdin line -> Singer message (record kept as raw JSON)
 //! schema     SCHEMA -> ordered, typed columns and their Arrow schema
-//! batch      RECORD -> a row in the stream's typed column builders
+//! batch      RECORD -> a row in the stream's typed column buffers (values: the
+//!            exact conversions of each JSON scalar)
 //! encode     RecordBatch -> CSV or Parquet bytes
 //! object_key -> <prefix>/<table>/<partition>/<timestamp>-<unique>.<ext>
 //! store      -> S3 (PutObject), acknowledged
@@ -26,3 +27,4 @@ pub mod schema;
 pub mod state;
 pub mod store;
 pub mod target;
+pub mod values;

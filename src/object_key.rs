@@ -18,6 +18,28 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Config;
 
+/// What an object holds, which decides its folder and extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A batch of rows in the configured file type.
+    Data,
+    /// Records refused under `invalid_records: quarantine`, as JSONL, in `_rejected/`.
+    Rejected,
+}
+
+impl ObjectKind {
+    /// What its rows are, for log lines.
+    pub fn rows_are(self) -> &'static str {
+        match self {
+            ObjectKind::Data => "rows",
+            ObjectKind::Rejected => "rejected records",
+        }
+    }
+}
+
+/// The folder for quarantined records, under the table's folder.
+pub const REJECTED_FOLDER: &str = "_rejected";
+
 pub struct KeyBuilder {
     prefix: String,
     table: Option<String>,
@@ -44,19 +66,23 @@ impl KeyBuilder {
     }
 
     /// The key for the next object of `stream`, written at `now`.
-    pub fn next_key(&mut self, stream: &str, now: DateTime<Utc>) -> String {
+    pub fn next_key(&mut self, stream: &str, kind: ObjectKind, now: DateTime<Utc>) -> String {
         self.sequence += 1;
         let table = table_name(self.table.as_deref().unwrap_or(stream));
-        let partition = self
-            .date_partition_format
-            .as_ref()
-            .map(|f| now.format(f).to_string());
+        let (partition, extension) = match kind {
+            ObjectKind::Data => (
+                self.date_partition_format
+                    .as_ref()
+                    .map(|f| now.format(f).to_string()),
+                self.extension,
+            ),
+            ObjectKind::Rejected => (Some(REJECTED_FOLDER.to_owned()), "jsonl"),
+        };
         let file = format!(
-            "{}-{}-{:05}.{}",
+            "{}-{}-{:05}.{extension}",
             now.format("%Y%m%d-%H%M%S"),
             self.run_id,
             self.sequence,
-            self.extension
         );
         let parts = [
             Some(self.prefix.as_str()),
@@ -122,8 +148,14 @@ mod tests {
     fn layout_with_partition_and_unique_part() {
         let mut keys = builder(json!({"date_partition_format": "year=%Y/month=%m/"}));
         let now = Utc.with_ymd_and_hms(2024, 3, 9, 4, 5, 6).unwrap();
-        let a = keys.next_key("public-users", now);
-        let b = keys.next_key("public-users", now);
+        let a = keys.next_key("public-users", ObjectKind::Data, now);
+        let b = keys.next_key("public-users", ObjectKind::Data, now);
+        let r = keys.next_key("public-users", ObjectKind::Rejected, now);
+        assert!(
+            r.starts_with("exports/daily/public-users/_rejected/20240309-040506-")
+                && r.ends_with("-00003.jsonl"),
+            "{r}"
+        );
         let run = keys.run_id().to_owned();
         assert_eq!(
             a,
@@ -140,7 +172,7 @@ mod tests {
         let mut keys = builder(json!({"object_key_path": "", "table": "orders"}));
         let now = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
         assert!(
-            keys.next_key("anything", now)
+            keys.next_key("anything", ObjectKind::Data, now)
                 .starts_with("orders/20240101-000000-")
         );
     }

@@ -1,70 +1,136 @@
-//! JSON Schema to columns: a stream's SCHEMA message becomes an ordered list of typed
+//! JSON Schema to columns: a stream's SCHEMA message becomes an ordered tree of typed
 //! columns and the Arrow schema every object of that stream is written with.
 //!
-//! Owns: the type table of SPEC §6 and the column names as they appear in files.
-//! Must not touch: record values. Columns come from the schema alone, never from data,
-//! so every batch of a stream has the same columns and types.
+//! Owns: the type table of SPEC §6 (nested structs and lists, exact decimals, timestamp
+//! units), the per-column overrides of `column_types`, and the column names as they
+//! appear in files. Must not touch: record values. Columns come from the schema alone,
+//! never from data, so every batch of a stream has the same columns and types.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use serde_json::{Map, Value};
 
 use crate::config::HeaderCase;
 
-/// The logical type of a column, chosen from its JSON Schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Precision of the widest Arrow decimal (Decimal256).
+pub const MAX_DECIMAL_PRECISION: u8 = 76;
+/// Precision of Decimal128; wider decimals use Decimal256.
+const DECIMAL128_PRECISION: u8 = 38;
+/// Scale used for `format: decimal` when the schema gives no `multipleOf`.
+const DEFAULT_DECIMAL_SCALE: i8 = 9;
+
+/// Arrow's canonical extension name for a string column holding JSON text.
+pub const JSON_EXTENSION: &str = "arrow.json";
+
+/// The logical type of a column (or of a nested field or list item).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ColumnType {
     Integer,
+    /// A float64; values it cannot hold exactly are refused (see `inexact_numbers`).
     Number,
+    /// An exact decimal: values are scaled integers, never passed through a float.
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
     Boolean,
     Text,
-    /// `string` with `format: date-time`: microseconds since the epoch, UTC.
-    Timestamp,
-    /// `string` with `format: date`: days since the epoch.
+    /// Any JSON value kept as text: strings as they are, anything else as its JSON.
+    /// What the `string` override gives a column.
+    Literal,
+    Timestamp(TimeUnit),
     Date,
-    /// `string` with `format: time`: microseconds since midnight.
+    /// Microseconds since midnight.
     Time,
-    /// Objects, arrays, `{}` and mixed types: the value's compact JSON text.
+    /// Objects without properties, `{}`, mixed types: the value's compact JSON text.
     Json,
+    Struct(Vec<Column>),
+    List(Box<ColumnType>),
 }
 
 impl ColumnType {
-    pub fn arrow_type(self) -> DataType {
+    pub fn arrow_type(&self) -> DataType {
         match self {
             ColumnType::Integer => DataType::Int64,
             ColumnType::Number => DataType::Float64,
+            ColumnType::Decimal { precision, scale } if *precision <= DECIMAL128_PRECISION => {
+                DataType::Decimal128(*precision, *scale)
+            }
+            ColumnType::Decimal { precision, scale } => DataType::Decimal256(*precision, *scale),
             ColumnType::Boolean => DataType::Boolean,
-            ColumnType::Text | ColumnType::Json => DataType::Utf8,
-            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ColumnType::Text | ColumnType::Literal | ColumnType::Json => DataType::Utf8,
+            ColumnType::Timestamp(unit) => DataType::Timestamp(*unit, Some("UTC".into())),
             ColumnType::Date => DataType::Date32,
             ColumnType::Time => DataType::Time64(TimeUnit::Microsecond),
+            ColumnType::Struct(fields) => DataType::Struct(fields_of(fields)),
+            ColumnType::List(item) => DataType::List(Arc::new(item.field("item"))),
         }
     }
 
+    /// An Arrow field of this type; JSON text is marked with the canonical extension.
+    pub fn field(&self, name: &str) -> Field {
+        let field = Field::new(name, self.arrow_type(), true);
+        if *self != ColumnType::Json {
+            return field;
+        }
+        field.with_metadata(HashMap::from([
+            ("ARROW:extension:name".to_owned(), JSON_EXTENSION.to_owned()),
+            ("ARROW:extension:metadata".to_owned(), String::new()),
+        ]))
+    }
+
     /// What a record value must look like, for error messages.
-    pub fn expected(self) -> &'static str {
+    pub fn expected(&self) -> String {
         match self {
-            ColumnType::Integer => "an integer",
-            ColumnType::Number => "a number",
-            ColumnType::Boolean => "true or false",
-            ColumnType::Text => "a string",
-            ColumnType::Timestamp => "an RFC 3339 date-time string",
-            ColumnType::Date => "a date string YYYY-MM-DD",
-            ColumnType::Time => "a time string HH:MM:SS[.ffffff]",
-            ColumnType::Json => "any JSON value",
+            ColumnType::Integer => "an integer within int64".into(),
+            ColumnType::Number => "a number".into(),
+            ColumnType::Decimal { precision, scale } => {
+                format!("a number with at most {precision} digits, {scale} after the point")
+            }
+            ColumnType::Boolean => "true or false".into(),
+            ColumnType::Text => "a string".into(),
+            ColumnType::Literal | ColumnType::Json => "any JSON value".into(),
+            ColumnType::Timestamp(_) => "an RFC 3339 date-time string".into(),
+            ColumnType::Date => "a date string YYYY-MM-DD".into(),
+            ColumnType::Time => "a time string HH:MM:SS[.ffffff]".into(),
+            ColumnType::Struct(_) => "an object".into(),
+            ColumnType::List(_) => "an array".into(),
         }
     }
+}
+
+fn fields_of(columns: &[Column]) -> Fields {
+    columns.iter().map(|c| c.ty.field(&c.output_name)).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
     /// The property name as records carry it.
     pub name: String,
-    /// The name written into files (after `column_header_format`).
+    /// The name written into files (top-level columns follow `column_header_format`).
     pub output_name: String,
     pub ty: ColumnType,
+}
+
+/// How JSON Schema types become column types, from the settings.
+#[derive(Debug, Clone)]
+pub struct TypeOptions {
+    pub header_case: Option<HeaderCase>,
+    pub timestamp_unit: TimeUnit,
+    /// `column_types`: stream -> column -> type, replacing what the schema says.
+    pub overrides: HashMap<String, HashMap<String, ColumnType>>,
+}
+
+impl Default for TypeOptions {
+    fn default() -> Self {
+        TypeOptions {
+            header_case: None,
+            timestamp_unit: TimeUnit::Microsecond,
+            overrides: HashMap::new(),
+        }
+    }
 }
 
 /// A stream's columns, in the schema's property order.
@@ -84,9 +150,10 @@ impl PartialEq for StreamSchema {
 impl StreamSchema {
     /// Builds the columns of a SCHEMA message's `schema` object.
     pub fn from_json(
+        stream: &str,
         schema: &str,
         key_properties: &[String],
-        case: Option<HeaderCase>,
+        options: &TypeOptions,
     ) -> Result<StreamSchema, String> {
         let schema: Value =
             serde_json::from_str(schema).map_err(|e| format!("schema is not valid JSON: {e}"))?;
@@ -95,7 +162,18 @@ impl StreamSchema {
             .and_then(Value::as_object)
             .filter(|p| !p.is_empty())
             .ok_or("SCHEMA has no properties; expected \"schema\": {\"properties\": {...}}")?;
-        let columns = columns_of(properties, case)?;
+        let mapper = Mapper {
+            unit: options.timestamp_unit,
+        };
+        let mut columns = mapper.columns(properties);
+        if let Some(overrides) = options.overrides.get(stream) {
+            for column in &mut columns {
+                if let Some(ty) = overrides.get(&column.name) {
+                    column.ty = ty.clone();
+                }
+            }
+        }
+        apply_header_case(&mut columns, options.header_case)?;
         for key in key_properties {
             if !properties.contains_key(key) {
                 return Err(format!(
@@ -103,82 +181,203 @@ impl StreamSchema {
                 ));
             }
         }
-        let fields: Vec<Field> = columns
-            .iter()
-            .map(|c| Field::new(&c.output_name, c.ty.arrow_type(), true))
-            .collect();
         Ok(StreamSchema {
+            arrow: Arc::new(Schema::new(fields_of(&columns))),
             columns,
             key_properties: key_properties.to_vec(),
-            arrow: Arc::new(Schema::new(fields)),
         })
     }
 }
 
-fn columns_of(
-    properties: &Map<String, Value>,
-    case: Option<HeaderCase>,
-) -> Result<Vec<Column>, String> {
+fn apply_header_case(columns: &mut [Column], case: Option<HeaderCase>) -> Result<(), String> {
     let mut seen = HashSet::new();
-    properties
-        .iter()
-        .map(|(name, property)| {
-            let output_name = case.map_or_else(|| name.clone(), |c| c.apply(name));
-            if !seen.insert(output_name.clone()) {
-                return Err(format!(
-                    "two properties become column {output_name:?} after column_header_format; rename one in the tap or drop the setting"
-                ));
-            }
-            Ok(Column {
-                name: name.clone(),
-                output_name,
-                ty: column_type(property),
-            })
-        })
-        .collect()
-}
-
-/// The column type of one property schema. Null alternatives only make it nullable
-/// (every column is); anything that cannot be one typed column is kept as JSON text.
-pub fn column_type(property: &Value) -> ColumnType {
-    let Some(object) = property.as_object() else {
-        return ColumnType::Json;
-    };
-    if let Some(alternatives) = object
-        .get("anyOf")
-        .or_else(|| object.get("oneOf"))
-        .and_then(Value::as_array)
-    {
-        let types = alternatives
-            .iter()
-            .filter(|alt| !is_null_only(alt))
-            .map(column_type);
-        return merge(types);
+    for column in columns {
+        if let Some(case) = case {
+            column.output_name = case.apply(&column.name);
+        }
+        if !seen.insert(column.output_name.clone()) {
+            return Err(format!(
+                "two properties become column {:?} after column_header_format; rename one in the tap or drop the setting",
+                column.output_name
+            ));
+        }
     }
-    let format = object.get("format").and_then(Value::as_str);
-    let types = match object.get("type") {
-        Some(Value::String(t)) => vec![t.as_str()],
-        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
-        _ => return ColumnType::Json,
-    };
-    merge(
-        types
-            .into_iter()
-            .filter(|t| *t != "null")
-            .map(|t| single_type(t, format)),
-    )
+    Ok(())
 }
 
-fn single_type(name: &str, format: Option<&str>) -> ColumnType {
-    match (name, format) {
-        ("integer", _) => ColumnType::Integer,
-        ("number", _) => ColumnType::Number,
-        ("boolean", _) => ColumnType::Boolean,
-        ("string", Some("date-time")) => ColumnType::Timestamp,
-        ("string", Some("date")) => ColumnType::Date,
-        ("string", Some("time")) => ColumnType::Time,
-        ("string", _) => ColumnType::Text,
-        _ => ColumnType::Json,
+/// Parses a `column_types` value: `decimal(P,S)`, `string`, `float64`, `int64`,
+/// `boolean`, `timestamp`, `date`, `time` or `json`.
+pub fn parse_type_name(name: &str) -> Result<ColumnType, String> {
+    let lower = name.trim().to_ascii_lowercase().replace(' ', "");
+    let simple = match lower.as_str() {
+        "string" | "text" => Some(ColumnType::Literal),
+        "float64" | "double" | "number" => Some(ColumnType::Number),
+        "int64" | "integer" => Some(ColumnType::Integer),
+        "boolean" | "bool" => Some(ColumnType::Boolean),
+        "timestamp" => Some(ColumnType::Timestamp(TimeUnit::Microsecond)),
+        "date" => Some(ColumnType::Date),
+        "time" => Some(ColumnType::Time),
+        "json" => Some(ColumnType::Json),
+        _ => None,
+    };
+    if let Some(ty) = simple {
+        return Ok(ty);
+    }
+    let args = lower
+        .strip_prefix("decimal(")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .ok_or_else(|| format!("unknown column type {name:?}"))?;
+    let (p, s) = args.split_once(',').unwrap_or((args, "0"));
+    match (p.parse::<u8>(), s.parse::<i8>()) {
+        (Ok(precision), Ok(scale))
+            if (1..=MAX_DECIMAL_PRECISION).contains(&precision)
+                && (0..=precision as i8).contains(&scale) =>
+        {
+            Ok(ColumnType::Decimal { precision, scale })
+        }
+        _ => Err(format!(
+            "{name:?} is not a valid decimal; precision 1 to 76, scale 0 to precision"
+        )),
+    }
+}
+
+/// The JSON Schema walk, with the settings it needs.
+struct Mapper {
+    unit: TimeUnit,
+}
+
+impl Mapper {
+    fn columns(&self, properties: &Map<String, Value>) -> Vec<Column> {
+        properties
+            .iter()
+            .map(|(name, property)| Column {
+                name: name.clone(),
+                output_name: name.clone(),
+                ty: self.column_type(property),
+            })
+            .collect()
+    }
+
+    /// The type of one property schema. Null alternatives only make it nullable (every
+    /// column is); anything that cannot be one typed column is kept as JSON text.
+    fn column_type(&self, property: &Value) -> ColumnType {
+        let Some(object) = property.as_object() else {
+            return ColumnType::Json;
+        };
+        if let Some(alternatives) = object
+            .get("anyOf")
+            .or_else(|| object.get("oneOf"))
+            .and_then(Value::as_array)
+        {
+            let types = alternatives
+                .iter()
+                .filter(|alt| !is_null_only(alt))
+                .map(|alt| self.column_type(alt));
+            return merge(types);
+        }
+        let types: Vec<&str> = match object.get("type") {
+            Some(Value::String(t)) => vec![t.as_str()],
+            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => return ColumnType::Json,
+        };
+        let types: Vec<&str> = types.into_iter().filter(|t| *t != "null").collect();
+        if types.len() == 1 {
+            return self.single_type(types[0], object);
+        }
+        merge(types.iter().map(|t| self.single_type(t, object)))
+    }
+
+    fn single_type(&self, name: &str, schema: &Map<String, Value>) -> ColumnType {
+        let format = schema.get("format").and_then(Value::as_str);
+        match (name, format) {
+            ("integer", _) => decimal_of(schema, true).unwrap_or(ColumnType::Integer),
+            ("number", _) => decimal_of(schema, false).unwrap_or(ColumnType::Number),
+            ("boolean", _) => ColumnType::Boolean,
+            ("string", Some("date-time")) => ColumnType::Timestamp(self.unit),
+            ("string", Some("date")) => ColumnType::Date,
+            ("string", Some("time")) => ColumnType::Time,
+            ("string", Some("decimal")) => decimal_of(schema, false).unwrap_or(ColumnType::Text),
+            ("string", _) => ColumnType::Text,
+            ("object", _) => match schema.get("properties").and_then(Value::as_object) {
+                Some(properties) if !properties.is_empty() => {
+                    ColumnType::Struct(self.columns(properties))
+                }
+                _ => ColumnType::Json,
+            },
+            ("array", _) => match schema.get("items") {
+                Some(items) if items.is_object() => {
+                    ColumnType::List(Box::new(self.column_type(items)))
+                }
+                _ => ColumnType::List(Box::new(ColumnType::Json)),
+            },
+            _ => ColumnType::Json,
+        }
+    }
+}
+
+/// An exact decimal, where the schema asks for one: `multipleOf` a power of ten, or
+/// `format: decimal`, or (for integers) bounds beyond int64. Precision comes from the
+/// bounds (`maximum`, `minimum`, exclusive or not) and the scale.
+fn decimal_of(schema: &Map<String, Value>, integer: bool) -> Option<ColumnType> {
+    let number = |key: &str| schema.get(key).and_then(Value::as_f64);
+    let bound = widest_bound(schema);
+    let is_decimal_format = schema.get("format").and_then(Value::as_str) == Some("decimal");
+    let scale = match number("multipleOf").and_then(power_of_ten_scale) {
+        Some(scale) if !integer => scale,
+        _ if is_decimal_format => DEFAULT_DECIMAL_SCALE,
+        _ if integer && bound.is_some_and(|(b, _)| b > i64::MAX as f64) => 0,
+        _ => return None,
+    };
+    let integer_digits = match bound {
+        Some((b, exclusive)) => integer_digits(b, exclusive),
+        None => DECIMAL128_PRECISION - scale as u8,
+    };
+    let precision = (integer_digits + scale as u8).max(1);
+    if precision > MAX_DECIMAL_PRECISION {
+        return Some(ColumnType::Literal);
+    }
+    Some(ColumnType::Decimal { precision, scale })
+}
+
+/// The largest magnitude among the bounds, and whether it is exclusive. Draft 4 wrote
+/// `exclusiveMaximum: true` beside `maximum`; later drafts give the bound itself.
+fn widest_bound(schema: &Map<String, Value>) -> Option<(f64, bool)> {
+    let number = |key: &str| schema.get(key).and_then(Value::as_f64);
+    [
+        ("maximum", "exclusiveMaximum"),
+        ("minimum", "exclusiveMinimum"),
+    ]
+    .into_iter()
+    .flat_map(|(inclusive, exclusive)| {
+        let draft4_exclusive = schema.get(exclusive) == Some(&Value::Bool(true));
+        [
+            number(inclusive).map(|b| (b.abs(), draft4_exclusive)),
+            number(exclusive).map(|b| (b.abs(), true)),
+        ]
+    })
+    .flatten()
+    .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
+}
+
+/// `m` = 10^-s for a whole s in 0..=38: returns s.
+fn power_of_ten_scale(m: f64) -> Option<i8> {
+    (0..=38i32).find_map(|s| {
+        let p = 10f64.powi(-s);
+        ((m - p).abs() <= p * 1e-9).then_some(s as i8)
+    })
+}
+
+/// Digits left of the point needed below `bound`: 1e8 exclusive -> 8, 1e8 -> 9.
+fn integer_digits(bound: f64, exclusive: bool) -> u8 {
+    if bound < 1.0 {
+        return 0;
+    }
+    let digits = bound.log10().floor() as u8 + 1;
+    let is_power_of_ten = 10f64.powi(digits as i32 - 1) == bound;
+    if exclusive && is_power_of_ten {
+        digits - 1
+    } else {
+        digits
     }
 }
 
@@ -193,18 +392,18 @@ fn is_null_only(alternative: &Value) -> bool {
 /// One column type for several alternatives: equal types stay; strings of different
 /// formats are kept as text as sent; integer with number is a number; else JSON.
 fn merge(types: impl Iterator<Item = ColumnType>) -> ColumnType {
-    let is_string = |t: ColumnType| {
+    let is_string = |t: &ColumnType| {
         matches!(
             t,
-            ColumnType::Text | ColumnType::Timestamp | ColumnType::Date | ColumnType::Time
+            ColumnType::Text | ColumnType::Timestamp(_) | ColumnType::Date | ColumnType::Time
         )
     };
-    let is_numeric = |t: ColumnType| matches!(t, ColumnType::Integer | ColumnType::Number);
+    let is_numeric = |t: &ColumnType| matches!(t, ColumnType::Integer | ColumnType::Number);
     types
-        .reduce(|a, b| match (a, b) {
+        .reduce(|a, b| match (&a, &b) {
             _ if a == b => a,
-            _ if is_string(a) && is_string(b) => ColumnType::Text,
-            _ if is_numeric(a) && is_numeric(b) => ColumnType::Number,
+            _ if is_string(&a) && is_string(&b) => ColumnType::Text,
+            _ if is_numeric(&a) && is_numeric(&b) => ColumnType::Number,
             _ => ColumnType::Json,
         })
         .unwrap_or(ColumnType::Json)
@@ -216,7 +415,14 @@ mod tests {
     use serde_json::json;
 
     fn ty(schema: Value) -> ColumnType {
-        column_type(&schema)
+        Mapper {
+            unit: TimeUnit::Microsecond,
+        }
+        .column_type(&schema)
+    }
+
+    fn decimal(precision: u8, scale: i8) -> ColumnType {
+        ColumnType::Decimal { precision, scale }
     }
 
     #[test]
@@ -230,7 +436,7 @@ mod tests {
         assert_eq!(ty(json!({"type": "string"})), ColumnType::Text);
         assert_eq!(
             ty(json!({"type": ["string", "null"], "format": "date-time"})),
-            ColumnType::Timestamp
+            ColumnType::Timestamp(TimeUnit::Microsecond)
         );
         assert_eq!(
             ty(json!({"type": "string", "format": "date"})),
@@ -244,16 +450,68 @@ mod tests {
             ty(json!({"type": "object", "properties": {}})),
             ColumnType::Json
         );
-        assert_eq!(
-            ty(json!({"type": "array", "items": {"type": "string"}})),
-            ColumnType::Json
-        );
+        assert_eq!(ty(json!({"type": "object"})), ColumnType::Json);
         assert_eq!(ty(json!({})), ColumnType::Json);
         assert_eq!(ty(json!({"type": ["string", "integer"]})), ColumnType::Json);
         assert_eq!(
             ty(json!({"type": ["integer", "number", "null"]})),
             ColumnType::Number
         );
+    }
+
+    #[test]
+    fn nested_objects_and_arrays_to_any_depth() {
+        let s = json!({"type": "object", "properties": {
+            "a": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
+            "b": {"type": ["null", "object"], "properties": {"c": {"type": "string"}}}}});
+        let ColumnType::Struct(fields) = ty(s) else {
+            panic!()
+        };
+        assert_eq!(
+            fields[0].ty,
+            ColumnType::List(Box::new(ColumnType::List(Box::new(ColumnType::Integer))))
+        );
+        assert!(matches!(&fields[1].ty, ColumnType::Struct(f) if f[0].ty == ColumnType::Text));
+        assert_eq!(
+            ty(json!({"type": "array"})),
+            ColumnType::List(Box::new(ColumnType::Json))
+        );
+    }
+
+    #[test]
+    fn exact_decimals_from_the_schema() {
+        // pipelinewise-style NUMERIC(10,2): multipleOf 0.01, exclusive bound 1e8.
+        let s = json!({"type": ["null", "number"], "multipleOf": 0.01, "maximum": 1e8,
+                       "exclusiveMaximum": true, "minimum": -1e8, "exclusiveMinimum": true});
+        assert_eq!(ty(s), decimal(10, 2));
+        assert_eq!(
+            ty(json!({"type": "number", "multipleOf": 1e-5})),
+            decimal(38, 5)
+        );
+        assert_eq!(
+            ty(json!({"type": "number", "multipleOf": 1, "maximum": 999})),
+            decimal(3, 0)
+        );
+        assert_eq!(
+            ty(json!({"type": "number", "multipleOf": 0.5})),
+            ColumnType::Number
+        );
+        assert_eq!(
+            ty(json!({"type": "integer", "maximum": 1e30})),
+            decimal(31, 0)
+        );
+        assert_eq!(
+            ty(json!({"type": "string", "format": "decimal"})),
+            decimal(38, 9)
+        );
+        assert_eq!(
+            ty(json!({"type": "number", "multipleOf": 1e-2, "exclusiveMaximum": 1e60})),
+            decimal(62, 2)
+        );
+        assert!(matches!(
+            decimal(62, 2).arrow_type(),
+            DataType::Decimal256(62, 2)
+        ));
     }
 
     #[test]
@@ -267,23 +525,55 @@ mod tests {
     }
 
     #[test]
-    fn keeps_property_order_and_applies_case() {
-        let schema = r#"{"properties": {"b": {"type": "integer"}, "A": {"type": "string"}}}"#;
-        let s = StreamSchema::from_json(schema, &["b".into()], Some(HeaderCase::Upper)).unwrap();
+    fn type_names_for_overrides() {
+        assert_eq!(parse_type_name("Decimal(38, 9)").unwrap(), decimal(38, 9));
+        assert_eq!(parse_type_name("decimal(20)").unwrap(), decimal(20, 0));
+        assert_eq!(parse_type_name("string").unwrap(), ColumnType::Literal);
+        assert!(parse_type_name("decimal(80,2)").is_err());
+        assert!(parse_type_name("decimal(5,6)").is_err());
+        assert!(parse_type_name("varchar").is_err());
+    }
+
+    fn options(case: Option<HeaderCase>) -> TypeOptions {
+        TypeOptions {
+            header_case: case,
+            ..TypeOptions::default()
+        }
+    }
+
+    #[test]
+    fn keeps_property_order_applies_case_and_overrides() {
+        let schema = r#"{"properties": {"b": {"type": "integer"}, "A": {"type": "number"}}}"#;
+        let mut opts = options(Some(HeaderCase::Upper));
+        opts.overrides.insert(
+            "s".into(),
+            HashMap::from([("A".to_owned(), decimal(20, 4))]),
+        );
+        let s = StreamSchema::from_json("s", schema, &["b".into()], &opts).unwrap();
         let names: Vec<_> = s.arrow.fields().iter().map(|f| f.name().clone()).collect();
         assert_eq!(names, ["B", "A"]);
         assert_eq!(s.columns[0].name, "b");
+        assert_eq!(s.columns[1].ty, decimal(20, 4));
+    }
+
+    #[test]
+    fn json_columns_carry_the_extension_name() {
+        let s = StreamSchema::from_json("s", r#"{"properties": {"j": {}}}"#, &[], &options(None))
+            .unwrap();
+        assert_eq!(s.arrow.field(0).extension_type_name(), Some(JSON_EXTENSION));
     }
 
     #[test]
     fn rejects_unusable_schemas() {
-        let e = StreamSchema::from_json(r#"{"type": "object"}"#, &[], None).unwrap_err();
+        let o = options(None);
+        let e = StreamSchema::from_json("s", r#"{"type": "object"}"#, &[], &o).unwrap_err();
         assert!(e.contains("no properties"), "{e}");
-        let e = StreamSchema::from_json(r#"{"properties": {"a": {}}}"#, &["id".into()], None)
+        let e = StreamSchema::from_json("s", r#"{"properties": {"a": {}}}"#, &["id".into()], &o)
             .unwrap_err();
         assert!(e.contains("\"id\""), "{e}");
         let schema = r#"{"properties": {"Name": {}, "NAME": {}}}"#;
-        let e = StreamSchema::from_json(schema, &[], Some(HeaderCase::Lower)).unwrap_err();
+        let e = StreamSchema::from_json("s", schema, &[], &options(Some(HeaderCase::Lower)))
+            .unwrap_err();
         assert!(e.contains("\"name\""), "{e}");
     }
 }

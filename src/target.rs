@@ -14,15 +14,16 @@ use chrono::Utc;
 use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
 
-use crate::batch::{Batch, compact_json};
-use crate::config::Config;
+use crate::batch::Batch;
+use crate::config::{Config, InvalidRecords};
 use crate::encode;
 use crate::error::{Error, Result};
-use crate::object_key::KeyBuilder;
+use crate::object_key::{KeyBuilder, ObjectKind};
 use crate::protocol::{self, Message};
 use crate::schema::StreamSchema;
 use crate::state::StateTracker;
 use crate::store::S3Store;
+use crate::values::compact_json;
 
 /// What a run did, for the closing log line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub struct Summary {
     pub records: u64,
     pub objects: u64,
     pub states: u64,
+    pub skipped: u64,
+    pub quarantined: u64,
 }
 
 /// Runs the whole load: connects, reads `input` to its end, stores every record, and
@@ -51,9 +54,39 @@ pub fn run(config: &Config, input: impl BufRead, output: impl Write) -> Result<S
     }
 }
 
+/// A stream's buffers: rows waiting for their object, and refused records waiting for
+/// the quarantine object.
+struct Stream {
+    batch: Batch,
+    rejected: Rejected,
+}
+
+/// Records refused under `invalid_records: quarantine`, as JSONL lines.
+#[derive(Default)]
+struct Rejected {
+    jsonl: Vec<u8>,
+    rows: usize,
+    first_line: Option<u64>,
+}
+
+impl Rejected {
+    fn push(&mut self, stream: &str, line: u64, reason: &str, raw_line: &str) {
+        let entry = serde_json::json!({
+            "line": line,
+            "stream": stream,
+            "reason": reason,
+            "message": serde_json::value::RawValue::from_string(raw_line.to_owned()).ok(),
+        });
+        self.jsonl.extend_from_slice(entry.to_string().as_bytes());
+        self.jsonl.push(b'\n');
+        self.rows += 1;
+        self.first_line.get_or_insert(line);
+    }
+}
+
 struct Target<'c, W> {
     config: &'c Config,
-    streams: HashMap<String, Batch>,
+    streams: HashMap<String, Stream>,
     /// Stream names in the order their first SCHEMA arrived, for a stable final flush.
     order: Vec<String>,
     keys: KeyBuilder,
@@ -105,7 +138,9 @@ impl<'c, W: Write> Target<'c, W> {
                 schema,
                 key_properties,
             } => self.on_schema(&stream, schema.get(), &key_properties, number),
-            Message::Record { stream, record } => self.on_record(&stream, record.get(), number),
+            Message::Record { stream, record } => {
+                self.on_record(&stream, record.get(), number, line)
+            }
             Message::State { value } => {
                 self.states
                     .receive(number, compact_json(value.get()).into_owned());
@@ -125,62 +160,111 @@ impl<'c, W: Write> Target<'c, W> {
     }
 
     fn on_schema(&mut self, stream: &str, schema: &str, keys: &[String], line: u64) -> Result<()> {
-        let parsed = StreamSchema::from_json(schema, keys, self.config.column_header_format)
+        let parsed = StreamSchema::from_json(stream, schema, keys, &self.config.types)
             .map_err(|e| Error::input(line, Some(stream), e))?;
-        match self.streams.get(stream) {
-            Some(batch) if **batch.schema() == parsed => return Ok(()),
-            Some(_) => self.flush(stream)?,
-            None => self.order.push(stream.to_owned()),
+        let batch = Batch::new(Arc::new(parsed), self.config.decode);
+        match self.streams.get_mut(stream) {
+            Some(known) if known.batch.schema() == batch.schema() => {}
+            Some(_) => {
+                self.flush(stream)?;
+                if let Some(known) = self.streams.get_mut(stream) {
+                    known.batch = batch;
+                }
+            }
+            None => {
+                self.order.push(stream.to_owned());
+                let rejected = Rejected::default();
+                self.streams
+                    .insert(stream.to_owned(), Stream { batch, rejected });
+            }
         }
-        self.streams
-            .insert(stream.to_owned(), Batch::new(Arc::new(parsed)));
         Ok(())
     }
 
-    fn on_record(&mut self, stream: &str, record: &str, line: u64) -> Result<()> {
-        let Some(batch) = self.streams.get_mut(stream) else {
+    fn on_record(&mut self, stream: &str, record: &str, line: u64, raw_line: &str) -> Result<()> {
+        let Some(Stream { batch, rejected }) = self.streams.get_mut(stream) else {
             return Err(Error::input(
                 line,
                 Some(stream),
                 "RECORD arrived before any SCHEMA for its stream",
             ));
         };
-        batch
-            .append(record, line)
-            .map_err(|e| Error::input(line, Some(stream), e))?;
+        let appended = batch.append(record, line);
         for field in batch.take_newly_ignored() {
             tracing::warn!("stream {stream:?}: field {field:?} is not in the schema; ignored");
         }
-        self.summary.records += 1;
-        if batch.rows() >= self.config.max_batch_rows
-            || batch.bytes() >= self.config.max_batch_bytes
-        {
+        let full = match appended {
+            Ok(()) => {
+                self.summary.records += 1;
+                batch.rows() >= self.config.max_batch_rows
+                    || batch.bytes() >= self.config.max_batch_bytes
+            }
+            Err(reason) => match self.config.invalid_records {
+                InvalidRecords::Fail => return Err(Error::input(line, Some(stream), reason)),
+                InvalidRecords::Skip => {
+                    tracing::warn!(
+                        "input line {line}, stream {stream:?}: record skipped: {reason}"
+                    );
+                    self.summary.skipped += 1;
+                    false
+                }
+                InvalidRecords::Quarantine => {
+                    tracing::warn!(
+                        "input line {line}, stream {stream:?}: record quarantined: {reason}"
+                    );
+                    rejected.push(stream, line, &reason, raw_line);
+                    self.summary.quarantined += 1;
+                    rejected.jsonl.len() >= self.config.max_batch_bytes
+                }
+            },
+        };
+        if full {
             self.flush(stream)?;
         }
         Ok(())
     }
 
-    /// Encodes the stream's buffered rows and starts their upload.
+    /// Encodes the stream's buffered rows (and quarantined records) and starts their
+    /// uploads.
     fn flush(&mut self, stream: &str) -> Result<()> {
-        let Some(batch) = self.streams.get_mut(stream) else {
+        let Some(Stream { batch, rejected }) = self.streams.get_mut(stream) else {
             return Ok(());
         };
-        let Some(first_line) = batch.first_line() else {
-            return Ok(());
-        };
-        let rows = batch.rows();
-        let records = batch.finish().map_err(|e| Error::Encode(e.to_string()))?;
-        let body = encode::encode(self.config.file_type, &records)?;
-        drop(records);
-        let key = self.keys.next_key(stream, Utc::now());
-        tracing::info!(
-            "stream {stream:?}: writing {rows} rows ({} bytes) to s3://{}/{key}",
-            body.len(),
-            self.uploads.store.bucket()
-        );
-        let content_type = encode::content_type(self.config.file_type);
-        self.uploads.start(first_line, key, body, content_type);
-        self.summary.objects += 1;
+        let mut objects = Vec::new();
+        if let Some(first_line) = batch.first_line() {
+            for (column, count) in batch.take_rounded() {
+                tracing::warn!(
+                    "stream {stream:?}, column {column:?}: {count} numbers rounded to the nearest float64 (inexact_numbers is \"warn\")"
+                );
+            }
+            let rows = batch.rows();
+            let records = batch.finish().map_err(|e| Error::Encode(e.to_string()))?;
+            let body = encode::encode(self.config.file_type, &records)?;
+            let content_type = encode::content_type(self.config.file_type);
+            objects.push((ObjectKind::Data, first_line, rows, body, content_type));
+        }
+        if let Some(first_line) = rejected.first_line.take() {
+            let body = std::mem::take(&mut rejected.jsonl);
+            let rows = std::mem::take(&mut rejected.rows);
+            objects.push((
+                ObjectKind::Rejected,
+                first_line,
+                rows,
+                body,
+                "application/x-ndjson",
+            ));
+        }
+        for (kind, first_line, rows, body, content_type) in objects {
+            let key = self.keys.next_key(stream, kind, Utc::now());
+            tracing::info!(
+                "stream {stream:?}: writing {rows} {} ({} bytes) to s3://{}/{key}",
+                kind.rows_are(),
+                body.len(),
+                self.uploads.store.bucket()
+            );
+            self.uploads.start(first_line, key, body, content_type);
+            self.summary.objects += 1;
+        }
         self.collect_uploads(false)
     }
 
@@ -196,7 +280,8 @@ impl<'c, W: Write> Target<'c, W> {
         let watermark = self
             .streams
             .values()
-            .filter_map(Batch::first_line)
+            .flat_map(|s| [s.batch.first_line(), s.rejected.first_line])
+            .flatten()
             .chain(self.uploads.oldest_line())
             .min()
             .unwrap_or(u64::MAX);
@@ -214,11 +299,14 @@ impl<'c, W: Write> Target<'c, W> {
             self.flush(&stream)?;
         }
         self.collect_uploads(true)?;
+        let s = &self.summary;
         tracing::info!(
-            "done: {} records in {} objects, {} STATE lines written",
-            self.summary.records,
-            self.summary.objects,
-            self.summary.states
+            "done: {} records in {} objects, {} STATE lines written, {} invalid records skipped, {} quarantined",
+            s.records,
+            s.objects,
+            s.states,
+            s.skipped,
+            s.quarantined
         );
         Ok(())
     }
