@@ -184,3 +184,81 @@ def records_by_stream(singer_text: str) -> dict[str, list[dict]]:
             if message.get("type") == "RECORD":
                 out.setdefault(message["stream"], []).append(message["record"])
     return out
+
+
+def parse_json(text: str):
+    """JSON with every number exact: floats as Decimal, integers as int."""
+    from decimal import Decimal
+
+    return json.loads(text, parse_float=Decimal)
+
+
+def singer_records(singer_text: str) -> dict[str, list]:
+    """RECORD values per stream, numbers exact, in input order."""
+    out: dict[str, list] = {}
+    for line in singer_text.splitlines():
+        if line.strip():
+            message = parse_json(line)
+            if message.get("type") == "RECORD":
+                out.setdefault(message["stream"], []).append(message["record"])
+    return out
+
+
+def expected_value(value, arrow_type):
+    """What a reader should see for the JSON input `value` in a column of `arrow_type`:
+    the type table of the spec, restated independently of the target's code."""
+    import datetime as dt
+    from decimal import Decimal
+
+    import pyarrow as pa
+
+    if value is None:
+        return None
+    if isinstance(arrow_type, pa.BaseExtensionType) and arrow_type.extension_name == "arrow.json":
+        return value  # compared after json.loads of what was read
+    if pa.types.is_struct(arrow_type):
+        return {f.name: expected_value(value.get(f.name), f.type) for f in arrow_type}
+    if pa.types.is_list(arrow_type):
+        return [expected_value(v, arrow_type.value_type) for v in value]
+    if pa.types.is_timestamp(arrow_type):
+        parsed = dt.datetime.fromisoformat(value.replace(" ", "T"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        return parsed.astimezone(dt.timezone.utc)
+    if pa.types.is_date(arrow_type):
+        return dt.date.fromisoformat(value[:10])
+    if pa.types.is_time(arrow_type):
+        return dt.time.fromisoformat(value)
+    if pa.types.is_decimal(arrow_type):
+        return Decimal(str(value))
+    if pa.types.is_floating(arrow_type):
+        return float(value)
+    return value
+
+
+def actual_value(value, arrow_type):
+    """A value as read, with JSON text decoded (numbers exact) for comparison."""
+    import pyarrow as pa
+
+    if value is None:
+        return None
+    if isinstance(arrow_type, pa.BaseExtensionType) and arrow_type.extension_name == "arrow.json":
+        return parse_json(value)
+    if pa.types.is_struct(arrow_type):
+        return {f.name: actual_value(value[f.name], f.type) for f in arrow_type}
+    if pa.types.is_list(arrow_type):
+        return [actual_value(v, arrow_type.value_type) for v in value]
+    return value
+
+
+def compare_rows(table, records: list[dict]) -> None:
+    """Asserts every row of a pyarrow table equals its input record, column by column."""
+    rows = table.to_pylist()
+    assert len(rows) == len(records), (len(rows), len(records))
+    for n, (row, record) in enumerate(zip(rows, records)):
+        for field in table.schema:
+            got = actual_value(row[field.name], field.type)
+            want = expected_value(record.get(field.name), field.type)
+            assert got == want, f"row {n}, column {field.name}: read {got!r}, sent {want!r}"
+            if isinstance(want, float) and want == 0:
+                assert str(got) == str(want), f"row {n}, column {field.name}: sign of zero"

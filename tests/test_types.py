@@ -1,0 +1,259 @@
+"""Exact types: every value of every type read back equal to what the tap sent, by
+pyarrow and DuckDB; CSV rendered as documented; schemas stable across batches; invalid
+records failed, skipped or quarantined as configured."""
+
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import singer_sdk
+
+from harness import (
+    base_config,
+    compare_rows,
+    expected_value,
+    get_bytes,
+    list_keys,
+    parse_json,
+    read_parquet,
+    run_target,
+    singer_records,
+    table_name,
+)
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+EDGE = (FIXTURES / "edge_values.singer").read_text()
+EDGE_RECORDS = singer_records(EDGE)["edge"]
+SDK_FIXTURES = Path(singer_sdk.__file__).parent / "testing" / "target_test_streams"
+
+EDGE_TYPES = {
+    "id": "int64", "i": "int64", "f": "double", "big": "decimal128(38, 0)",
+    "dec": "decimal128(38, 10)", "wide": "decimal256(62, 2)", "s": "string", "b": "bool",
+    "ts": "timestamp[us, tz=UTC]", "d": "date32[day]", "t": "time64[us]",
+    "obj": "struct<a: int64, b: struct<c: string, ts: timestamp[us, tz=UTC]>, l: list<item: double>>",
+    "arr": "list<item: string>",
+    "deep": "list<item: list<item: struct<x: int64, y: list<item: bool>>>>",
+    "any": "extension<arrow.json>", "mixed": "extension<arrow.json>",
+}
+
+
+def load(server, bucket, text, prefix="out", **settings):
+    run = run_target(base_config(server, bucket, object_key_path=prefix, **settings), text)
+    assert run.returncode == 0, run.stderr
+    return run
+
+
+def only_key(server, bucket, prefix):
+    [key] = list_keys(server, bucket, prefix)
+    return key
+
+
+def test_edge_values_read_back_equal_by_pyarrow(server, bucket):
+    load(server, bucket, EDGE)
+    table = read_parquet(server, bucket, only_key(server, bucket, "out/edge/"))
+    assert {f.name: str(f.type) for f in table.schema} == EDGE_TYPES
+    compare_rows(table, EDGE_RECORDS)
+
+
+def test_edge_values_read_back_equal_by_duckdb(server, bucket, tmp_path):
+    load(server, bucket, EDGE)
+    path = tmp_path / "edge.parquet"
+    path.write_bytes(get_bytes(server, bucket, only_key(server, bucket, "out/edge/")))
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    result = con.sql(f"SELECT * FROM read_parquet('{path}') ORDER BY id")
+    arrow_types = pq.read_schema(path)
+    for n, (row, record) in enumerate(zip(result.fetchall(), EDGE_RECORDS, strict=True)):
+        for name, got in zip(result.columns, row):
+            field = arrow_types.field(name)
+            want = expected_value(record.get(name), field.type)
+            if name in ("any", "mixed"):
+                got = None if got is None else parse_json(got)
+            if name == "wide" and want is not None:
+                # DuckDB's DECIMAL stops at 38 digits; it reads wider ones as DOUBLE.
+                assert got == float(want), (n, name, got, want)
+                continue
+            assert got == want, f"row {n}, column {name}: DuckDB read {got!r}, sent {want!r}"
+
+
+def test_edge_values_csv_rendering(server, bucket):
+    load(server, bucket, EDGE, file_type="csv")
+    text = get_bytes(server, bucket, only_key(server, bucket, "out/edge/"))
+    assert text == (FIXTURES / "edge_values.csv").read_bytes()
+
+
+def test_identical_schema_across_batches_even_all_null(server, bucket):
+    load(server, bucket, EDGE, max_batch_rows=1)
+    keys = list_keys(server, bucket, "out/edge/")
+    assert len(keys) == len(EDGE_RECORDS) == 6
+    schemas = [read_parquet(server, bucket, k).schema for k in keys]
+    assert all(s.equals(schemas[0], check_metadata=True) for s in schemas)
+    last = read_parquet(server, bucket, keys[-1])
+    assert last.to_pylist()[0]["obj"] is None and last.column("f").null_count == 1
+
+
+def stream_text(schema_props, records, key=None):
+    lines = [json.dumps({"type": "SCHEMA", "stream": "s", "key_properties": key or [],
+                         "schema": {"properties": schema_props}})]
+    lines += [r if isinstance(r, str) else json.dumps({"type": "RECORD", "stream": "s", "record": r})
+              for r in records]
+    lines.append(json.dumps({"type": "STATE", "value": {"done": True}}))
+    return "\n".join(lines) + "\n"
+
+
+MIXED = stream_text(
+    {"id": {"type": "integer"}, "n": {"type": ["null", "number"]}},
+    [{"id": 1, "n": 1.5}, {"id": "two", "n": 2}, {"id": 3, "n": "x"}, {"n": 4}, {"id": 5}],
+    key=["id"],
+)
+
+
+def test_invalid_records_fail_by_default(server, bucket):
+    run = run_target(base_config(server, bucket), MIXED)
+    assert run.returncode != 0
+    assert 'input line 3, stream "s": field "id": expected an integer within int64, got the string "two"' in run.stderr
+    assert run.stdout == ""
+
+
+def test_invalid_records_skip(server, bucket):
+    run = load(server, bucket, MIXED, invalid_records="skip")
+    assert run.states == [{"done": True}]
+    table = read_parquet(server, bucket, only_key(server, bucket, "out/s/"))
+    assert table.column("id").to_pylist() == [1, 5]
+    assert run.stderr.count("record skipped") == 3
+    assert "3 invalid records skipped" in run.stderr
+
+
+def test_invalid_records_quarantine(server, bucket):
+    run = load(server, bucket, MIXED, invalid_records="quarantine")
+    assert run.states == [{"done": True}]
+    assert read_parquet(server, bucket, only_key(server, bucket, "out/s/2")).column("id").to_pylist() == [1, 5]
+    key = only_key(server, bucket, "out/s/_rejected/")
+    assert key.endswith(".jsonl")
+    rejected = [json.loads(l) for l in get_bytes(server, bucket, key).decode().splitlines()]
+    assert [r["line"] for r in rejected] == [3, 4, 5]
+    lines = MIXED.splitlines()
+    assert [r["message"] for r in rejected] == [json.loads(lines[i - 1]) for i in (3, 4, 5)]
+    assert 'field "n": expected a number' in rejected[1]["reason"]
+    assert 'key property "id"' in rejected[2]["reason"]
+    assert "3 quarantined" in run.stderr
+
+
+BIG = stream_text({"n": {"type": "number"}}, [{"n": 1}, '{"type": "RECORD", "stream": "s", "record": {"n": 1000000000000000000000000000001}}'])
+
+
+def test_inexact_numbers_stop_and_name_the_fix(server, bucket):
+    run = run_target(base_config(server, bucket), BIG)
+    assert run.returncode != 0
+    last = run.stderr.strip().splitlines()[-1]
+    for words in ('input line 3, stream "s"', 'field "n"', "1000000000000000000000000000001",
+                  "column_types", "inexact_numbers"):
+        assert words in last, last
+
+
+def test_inexact_numbers_warn_counts(server, bucket):
+    run = load(server, bucket, BIG, inexact_numbers="warn")
+    assert '1 numbers rounded to the nearest float64' in run.stderr
+    assert read_parquet(server, bucket, only_key(server, bucket, "out/s/")).column("n").to_pylist() == [1.0, 1e30]
+
+
+def test_column_types_keep_big_numbers_exact(server, bucket):
+    from decimal import Decimal
+
+    load(server, bucket, BIG, column_types={"s": {"n": "decimal(38,0)"}}, prefix="dec")
+    table = read_parquet(server, bucket, only_key(server, bucket, "dec/s/"))
+    assert str(table.schema.field("n").type) == "decimal128(38, 0)"
+    assert table.column("n").to_pylist() == [Decimal(1), Decimal("1000000000000000000000000000001")]
+    load(server, bucket, BIG, column_types={"s": {"n": "string"}}, prefix="str", file_type="csv")
+    text = get_bytes(server, bucket, only_key(server, bucket, "str/s/")).decode()
+    assert text == "n\r\n1\r\n1000000000000000000000000000001\r\n"
+
+
+TIMES = stream_text({"ts": {"type": "string", "format": "date-time"}},
+                    [{"ts": "2024-01-01T00:00:00.123Z"}, {"ts": "2024-01-01T00:00:00.123456789+00:00"}])
+
+
+@pytest.mark.parametrize("unit,arrow,ok", [("ms", "timestamp[ms, tz=UTC]", 1), ("us", "timestamp[us, tz=UTC]", 1),
+                                           ("ns", "timestamp[ns, tz=UTC]", 2)])
+def test_timestamp_units_refuse_digits_below_the_unit(server, bucket, unit, arrow, ok):
+    run = run_target(base_config(server, bucket, timestamp_unit=unit, invalid_records="skip"), TIMES)
+    assert run.returncode == 0, run.stderr
+    table = read_parquet(server, bucket, only_key(server, bucket, "exports/run/s/"))
+    assert str(table.schema.field("ts").type) == arrow
+    assert table.num_rows == ok
+    if ok == 1:
+        assert "digits below a" in run.stderr and 'timestamp_unit to \\"ns\\"' not in run.stderr
+    else:
+        assert pa.compute.cast(table.column("ts"), pa.int64()).to_pylist()[1] == 1704067200123456789
+
+
+def test_nanosecond_range_is_refused_clearly(server, bucket):
+    text = stream_text({"ts": {"type": "string", "format": "date-time"}}, [{"ts": "0001-01-01T00:00:00Z"}])
+    run = run_target(base_config(server, bucket, timestamp_unit="ns"), text)
+    assert run.returncode != 0 and "1677" in run.stderr and 'timestamp_unit \\"us\\"' not in run.stderr
+
+
+def test_validate_records_false_coerces_what_is_exact(server, bucket):
+    text = stream_text({"i": {"type": "integer"}, "b": {"type": "boolean"}, "s": {"type": "string"}},
+                       ['{"type": "RECORD", "stream": "s", "record": {"i": "42", "b": "true", "s": 12.50}}',
+                        {"i": 1, "b": False, "s": {"k": [1]}}])
+    load(server, bucket, text, validate_records=False)
+    rows = read_parquet(server, bucket, only_key(server, bucket, "out/s/")).to_pylist()
+    assert rows == [{"i": 42, "b": True, "s": "12.50"}, {"i": 1, "b": False, "s": '{"k":[1]}'}]
+
+
+def test_unknown_fields_warn_once_or_fail(server, bucket):
+    text = stream_text({"a": {"type": "integer"}}, [{"a": 1, "x": 1}, {"a": 2, "x": 2, "o": {"y": 1}}])
+    run = load(server, bucket, text)
+    assert run.stderr.count('field "x" is not in the schema') == 1
+    assert run.stderr.count('field "o" is not in the schema') == 1
+    run = run_target(base_config(server, bucket, unknown_fields="fail"), text)
+    assert run.returncode != 0 and 'field "x" is not in the schema' in run.stderr
+
+
+def test_nan_and_overflow_policy(server, bucket):
+    text = stream_text({"f": {"type": "number"}}, ['{"type": "RECORD", "stream": "s", "record": {"f": NaN}}'])
+    run = run_target(base_config(server, bucket), text)
+    assert run.returncode != 0 and "input line 2: not a JSON object" in run.stderr
+    text = stream_text({"f": {"type": "number"}}, ['{"type": "RECORD", "stream": "s", "record": {"f": 1e400}}'])
+    run = run_target(base_config(server, bucket), text)
+    assert run.returncode != 0 and "beyond the float64 range" in run.stderr
+
+
+def test_schema_change_starts_new_object_with_its_columns(server, bucket):
+    text = (SDK_FIXTURES / "schema_updates.singer").read_text()
+    load(server, bucket, text, file_type="csv")
+    keys = list_keys(server, bucket, "out/test_schema_updates/")
+    headers = [get_bytes(server, bucket, k).decode().split("\r\n")[0] for k in keys]
+    assert headers[0] == "id,a1,a2"
+    assert headers[1] == "id,a1,a2,a3"
+    assert all(h.startswith("id,a1,a2,a3,a4,a5") for h in headers[2:])
+
+
+VALUE_EQUAL = ["camelcase_complex_schema", "schema_updates", "schema_no_properties",
+               "special_chars_in_attributes", "encoded_string_data", "array_data"]
+
+
+@pytest.mark.parametrize("name", VALUE_EQUAL)
+def test_sdk_fixture_reads_back_value_equal(server, bucket, name):
+    text = (SDK_FIXTURES / f"{name}.singer").read_text()
+    load(server, bucket, text)
+    for stream, records in singer_records(text).items():
+        keys = list_keys(server, bucket, f"out/{table_name(stream)}/")
+        done = 0
+        for key in keys:
+            table = read_parquet(server, bucket, key)
+            compare_rows(table, records[done:done + table.num_rows])
+            done += table.num_rows
+        assert done == len(records)
+
+
+def test_special_characters_keep_column_names(server, bucket):
+    text = (SDK_FIXTURES / "special_chars_in_attributes.singer").read_text()
+    load(server, bucket, text)
+    key = only_key(server, bucket, "out/test_SpecialChars_in_attributes/")
+    schema = read_parquet(server, bucket, key).schema
+    assert [f.name for f in schema.field("d").type] == ["env", "agent:type", "agent:os:version"]
