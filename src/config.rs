@@ -789,6 +789,27 @@ mod tests {
     }
 
     #[test]
+    fn readme_documents_every_setting() {
+        let readme = include_str!("../README.md");
+        for setting in SETTINGS {
+            let row = format!("| `{}` |", setting.name);
+            assert!(
+                readme.contains(&row),
+                "README.md has no row for {}",
+                setting.name
+            );
+            if let Some(default) = setting.default {
+                let line = readme.lines().find(|l| l.starts_with(&row)).unwrap();
+                assert!(
+                    line.contains(default),
+                    "README.md: {} default {default}",
+                    setting.name
+                );
+            }
+        }
+    }
+
+    #[test]
     fn unknown_keys_warn() {
         let Value::Object(map) = with("compresion", json!("gzip")) else {
             panic!()
