@@ -6,7 +6,7 @@ PY       := $(VENV)/bin/python
 BIN      := target/release/target-s3
 STAMP    := $(VENV)/.installed
 
-.PHONY: all build venv demo test unit integration lint clean
+.PHONY: all build venv demo test unit integration lint bench clean
 
 all: build
 
@@ -40,6 +40,11 @@ integration: $(BIN) $(STAMP)
 	$(PY) -m pytest -q tests
 
 test: lint unit integration
+
+# Records/s and peak memory on a generated 1M-record stream, beside DuckDB's
+# JSON-to-Parquet COPY of the same records; figures in bench/out/results.json.
+bench: $(BIN) $(STAMP)
+	$(PY) bench/run.py
 
 clean:
 	cargo clean

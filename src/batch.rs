@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::protocol::BorrowedStr;
 use crate::schema::{Column, ColumnType, StreamSchema};
 use crate::values::{self, Shown, ShownNumber};
 
@@ -60,6 +61,8 @@ pub struct Batch {
     bytes: usize,
     first_line: Option<u64>,
     newly_ignored: Vec<String>,
+    /// Why the record being decoded was refused.
+    failure: Option<String>,
 }
 
 impl Batch {
@@ -79,6 +82,7 @@ impl Batch {
             bytes: 0,
             first_line: None,
             newly_ignored: Vec::new(),
+            failure: None,
         }
     }
 
@@ -117,31 +121,52 @@ impl Batch {
     /// Decodes one record (a JSON object) and appends it as a row, or explains why not
     /// and leaves the buffer as it was.
     pub fn append(&mut self, record: &str, line: u64) -> Result<(), String> {
+        let mut deserializer = serde_json::Deserializer::from_str(record);
+        let decoded = self.decode(&mut deserializer).map_err(|e| {
+            self.failure
+                .get_or_insert_with(|| crate::protocol::describe_json_error(&e))
+                .clone()
+        });
+        self.end_row(decoded.is_ok(), line, record.len())
+    }
+
+    /// Decodes one record object from a deserializer into a new row, which `end_row`
+    /// then keeps or drops. On error the reason is kept for `end_row`.
+    pub fn decode<'de, D: de::Deserializer<'de>>(&mut self, d: D) -> Result<(), D::Error> {
         let mut ctx = Ctx {
             options: self.options,
-            failure: None,
+            failure: &mut self.failure,
             newly_ignored: &mut self.newly_ignored,
         };
-        let mut deserializer = serde_json::Deserializer::from_str(record);
-        let decoded = RootSeed {
+        RootSeed {
             root: &mut self.root,
             ctx: &mut ctx,
         }
-        .deserialize(&mut deserializer);
-        let checked = match decoded {
-            Ok(()) => self.check_keys(),
-            Err(e) => Err(ctx
-                .failure
-                .unwrap_or_else(|| crate::protocol::describe_json_error(&e))),
+        .deserialize(d)
+    }
+
+    /// Keeps the row just decoded (when `decoded` and its keys are present) or drops
+    /// it and says why. `bytes` is the record's input size.
+    pub fn end_row(&mut self, decoded: bool, line: u64, bytes: usize) -> Result<(), String> {
+        let failure = self.failure.take();
+        let checked = match (decoded, failure) {
+            (true, _) => self.check_keys(),
+            (false, reason) => Err(reason.unwrap_or_else(|| "the record is not valid JSON".into())),
         };
         if checked.is_err() {
             self.root.truncate(self.rows);
             return checked;
         }
         self.rows += 1;
-        self.bytes += record.len();
+        self.bytes += bytes;
         self.first_line.get_or_insert(line);
         Ok(())
+    }
+
+    /// Drops whatever a failed decode left of the row being built.
+    pub fn discard_row(&mut self) {
+        self.failure = None;
+        self.root.truncate(self.rows);
     }
 
     fn check_keys(&self) -> Result<(), String> {
@@ -170,7 +195,7 @@ impl Batch {
 struct Ctx<'a> {
     options: DecodeOptions,
     /// The reason a value was refused; serde's own error would say less.
-    failure: Option<String>,
+    failure: &'a mut Option<String>,
     newly_ignored: &'a mut Vec<String>,
 }
 
@@ -198,8 +223,10 @@ impl Validity {
         Validity(BooleanBufferBuilder::new(0))
     }
 
+    /// Hands out the validity; the next batch starts with room for as many rows.
     fn finish(&mut self) -> Option<NullBuffer> {
-        let nulls = NullBuffer::new(self.0.finish());
+        let fresh = BooleanBufferBuilder::new(self.0.len());
+        let nulls = NullBuffer::new(std::mem::replace(&mut self.0, fresh).finish());
         (nulls.null_count() > 0).then_some(nulls)
     }
 }
@@ -235,7 +262,7 @@ impl<T: ArrowNativeType> Fixed<T> {
     }
 
     fn finish(&mut self, data_type: DataType) -> Result<ArrayRef, ArrowError> {
-        let values = std::mem::take(&mut self.values);
+        let values = take_keeping_capacity(&mut self.values);
         let data = ArrayData::builder(data_type)
             .len(values.len())
             .add_buffer(Buffer::from_vec(values))
@@ -243,6 +270,20 @@ impl<T: ArrowNativeType> Fixed<T> {
             .build()?;
         Ok(make_array(data))
     }
+}
+
+/// Takes a buffer's contents, leaving an empty one with the same capacity: batches of
+/// a stream are alike, so the next one fills it without growing it step by step.
+fn take_keeping_capacity<T>(values: &mut Vec<T>) -> Vec<T> {
+    let fresh = Vec::with_capacity(values.len());
+    std::mem::replace(values, fresh)
+}
+
+/// Takes list or string offsets, leaving the leading 0 of an empty array.
+fn take_offsets(offsets: &mut Vec<i32>) -> Vec<i32> {
+    let taken = take_keeping_capacity(offsets);
+    offsets.push(0);
+    taken
 }
 
 /// The kind of text a string column takes.
@@ -450,9 +491,8 @@ impl Builder {
                 valid,
                 ..
             } => {
-                let offsets =
-                    OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(offsets, vec![0])));
-                let data = Buffer::from_vec(std::mem::take(data));
+                let offsets = OffsetBuffer::new(ScalarBuffer::from(take_offsets(offsets)));
+                let data = Buffer::from_vec(take_keeping_capacity(data));
                 Ok(Arc::new(StringArray::try_new(
                     offsets,
                     data,
@@ -465,8 +505,7 @@ impl Builder {
                 valid,
                 field,
             } => {
-                let offsets =
-                    OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(offsets, vec![0])));
+                let offsets = OffsetBuffer::new(ScalarBuffer::from(take_offsets(offsets)));
                 let values = item.finish()?;
                 Ok(Arc::new(ListArray::try_new(
                     field.clone(),
@@ -640,7 +679,7 @@ impl StructColumn {
         ctx: &mut Ctx,
     ) -> Result<(), A::Error> {
         let row = self.len;
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+        while let Some(BorrowedStr(key)) = map.next_key::<BorrowedStr<'de>>()? {
             let Some(i) = self.child_index(&key) else {
                 self.unknown_field(&key, ctx)?;
                 map.next_value::<IgnoredAny>()?;
@@ -680,28 +719,6 @@ impl StructColumn {
             ctx.newly_ignored.push(path);
         }
         Ok(())
-    }
-}
-
-/// A field name, borrowed from the input unless it holds escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(KeyVisitor)
     }
 }
 

@@ -73,9 +73,11 @@ pub const UNKNOWN_FIELDS: &[&str] = &["warn", "fail"];
 pub const INEXACT_NUMBERS: &[&str] = &["fail", "warn"];
 pub const TIMESTAMP_UNITS: &[&str] = &["us", "ms", "ns"];
 
-pub const DEFAULT_MAX_BATCH_ROWS: u64 = 500_000;
-pub const DEFAULT_MAX_BATCH_BYTES: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_MAX_BATCH_ROWS: u64 = 1_000_000;
+pub const DEFAULT_MAX_BATCH_BYTES: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_MAX_CONCURRENT_UPLOADS: u64 = 4;
+/// S3's smallest part (but the last).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
 /// Every key the target accepts, in the order the documentation lists them.
 pub const SETTINGS: &[Setting] = &[
@@ -206,23 +208,55 @@ pub const SETTINGS: &[Setting] = &[
         setting(
             "max_batch_rows",
             Kind::Integer { min: 1 },
-            "Records per stream after which its batch is written as one object.",
+            "Records per object: a stream's object is completed (and the STATE after its records can be written) when it holds this many.",
         ),
-        "500000",
+        "1000000",
     ),
     with_default(
         setting(
             "max_batch_bytes",
             Kind::Integer { min: 1024 },
-            "Input bytes of records per stream after which its batch is written as one object.",
+            "Bytes of record JSON per object; an object is completed when its records reach this size.",
+        ),
+        "268435456",
+    ),
+    with_default(
+        setting(
+            "max_batch_age_seconds",
+            Kind::Integer { min: 1 },
+            "An object is completed once its first record is this old (checked as input arrives), so STATE keeps moving on slow streams.",
+        ),
+        "300",
+    ),
+    with_default(
+        setting(
+            "row_group_bytes",
+            Kind::Integer { min: 1024 },
+            "Bytes of record JSON buffered per stream before they are encoded into the open object (a Parquet row group).",
+        ),
+        "16777216",
+    ),
+    with_default(
+        setting(
+            "max_buffer_bytes",
+            Kind::Integer { min: 1024 },
+            "Memory budget, in bytes of record JSON, for the records all streams hold before encoding, plus one part per open object; past it the largest buffer is encoded first, and the least recently written object completed when too many are open.",
         ),
         "67108864",
     ),
     with_default(
         setting(
+            "part_size_bytes",
+            Kind::Integer { min: MIN_PART_SIZE },
+            "Multipart part size: an object larger than this is uploaded in parts while it is being encoded (at least 5 MiB).",
+        ),
+        "8388608",
+    ),
+    with_default(
+        setting(
             "max_concurrent_uploads",
             Kind::Integer { min: 1 },
-            "Uploads in flight at once; reading waits when all are busy.",
+            "Upload requests (parts or whole objects) in flight at once; encoding waits when all are busy.",
         ),
         "4",
     ),
@@ -321,8 +355,18 @@ pub struct Config {
     pub types: TypeOptions,
     pub decode: DecodeOptions,
     pub invalid_records: InvalidRecords,
+    pub limits: Limits,
+}
+
+/// Sizes that bound objects and memory.
+#[derive(Debug, Clone)]
+pub struct Limits {
     pub max_batch_rows: usize,
     pub max_batch_bytes: usize,
+    pub max_batch_age: std::time::Duration,
+    pub row_group_bytes: usize,
+    pub max_buffer_bytes: usize,
+    pub part_size: usize,
     pub max_concurrent_uploads: usize,
 }
 
@@ -399,9 +443,17 @@ impl Config {
                 "quarantine" => InvalidRecords::Quarantine,
                 _ => InvalidRecords::Fail,
             },
-            max_batch_rows: v.integer("max_batch_rows")?,
-            max_batch_bytes: v.integer("max_batch_bytes")?,
-            max_concurrent_uploads: v.integer("max_concurrent_uploads")?,
+            limits: Limits {
+                max_batch_rows: v.integer("max_batch_rows")?,
+                max_batch_bytes: v.integer("max_batch_bytes")?,
+                max_batch_age: std::time::Duration::from_secs(
+                    v.integer("max_batch_age_seconds")? as u64,
+                ),
+                row_group_bytes: v.integer("row_group_bytes")?,
+                max_buffer_bytes: v.integer("max_buffer_bytes")?,
+                part_size: v.integer("part_size_bytes")?,
+                max_concurrent_uploads: v.integer("max_concurrent_uploads")?,
+            },
         };
         Ok((config, warnings))
     }
@@ -676,12 +728,13 @@ mod tests {
         let c = parse(base()).unwrap();
         assert_eq!(c.object_key_path, "a/b");
         assert_eq!(c.file_type, FileType::Parquet);
-        assert_eq!(c.max_batch_rows, DEFAULT_MAX_BATCH_ROWS as usize);
-        assert_eq!(c.max_batch_bytes, DEFAULT_MAX_BATCH_BYTES as usize);
+        assert_eq!(c.limits.max_batch_rows, DEFAULT_MAX_BATCH_ROWS as usize);
+        assert_eq!(c.limits.max_batch_bytes, DEFAULT_MAX_BATCH_BYTES as usize);
         assert_eq!(
-            c.max_concurrent_uploads,
+            c.limits.max_concurrent_uploads,
             DEFAULT_MAX_CONCURRENT_UPLOADS as usize
         );
+        assert_eq!(c.limits.part_size, 8 << 20);
         assert_eq!(c.aws.role_session_name, "target-s3");
         assert!(c.types.header_case.is_none());
         assert_eq!(c.types.timestamp_unit, TimeUnit::Microsecond);
@@ -725,6 +778,8 @@ mod tests {
         assert!(e.contains("\"upper\", \"lower\""), "{e}");
         let e = error(with("bucket", json!("s3://b")));
         assert!(e.contains("bucket"), "{e}");
+        let e = error(with("part_size_bytes", json!(1_000_000)));
+        assert!(e.contains("at least 5242880"), "{e}");
         let e = error(with("max_batch_rows", json!(0)));
         assert!(
             e.contains("max_batch_rows") && e.contains("at least 1"),
@@ -751,7 +806,7 @@ mod tests {
         let c = parse(v).unwrap();
         assert_eq!(c.file_type, FileType::Csv);
         assert_eq!(c.types.header_case, None);
-        assert_eq!(c.max_batch_rows, 250);
+        assert_eq!(c.limits.max_batch_rows, 250);
     }
 
     #[test]

@@ -9,9 +9,10 @@
 //! schema     SCHEMA -> ordered, typed columns and their Arrow schema
 //! batch      RECORD -> a row in the stream's typed column buffers (values: the
 //!            exact conversions of each JSON scalar)
-//! encode     RecordBatch -> CSV or Parquet bytes
+//! encode     RecordBatch chunks -> CSV or Parquet bytes, streamed
 //! object_key -> <prefix>/<table>/<partition>/<timestamp>-<unique>.<ext>
-//! store      -> S3 (PutObject), acknowledged
+//! sink       the encoder thread: chunks of each open object -> encode -> store
+//! store      -> S3 (PutObject, or multipart parts while encoding), acknowledged
 //! state      -> the STATE lines the stored records now cover, on stdout
 //! ```
 //!
@@ -24,6 +25,7 @@ pub mod error;
 pub mod object_key;
 pub mod protocol;
 pub mod schema;
+pub mod sink;
 pub mod state;
 pub mod store;
 pub mod target;

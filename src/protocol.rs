@@ -1,12 +1,15 @@
-//! Singer messages: one JSON object per input line, parsed without copying the record.
+//! Singer messages: one JSON object per input line, parsed in one pass.
 //!
 //! Owns: the message envelope and the errors a line can cause by its shape alone.
-//! Must not touch: schemas, buffers or state; the record stays raw JSON text here and
-//! is decoded by `batch`, against the stream's columns.
+//! Must not touch: schemas, buffers or state. When the caller can take a record as it
+//! is parsed (`RecordSink`), the record's value is handed to it straight from the
+//! parser, so record bytes are scanned once; otherwise it stays raw JSON text.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// One Singer message, borrowing from the input line.
@@ -19,7 +22,7 @@ pub enum Message<'a> {
     },
     Record {
         stream: Cow<'a, str>,
-        record: &'a RawValue,
+        record: Record<'a>,
     },
     State {
         value: &'a RawValue,
@@ -29,9 +32,39 @@ pub enum Message<'a> {
         version: i64,
     },
     /// A message type this target does not act on (BATCH, future types).
-    Other {
-        kind: Cow<'a, str>,
-    },
+    Other { kind: Cow<'a, str> },
+}
+
+/// A RECORD's value: taken by the sink while parsing, refused by it, or left raw.
+#[derive(Debug)]
+pub enum Record<'a> {
+    Decoded,
+    /// The sink refused a value; it holds the reason. The rest of the line was not read.
+    /// (A line that is not JSON is an error instead, even inside a record.)
+    Refused,
+    Raw(&'a RawValue),
+}
+
+/// Takes record values as they are parsed.
+pub trait RecordSink {
+    /// Whether records of `stream` are decoded in place.
+    fn accepts(&mut self, stream: &str) -> bool;
+    /// Decodes one record value of `stream`. An error refuses the record; the sink keeps
+    /// the reason.
+    fn decode<'de, D: Deserializer<'de>>(&mut self, stream: &str, d: D) -> Result<(), D::Error>;
+}
+
+/// A sink that takes nothing: every record stays raw.
+pub struct NoSink;
+
+impl RecordSink for NoSink {
+    fn accepts(&mut self, _: &str) -> bool {
+        false
+    }
+
+    fn decode<'de, D: Deserializer<'de>>(&mut self, _: &str, d: D) -> Result<(), D::Error> {
+        IgnoredAny::deserialize(d).map(|_| ())
+    }
 }
 
 /// Why a line is not a usable message. `stream` is set when the line named one.
@@ -41,75 +74,190 @@ pub struct ParseError {
     pub message: String,
 }
 
-/// The envelope, flat: serde's tagged enums cannot hold a borrowed `RawValue`.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(rename = "type", borrow)]
+/// Parses one non-blank line, handing a RECORD's value to `sink` when it accepts the
+/// stream and the line names the stream before the record (as taps do).
+pub fn parse_line<'a, S: RecordSink>(
+    line: &'a str,
+    sink: &mut S,
+) -> Result<Message<'a>, ParseError> {
+    let mut fields = Fields::default();
+    let mut deserializer = serde_json::Deserializer::from_str(line);
+    let parsed = EnvelopeSeed {
+        fields: &mut fields,
+        sink,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|()| deserializer.end());
+    match parsed {
+        Ok(()) => fields.into_message(),
+        Err(e) if fields.refused && e.classify() == serde_json::error::Category::Data => Ok(Message::Record {
+            stream: fields.stream.unwrap_or_default(),
+            record: Record::Refused,
+        }),
+        Err(e) => Err(ParseError {
+            stream: fields.stream.map(Cow::into_owned),
+            message: format!("not a JSON object: {}", describe_json_error(&e)),
+        }),
+    }
+}
+
+/// The envelope's fields, as far as they were read.
+#[derive(Default)]
+struct Fields<'a> {
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     stream: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     record: Option<&'a RawValue>,
-    #[serde(borrow)]
+    decoded: bool,
+    refused: bool,
     schema: Option<&'a RawValue>,
     key_properties: Option<Vec<String>>,
-    #[serde(borrow)]
     value: Option<&'a RawValue>,
     version: Option<i64>,
 }
 
-/// Parses one non-blank line.
-pub fn parse_line(line: &str) -> Result<Message<'_>, ParseError> {
-    let envelope: Envelope = serde_json::from_str(line).map_err(|e| ParseError {
-        stream: None,
-        message: format!("not a JSON object: {}", describe_json_error(&e)),
-    })?;
-    let stream = envelope.stream;
-    let fail = |stream: &Option<Cow<str>>, message: &str| ParseError {
-        stream: stream.as_deref().map(str::to_owned),
-        message: message.to_owned(),
-    };
-    let Some(kind) = envelope.kind else {
-        return Err(fail(&stream, "message has no \"type\""));
-    };
-    match kind.as_ref() {
-        "RECORD" => {
-            let record = envelope
-                .record
-                .filter(|r| r.get().starts_with('{'))
-                .ok_or_else(|| fail(&stream, "RECORD needs a \"record\" object"))?;
-            let stream = stream.ok_or_else(|| fail(&None, "RECORD has no \"stream\""))?;
-            Ok(Message::Record { stream, record })
+impl<'a> Fields<'a> {
+    fn into_message(self) -> Result<Message<'a>, ParseError> {
+        let stream = self.stream;
+        let fail = |stream: &Option<Cow<str>>, message: &str| ParseError {
+            stream: stream.as_deref().map(str::to_owned),
+            message: message.to_owned(),
+        };
+        let Some(kind) = self.kind else {
+            return Err(fail(&stream, "message has no \"type\""));
+        };
+        match kind.as_ref() {
+            "RECORD" => {
+                let record = match self.record {
+                    _ if self.decoded => Record::Decoded,
+                    Some(raw) if raw.get().starts_with('{') => Record::Raw(raw),
+                    _ => return Err(fail(&stream, "RECORD needs a \"record\" object")),
+                };
+                let stream = stream.ok_or_else(|| fail(&None, "RECORD has no \"stream\""))?;
+                Ok(Message::Record { stream, record })
+            }
+            "SCHEMA" => {
+                let schema = self
+                    .schema
+                    .filter(|s| s.get().starts_with('{'))
+                    .ok_or_else(|| fail(&stream, "SCHEMA needs a \"schema\" object"))?;
+                let stream = stream.ok_or_else(|| fail(&None, "SCHEMA has no \"stream\""))?;
+                Ok(Message::Schema {
+                    stream,
+                    schema,
+                    key_properties: self.key_properties.unwrap_or_default(),
+                })
+            }
+            "STATE" => {
+                let value = self
+                    .value
+                    .ok_or_else(|| fail(&stream, "STATE needs a \"value\""))?;
+                Ok(Message::State { value })
+            }
+            "ACTIVATE_VERSION" => {
+                let stream =
+                    stream.ok_or_else(|| fail(&None, "ACTIVATE_VERSION has no \"stream\""))?;
+                let version = self.version.ok_or_else(|| {
+                    fail(
+                        &Some(stream.clone()),
+                        "ACTIVATE_VERSION needs an integer \"version\"",
+                    )
+                })?;
+                Ok(Message::ActivateVersion { stream, version })
+            }
+            _ => Ok(Message::Other { kind }),
         }
-        "SCHEMA" => {
-            let schema = envelope
-                .schema
-                .filter(|s| s.get().starts_with('{'))
-                .ok_or_else(|| fail(&stream, "SCHEMA needs a \"schema\" object"))?;
-            let stream = stream.ok_or_else(|| fail(&None, "SCHEMA has no \"stream\""))?;
-            Ok(Message::Schema {
-                stream,
-                schema,
-                key_properties: envelope.key_properties.unwrap_or_default(),
-            })
+    }
+}
+
+struct EnvelopeSeed<'f, 'a, S> {
+    fields: &'f mut Fields<'a>,
+    sink: &'f mut S,
+}
+
+impl<'de, S: RecordSink> DeserializeSeed<'de> for EnvelopeSeed<'_, 'de, S> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, S: RecordSink> Visitor<'de> for EnvelopeSeed<'_, 'de, S> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Singer message object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let f = self.fields;
+        while let Some(BorrowedStr(key)) = map.next_key::<BorrowedStr<'de>>()? {
+            match key.as_ref() {
+                "type" => f.kind = Some(map.next_value::<BorrowedStr>()?.0),
+                "stream" => f.stream = Some(map.next_value::<BorrowedStr>()?.0),
+                "record" => {
+                    let in_place = f.kind.as_deref() == Some("RECORD")
+                        && f.stream.as_deref().is_some_and(|s| self.sink.accepts(s));
+                    if in_place {
+                        let stream = f.stream.as_deref().unwrap_or_default();
+                        let seed = SinkSeed {
+                            sink: &mut *self.sink,
+                            stream,
+                        };
+                        if let Err(e) = map.next_value_seed(seed) {
+                            f.refused = true;
+                            return Err(e);
+                        }
+                        f.decoded = true;
+                    } else {
+                        f.record = Some(map.next_value()?);
+                    }
+                }
+                "schema" => f.schema = Some(map.next_value()?),
+                "key_properties" => f.key_properties = map.next_value()?,
+                "value" => f.value = Some(map.next_value()?),
+                "version" => f.version = map.next_value()?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
         }
-        "STATE" => {
-            let value = envelope
-                .value
-                .ok_or_else(|| fail(&stream, "STATE needs a \"value\""))?;
-            Ok(Message::State { value })
+        Ok(())
+    }
+}
+
+/// A string (a field name or value), borrowed from the input unless it holds escapes.
+pub struct BorrowedStr<'de>(pub Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for BorrowedStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BorrowedStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Owned(v.to_owned())))
+            }
         }
-        "ACTIVATE_VERSION" => {
-            let stream = stream.ok_or_else(|| fail(&None, "ACTIVATE_VERSION has no \"stream\""))?;
-            let version = envelope.version.ok_or_else(|| {
-                fail(
-                    &Some(stream.clone()),
-                    "ACTIVATE_VERSION needs an integer \"version\"",
-                )
-            })?;
-            Ok(Message::ActivateVersion { stream, version })
-        }
-        _ => Ok(Message::Other { kind }),
+        d.deserialize_str(V)
+    }
+}
+
+struct SinkSeed<'s, S> {
+    sink: &'s mut S,
+    stream: &'s str,
+}
+
+impl<'de, S: RecordSink> DeserializeSeed<'de> for SinkSeed<'_, S> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.sink.decode(self.stream, d)
     }
 }
 
@@ -127,46 +275,91 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
 mod tests {
     use super::*;
 
+    fn parse(line: &str) -> Result<Message<'_>, ParseError> {
+        parse_line(line, &mut NoSink)
+    }
+
     #[test]
     fn parses_each_type() {
-        let m =
-            parse_line(r#"{"type":"RECORD","stream":"s","record":{"a":1},"time_extracted":"x"}"#);
+        let m = parse(r#"{"type":"RECORD","stream":"s","record":{"a":1},"time_extracted":"x"}"#);
         assert!(
-            matches!(m, Ok(Message::Record { ref stream, record }) if stream == "s" && record.get() == r#"{"a":1}"#)
+            matches!(m, Ok(Message::Record { ref stream, record: Record::Raw(r) }) if stream == "s" && r.get() == r#"{"a":1}"#)
         );
-        let m = parse_line(
+        let m = parse(
             r#"{"type":"SCHEMA","stream":"s","schema":{"properties":{}},"key_properties":["id"]}"#,
         );
         assert!(
             matches!(m, Ok(Message::Schema { ref key_properties, .. }) if key_properties == &["id"])
         );
-        let m = parse_line(r#"{"type":"STATE","value":{"bookmarks":{}}}"#);
+        let m = parse(r#"{"type":"STATE","value":{"bookmarks":{}}}"#);
         assert!(matches!(m, Ok(Message::State { value }) if value.get() == r#"{"bookmarks":{}}"#));
-        let m = parse_line(r#"{"type":"ACTIVATE_VERSION","stream":"s","version":7}"#);
-        assert!(matches!(m, Ok(Message::ActivateVersion { version: 7, .. })));
-        let m = parse_line(r#"{"type":"BATCH","stream":"s"}"#);
+        let m = parse(r#"{"type":"ACTIVATE_VERSION","stream":"s","version":7}"#);
+        assert!(matches!(
+            m,
+            Ok(Message::ActivateVersion { version: 7, .. })
+        ));
+        let m = parse(r#"{"type":"BATCH","stream":"s"}"#);
         assert!(matches!(m, Ok(Message::Other { ref kind }) if kind == "BATCH"));
+    }
+
+    /// Counts the records it takes, and refuses records holding "bad".
+    struct Counting(usize);
+
+    impl RecordSink for Counting {
+        fn accepts(&mut self, stream: &str) -> bool {
+            stream == "s"
+        }
+
+        fn decode<'de, D: Deserializer<'de>>(&mut self, _: &str, d: D) -> Result<(), D::Error> {
+            let value = serde_json::Value::deserialize(d)?;
+            if value.get("bad").is_some() {
+                return Err(de::Error::custom("refused"));
+            }
+            self.0 += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn records_are_decoded_in_place_when_the_stream_comes_first() {
+        let mut sink = Counting(0);
+        let m = parse_line(r#"{"type":"RECORD","stream":"s","record":{"a":1}}"#, &mut sink);
+        assert!(matches!(m, Ok(Message::Record { record: Record::Decoded, .. })));
+        let m = parse_line(r#"{"record":{"a":1},"type":"RECORD","stream":"s"}"#, &mut sink);
+        assert!(matches!(m, Ok(Message::Record { record: Record::Raw(_), .. })));
+        let m = parse_line(r#"{"type":"RECORD","stream":"t","record":{"a":1}}"#, &mut sink);
+        assert!(matches!(m, Ok(Message::Record { record: Record::Raw(_), .. })));
+        assert_eq!(sink.0, 1);
+        let m = parse_line(r#"{"type":"RECORD","stream":"s","record":{"bad":1}}"#, &mut sink);
+        assert!(matches!(m, Ok(Message::Record { record: Record::Refused, ref stream }) if stream == "s"));
+        let e = parse_line(r#"{"type":"RECORD","stream":"s","record":{"a":1}} x"#, &mut sink)
+            .unwrap_err();
+        assert!(e.message.contains("trailing characters"), "{}", e.message);
+        let e = parse_line(r#"{"type":"RECORD","stream":"s","record":{"a":NaN}}"#, &mut sink)
+            .unwrap_err();
+        assert!(e.message.starts_with("not a JSON object"), "{}", e.message);
+        assert_eq!(e.stream.as_deref(), Some("s"));
     }
 
     #[test]
     fn escaped_stream_names_are_decoded() {
-        let m = parse_line(r#"{"type":"RECORD","stream":"a\"b","record":{}}"#).unwrap();
+        let m = parse(r#"{"type":"RECORD","stream":"a\"b","record":{}}"#).unwrap();
         assert!(matches!(m, Message::Record { ref stream, .. } if stream == "a\"b"));
     }
 
     #[test]
     fn bad_lines_say_why() {
-        let e = parse_line("{not json").unwrap_err();
+        let e = parse("{not json").unwrap_err();
         assert!(e.message.starts_with("not a JSON object"), "{}", e.message);
         assert!(!e.message.contains("line 1"), "{}", e.message);
-        let e = parse_line(r#"[1,2]"#).unwrap_err();
+        let e = parse(r#"[1,2]"#).unwrap_err();
         assert!(e.message.starts_with("not a JSON object"), "{}", e.message);
-        let e = parse_line(r#"{"stream":"s"}"#).unwrap_err();
+        let e = parse(r#"{"stream":"s"}"#).unwrap_err();
         assert_eq!(e.stream.as_deref(), Some("s"));
         assert!(e.message.contains("no \"type\""));
-        let e = parse_line(r#"{"type":"RECORD","stream":"s","record":[1]}"#).unwrap_err();
+        let e = parse(r#"{"type":"RECORD","stream":"s","record":[1]}"#).unwrap_err();
         assert!(e.message.contains("\"record\" object"));
-        let e = parse_line(r#"{"type":"RECORD","record":{}}"#).unwrap_err();
+        let e = parse(r#"{"type":"RECORD","record":{}}"#).unwrap_err();
         assert!(e.message.contains("no \"stream\""));
     }
 }

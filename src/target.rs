@@ -1,29 +1,35 @@
 //! The run: input lines through the pipeline stages, STATE lines out.
 //!
-//! Owns: the order of events. Lines are read and decoded here, full batches are encoded
-//! and handed to background uploads (at most `max_concurrent_uploads` at once; reading
-//! waits for a free slot), and after every completed upload the STATE values it covers
-//! are written. Must not touch: formats, key layout or S3 details, which belong to the
-//! stages it calls.
+//! Owns: the order of events and the bookkeeping that ties STATE to stored records.
+//! This thread reads lines and decodes records straight into per-stream buffers
+//! (`batch`). A buffer that reaches `row_group_bytes` goes as a chunk to its stream's
+//! open object, which the encoder thread (`sink`) encodes and streams to the store; an
+//! object is completed when it reaches its limits, when its stream's schema changes,
+//! when memory runs over budget, and at the end. After every completed object the
+//! newest STATE it covers is written.
+//! Must not touch: formats, key layout or S3 details, which belong to the stages.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::Utc;
-use tokio::runtime::Runtime;
-use tokio::sync::Semaphore;
+use serde::de::Deserializer;
 
 use crate::batch::Batch;
-use crate::config::{Config, InvalidRecords};
-use crate::encode;
+use crate::config::{Config, InvalidRecords, Limits};
 use crate::error::{Error, Result};
 use crate::object_key::{KeyBuilder, ObjectKind};
-use crate::protocol::{self, Message};
+use crate::protocol::{self, Message, Record, RecordSink};
 use crate::schema::StreamSchema;
+use crate::sink::{Job, Sink};
 use crate::state::StateTracker;
-use crate::store::S3Store;
+use crate::store::{S3Store, Uploader};
 use crate::values::compact_json;
+
+/// Lines between checks of every stream's object age.
+const AGE_CHECK_LINES: u64 = 4096;
 
 /// What a run did, for the closing log line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -43,22 +49,41 @@ pub fn run(config: &Config, input: impl BufRead, output: impl Write) -> Result<S
         .enable_all()
         .build()?;
     let store = runtime.block_on(S3Store::connect(config))?;
-    let uploads = Uploads::new(runtime, store, config.max_concurrent_uploads);
-    let mut target = Target::new(config, uploads, output);
-    match target.consume(input).and_then(|()| target.finish()) {
-        Ok(()) => Ok(target.summary),
+    let limits = &config.limits;
+    let uploader = Uploader::new(
+        store,
+        runtime.handle().clone(),
+        limits.part_size,
+        limits.max_concurrent_uploads,
+    );
+    let sink = Sink::start(config.file_type, uploader)?;
+    let mut target = Target::new(config, sink, output);
+    let outcome = match target.consume(input).and_then(|()| target.finish()) {
+        Ok(()) => Ok(target.summary.clone()),
         Err(error) => {
             target.settle_after(&error);
             Err(error)
         }
-    }
+    };
+    drop(target);
+    outcome
 }
 
-/// A stream's buffers: rows waiting for their object, and refused records waiting for
-/// the quarantine object.
+/// A stream's buffers: rows not yet encoded, the object they go into, and refused
+/// records waiting for the quarantine object.
 struct Stream {
     batch: Batch,
+    object: Option<OpenObject>,
     rejected: Rejected,
+    /// When the oldest record not yet in a completed object arrived.
+    started: Option<Instant>,
+}
+
+/// An object that has received chunks and is not completed yet.
+struct OpenObject {
+    id: u64,
+    rows: usize,
+    bytes: usize,
 }
 
 /// Records refused under `invalid_records: quarantine`, as JSONL lines.
@@ -71,11 +96,15 @@ struct Rejected {
 
 impl Rejected {
     fn push(&mut self, stream: &str, line: u64, reason: &str, raw_line: &str) {
+        let message = match serde_json::from_str::<&serde_json::value::RawValue>(raw_line) {
+            Ok(raw) => serde_json::to_value(raw).unwrap_or_default(),
+            Err(_) => serde_json::Value::from(raw_line),
+        };
         let entry = serde_json::json!({
             "line": line,
             "stream": stream,
             "reason": reason,
-            "message": serde_json::value::RawValue::from_string(raw_line.to_owned()).ok(),
+            "message": message,
         });
         self.jsonl.extend_from_slice(entry.to_string().as_bytes());
         self.jsonl.push(b'\n');
@@ -84,29 +113,78 @@ impl Rejected {
     }
 }
 
+/// Lets the protocol parser decode records straight into their stream's buffer.
+struct Decoders<'a>(&'a mut HashMap<String, Stream>);
+
+impl RecordSink for Decoders<'_> {
+    fn accepts(&mut self, stream: &str) -> bool {
+        self.0.contains_key(stream)
+    }
+
+    fn decode<'de, D: Deserializer<'de>>(&mut self, stream: &str, d: D) -> Result<(), D::Error> {
+        match self.0.get_mut(stream) {
+            Some(s) => s.batch.decode(d),
+            None => Err(serde::de::Error::custom("no such stream")),
+        }
+    }
+}
+
+/// Objects started and not yet reported, by the first input line of their records.
+#[derive(Default)]
+struct Objects {
+    in_flight: BTreeMap<u64, u64>,
+    /// The first input line of the earliest object that failed: no STATE may pass it.
+    lost_from: Option<u64>,
+    /// Objects this run gave up on purpose; their reports are expected failures.
+    abandoned: Vec<u64>,
+    next_id: u64,
+    open: usize,
+}
+
+impl Objects {
+    fn start(&mut self, first_line: u64) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.in_flight.insert(id, first_line);
+        id
+    }
+
+    /// The oldest input line whose record is not known to be stored.
+    fn oldest_line(&self) -> Option<u64> {
+        self.in_flight.values().copied().chain(self.lost_from).min()
+    }
+}
+
 struct Target<'c, W> {
     config: &'c Config,
+    limits: &'c Limits,
     streams: HashMap<String, Stream>,
     /// Stream names in the order their first SCHEMA arrived, for a stable final flush.
     order: Vec<String>,
     keys: KeyBuilder,
-    uploads: Uploads,
+    sink: Sink,
+    objects: Objects,
     states: StateTracker,
     output: W,
     summary: Summary,
+    /// Input bytes of the records all streams hold before encoding.
+    buffered: usize,
 }
 
 impl<'c, W: Write> Target<'c, W> {
-    fn new(config: &'c Config, uploads: Uploads, output: W) -> Self {
+    fn new(config: &'c Config, sink: Sink, output: W) -> Self {
         Target {
             config,
+            limits: &config.limits,
             streams: HashMap::new(),
             order: Vec::new(),
             keys: KeyBuilder::new(config),
-            uploads,
+            sink,
+            objects: Objects::default(),
             states: StateTracker::default(),
             output,
             summary: Summary::default(),
+            buffered: 0,
         }
     }
 
@@ -126,25 +204,32 @@ impl<'c, W: Write> Target<'c, W> {
             if !line.is_empty() {
                 self.handle(line, line_number)?;
             }
+            if line_number.is_multiple_of(AGE_CHECK_LINES) {
+                self.complete_old_objects()?;
+            }
         }
     }
 
     fn handle(&mut self, line: &str, number: u64) -> Result<()> {
-        let message = protocol::parse_line(line)
-            .map_err(|e| Error::input(number, e.stream.as_deref(), e.message))?;
+        let parsed = protocol::parse_line(line, &mut Decoders(&mut self.streams));
+        let message = parsed.map_err(|e| {
+            if let Some(stream) = e.stream.as_deref().and_then(|s| self.streams.get_mut(s)) {
+                stream.batch.discard_row();
+            }
+            Error::input(number, e.stream.as_deref(), e.message)
+        })?;
         match message {
             Message::Schema {
                 stream,
                 schema,
                 key_properties,
             } => self.on_schema(&stream, schema.get(), &key_properties, number),
-            Message::Record { stream, record } => {
-                self.on_record(&stream, record.get(), number, line)
-            }
+            Message::Record { stream, record } => self.on_record(&stream, record, number, line),
             Message::State { value } => {
                 self.states
                     .receive(number, compact_json(value.get()).into_owned());
-                self.collect_uploads(false)
+                self.complete_old_objects()?;
+                self.collect(false)
             }
             Message::ActivateVersion { stream, version } => {
                 tracing::debug!(stream = %stream, version, "ACTIVATE_VERSION received");
@@ -166,114 +251,230 @@ impl<'c, W: Write> Target<'c, W> {
         match self.streams.get_mut(stream) {
             Some(known) if known.batch.schema() == batch.schema() => {}
             Some(_) => {
-                self.flush(stream)?;
+                self.complete(stream)?;
                 if let Some(known) = self.streams.get_mut(stream) {
                     known.batch = batch;
                 }
             }
             None => {
                 self.order.push(stream.to_owned());
-                let rejected = Rejected::default();
-                self.streams
-                    .insert(stream.to_owned(), Stream { batch, rejected });
+                let new = Stream {
+                    batch,
+                    object: None,
+                    rejected: Rejected::default(),
+                    started: None,
+                };
+                self.streams.insert(stream.to_owned(), new);
             }
         }
         Ok(())
     }
 
-    fn on_record(&mut self, stream: &str, record: &str, line: u64, raw_line: &str) -> Result<()> {
-        let Some(Stream { batch, rejected }) = self.streams.get_mut(stream) else {
+    fn on_record(&mut self, name: &str, record: Record, line: u64, raw_line: &str) -> Result<()> {
+        let Some(stream) = self.streams.get_mut(name) else {
             return Err(Error::input(
                 line,
-                Some(stream),
+                Some(name),
                 "RECORD arrived before any SCHEMA for its stream",
             ));
         };
-        let appended = batch.append(record, line);
-        for field in batch.take_newly_ignored() {
-            tracing::warn!("stream {stream:?}: field {field:?} is not in the schema; ignored");
-        }
-        let full = match appended {
-            Ok(()) => {
-                self.summary.records += 1;
-                batch.rows() >= self.config.max_batch_rows
-                    || batch.bytes() >= self.config.max_batch_bytes
-            }
-            Err(reason) => match self.config.invalid_records {
-                InvalidRecords::Fail => return Err(Error::input(line, Some(stream), reason)),
-                InvalidRecords::Skip => {
-                    tracing::warn!(
-                        "input line {line}, stream {stream:?}: record skipped: {reason}"
-                    );
-                    self.summary.skipped += 1;
-                    false
-                }
-                InvalidRecords::Quarantine => {
-                    tracing::warn!(
-                        "input line {line}, stream {stream:?}: record quarantined: {reason}"
-                    );
-                    rejected.push(stream, line, &reason, raw_line);
-                    self.summary.quarantined += 1;
-                    rejected.jsonl.len() >= self.config.max_batch_bytes
-                }
-            },
+        let bytes = raw_line.len();
+        let appended = match record {
+            Record::Decoded => stream.batch.end_row(true, line, bytes),
+            Record::Refused => stream.batch.end_row(false, line, bytes),
+            Record::Raw(raw) => stream.batch.append(raw.get(), line),
         };
-        if full {
-            self.flush(stream)?;
+        for field in stream.batch.take_newly_ignored() {
+            tracing::warn!("stream {name:?}: field {field:?} is not in the schema; ignored");
+        }
+        if let Err(reason) = appended {
+            return self.on_invalid(name, reason, line, raw_line);
+        }
+        self.summary.records += 1;
+        self.buffered += bytes;
+        stream.started.get_or_insert_with(Instant::now);
+        let (rows, held) = (stream.batch.rows(), stream.batch.bytes());
+        let (object_rows, object_bytes) = stream.object.as_ref().map_or((0, 0), |o| (o.rows, o.bytes));
+        let limits = self.limits;
+        if object_rows + rows >= limits.max_batch_rows
+            || object_bytes + held >= limits.max_batch_bytes
+        {
+            self.complete(name)?;
+        } else if held >= limits.row_group_bytes {
+            self.write_chunk(name)?;
+        }
+        self.keep_within_budget()
+    }
+
+    fn on_invalid(&mut self, name: &str, reason: String, line: u64, raw_line: &str) -> Result<()> {
+        match self.config.invalid_records {
+            InvalidRecords::Fail => Err(Error::input(line, Some(name), reason)),
+            InvalidRecords::Skip => {
+                tracing::warn!("input line {line}, stream {name:?}: record skipped: {reason}");
+                self.summary.skipped += 1;
+                Ok(())
+            }
+            InvalidRecords::Quarantine => {
+                tracing::warn!("input line {line}, stream {name:?}: record quarantined: {reason}");
+                self.summary.quarantined += 1;
+                let Some(stream) = self.streams.get_mut(name) else {
+                    return Ok(());
+                };
+                stream.rejected.push(name, line, &reason, raw_line);
+                stream.started.get_or_insert_with(Instant::now);
+                if stream.rejected.jsonl.len() >= self.limits.row_group_bytes {
+                    self.complete(name)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Encodes the stream's buffered rows into its open object, opening one if needed.
+    fn write_chunk(&mut self, name: &str) -> Result<()> {
+        let Target {
+            streams,
+            keys,
+            sink,
+            objects,
+            summary,
+            ..
+        } = self;
+        let Some(stream) = streams.get_mut(name) else {
+            return Ok(());
+        };
+        let Some(first_line) = stream.batch.first_line() else {
+            return Ok(());
+        };
+        for (column, count) in stream.batch.take_rounded() {
+            tracing::warn!(
+                "stream {name:?}, column {column:?}: {count} numbers rounded to the nearest float64 (inexact_numbers is \"warn\")"
+            );
+        }
+        let (rows, bytes) = (stream.batch.rows(), stream.batch.bytes());
+        let batch = stream
+            .batch
+            .finish()
+            .map_err(|e| Error::Encode(e.to_string()))?;
+        self.buffered -= bytes;
+        let object = match &mut stream.object {
+            Some(object) => object,
+            None => {
+                let id = objects.start(first_line);
+                objects.open += 1;
+                summary.objects += 1;
+                let key = keys.next_key(name, ObjectKind::Data, Utc::now());
+                tracing::info!("stream {name:?}: writing s3://{}/{key}", self.config.bucket);
+                let schema = batch.schema();
+                sink.send(Job::Open {
+                    object: id,
+                    key,
+                    schema,
+                })?;
+                stream.object.insert(OpenObject {
+                    id,
+                    rows: 0,
+                    bytes: 0,
+                })
+            }
+        };
+        object.rows += rows;
+        object.bytes += bytes;
+        let id = object.id;
+        sink.send(Job::Chunk { object: id, batch })
+    }
+
+    /// Completes the stream's object with everything it buffers, and sends its
+    /// quarantined records.
+    fn complete(&mut self, name: &str) -> Result<()> {
+        self.write_chunk(name)?;
+        let Some(stream) = self.streams.get_mut(name) else {
+            return Ok(());
+        };
+        stream.started = None;
+        if let Some(object) = stream.object.take() {
+            tracing::debug!(
+                "stream {name:?}: completing object {} ({} rows)",
+                object.id,
+                object.rows
+            );
+            self.objects.open -= 1;
+            self.sink.send(Job::Close { object: object.id })?;
+        }
+        if let Some(first_line) = stream.rejected.first_line.take() {
+            let body = std::mem::take(&mut stream.rejected.jsonl);
+            let rows = std::mem::take(&mut stream.rejected.rows);
+            let id = self.objects.start(first_line);
+            self.summary.objects += 1;
+            let key = self.keys.next_key(name, ObjectKind::Rejected, Utc::now());
+            tracing::info!(
+                "stream {name:?}: writing {rows} rejected records to s3://{}/{key}",
+                self.config.bucket
+            );
+            self.sink.send(Job::Put {
+                object: id,
+                key,
+                body,
+                content_type: "application/x-ndjson",
+            })?;
+        }
+        self.collect(false)
+    }
+
+    /// Past the memory budget (records held plus one part per open object), completes
+    /// the heaviest stream's object until back within it.
+    fn keep_within_budget(&mut self) -> Result<()> {
+        let part = self.limits.part_size;
+        let weight = |s: &Stream| s.batch.bytes() + if s.object.is_some() { part } else { 0 };
+        while self.buffered + self.objects.open * part > self.limits.max_buffer_bytes {
+            let heaviest = self
+                .streams
+                .iter()
+                .filter(|(_, s)| weight(s) > 0)
+                .max_by_key(|(_, s)| weight(s))
+                .map(|(name, _)| name.clone());
+            let Some(name) = heaviest else { break };
+            self.complete(&name)?;
         }
         Ok(())
     }
 
-    /// Encodes the stream's buffered rows (and quarantined records) and starts their
-    /// uploads.
-    fn flush(&mut self, stream: &str) -> Result<()> {
-        let Some(Stream { batch, rejected }) = self.streams.get_mut(stream) else {
-            return Ok(());
-        };
-        let mut objects = Vec::new();
-        if let Some(first_line) = batch.first_line() {
-            for (column, count) in batch.take_rounded() {
-                tracing::warn!(
-                    "stream {stream:?}, column {column:?}: {count} numbers rounded to the nearest float64 (inexact_numbers is \"warn\")"
-                );
-            }
-            let rows = batch.rows();
-            let records = batch.finish().map_err(|e| Error::Encode(e.to_string()))?;
-            let body = encode::encode(self.config.file_type, &records)?;
-            let content_type = encode::content_type(self.config.file_type);
-            objects.push((ObjectKind::Data, first_line, rows, body, content_type));
+    fn complete_old_objects(&mut self) -> Result<()> {
+        let age = self.limits.max_batch_age;
+        let old: Vec<String> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.started.is_some_and(|t| t.elapsed() >= age))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in old {
+            self.complete(&name)?;
         }
-        if let Some(first_line) = rejected.first_line.take() {
-            let body = std::mem::take(&mut rejected.jsonl);
-            let rows = std::mem::take(&mut rejected.rows);
-            objects.push((
-                ObjectKind::Rejected,
-                first_line,
-                rows,
-                body,
-                "application/x-ndjson",
-            ));
-        }
-        for (kind, first_line, rows, body, content_type) in objects {
-            let key = self.keys.next_key(stream, kind, Utc::now());
-            tracing::info!(
-                "stream {stream:?}: writing {rows} {} ({} bytes) to s3://{}/{key}",
-                kind.rows_are(),
-                body.len(),
-                self.uploads.store.bucket()
-            );
-            self.uploads.start(first_line, key, body, content_type);
-            self.summary.objects += 1;
-        }
-        self.collect_uploads(false)
+        Ok(())
     }
 
-    /// Takes note of finished uploads (waiting for all when `wait_all`), then writes the
-    /// newest STATE they cover.
-    fn collect_uploads(&mut self, wait_all: bool) -> Result<()> {
-        let outcome = self.uploads.collect(wait_all);
+    /// Takes note of ended objects (waiting for all when `wait_all`), then writes the
+    /// newest STATE they cover. Returns the first failure.
+    fn collect(&mut self, wait_all: bool) -> Result<()> {
+        let mut first_error = None;
+        while !self.objects.in_flight.is_empty() {
+            let report = if wait_all {
+                self.sink.wait_report()
+            } else {
+                self.sink.try_report()
+            };
+            let Some(report) = report else { break };
+            let first_line = self.objects.in_flight.remove(&report.object);
+            if let Err(e) = report.result {
+                let objects = &mut self.objects;
+                objects.lost_from = objects.lost_from.into_iter().chain(first_line).min();
+                if !objects.abandoned.contains(&report.object) {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
         self.release_states()?;
-        outcome
+        first_error.map_or(Ok(()), Err)
     }
 
     fn release_states(&mut self) -> Result<()> {
@@ -282,7 +483,7 @@ impl<'c, W: Write> Target<'c, W> {
             .values()
             .flat_map(|s| [s.batch.first_line(), s.rejected.first_line])
             .flatten()
-            .chain(self.uploads.oldest_line())
+            .chain(self.objects.oldest_line())
             .min()
             .unwrap_or(u64::MAX);
         if let Some(value) = self.states.release(watermark) {
@@ -293,12 +494,12 @@ impl<'c, W: Write> Target<'c, W> {
         Ok(())
     }
 
-    /// End of input: flushes every stream and waits for every upload.
+    /// End of input: completes every stream's object and waits for every upload.
     fn finish(&mut self) -> Result<()> {
         for stream in self.order.clone() {
-            self.flush(&stream)?;
+            self.complete(&stream)?;
         }
-        self.collect_uploads(true)?;
+        self.collect(true)?;
         let s = &self.summary;
         tracing::info!(
             "done: {} records in {} objects, {} STATE lines written, {} invalid records skipped, {} quarantined",
@@ -311,84 +512,25 @@ impl<'c, W: Write> Target<'c, W> {
         Ok(())
     }
 
-    /// After a failure: lets the uploads in flight end, and writes the STATE that the
-    /// stored records cover, so a re-run resumes as late as is safe.
+    /// After a failure: input errors still store what came before them, so a re-run
+    /// resumes as late as is safe; store errors abandon the open objects. Either way the
+    /// uploads in flight end and the STATE that stored records cover is written.
     fn settle_after(&mut self, error: &Error) {
         tracing::debug!("stopping after error: {error}");
-        if let Err(e) = self.collect_uploads(true) {
-            tracing::error!("{e}");
+        if matches!(error, Error::Input { .. }) {
+            if let Err(e) = self.finish() {
+                tracing::error!("{e}");
+            }
+            return;
         }
-    }
-}
-
-/// Uploads in the background, tracked by the input line of each object's first record.
-struct Uploads {
-    runtime: Runtime,
-    store: S3Store,
-    slots: Arc<Semaphore>,
-    done_tx: mpsc::Sender<(u64, Result<()>)>,
-    done_rx: mpsc::Receiver<(u64, Result<()>)>,
-    /// Upload id -> first input line of its records.
-    in_flight: BTreeMap<u64, u64>,
-    /// The first input line of the earliest failed upload: no STATE may pass it.
-    lost_from: Option<u64>,
-    next_id: u64,
-}
-
-impl Uploads {
-    fn new(runtime: Runtime, store: S3Store, slots: usize) -> Uploads {
-        let (done_tx, done_rx) = mpsc::channel();
-        Uploads {
-            runtime,
-            store,
-            slots: Arc::new(Semaphore::new(slots)),
-            done_tx,
-            done_rx,
-            in_flight: BTreeMap::new(),
-            lost_from: None,
-            next_id: 0,
-        }
-    }
-
-    /// Starts an upload, first waiting for a free slot.
-    fn start(&mut self, first_line: u64, key: String, body: Vec<u8>, content_type: &'static str) {
-        let slot = self
-            .runtime
-            .block_on(self.slots.clone().acquire_owned())
-            .expect("the semaphore is never closed");
-        let id = self.next_id;
-        self.next_id += 1;
-        self.in_flight.insert(id, first_line);
-        let store = self.store.clone();
-        let done = self.done_tx.clone();
-        self.runtime.spawn(async move {
-            let result = store.put(&key, body, content_type).await;
-            drop(slot);
-            let _ = done.send((id, result));
-        });
-    }
-
-    /// Removes finished uploads from the books; the first failure is returned.
-    fn collect(&mut self, wait_all: bool) -> Result<()> {
-        let mut first_error = None;
-        while !self.in_flight.is_empty() {
-            let next = if wait_all {
-                self.done_rx.recv().ok()
-            } else {
-                self.done_rx.try_recv().ok()
-            };
-            let Some((id, result)) = next else { break };
-            let first_line = self.in_flight.remove(&id);
-            if let Err(e) = result {
-                self.lost_from = self.lost_from.into_iter().chain(first_line).min();
-                first_error.get_or_insert(e);
+        for stream in self.streams.values_mut() {
+            if let Some(object) = stream.object.take() {
+                self.objects.abandoned.push(object.id);
+                let _ = self.sink.send(Job::Abort { object: object.id });
             }
         }
-        first_error.map_or(Ok(()), Err)
-    }
-
-    /// The oldest input line whose record is not known to be stored.
-    fn oldest_line(&self) -> Option<u64> {
-        self.in_flight.values().copied().chain(self.lost_from).min()
+        if let Err(e) = self.collect(true) {
+            tracing::error!("{e}");
+        }
     }
 }

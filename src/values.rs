@@ -9,13 +9,11 @@ use std::borrow::Cow;
 use std::fmt;
 
 use arrow::datatypes::{TimeUnit, i256};
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 /// The reason a float column gives when a number would be rounded.
 pub const INEXACT: &str = "cannot be held exactly by a float64";
 
-/// Days from 0001-01-01 (day 1 of the common era) to 1970-01-01.
-const EPOCH_DAYS_FROM_CE: i64 = 719_163;
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// A JSON number's value as decimal digits: `digits × 10^exponent`, with no leading or
@@ -107,8 +105,28 @@ pub fn parse_float(text: &str) -> Result<(f64, bool), String> {
     if !value.is_finite() {
         return Err("beyond the float64 range".into());
     }
-    let exact = Digits::parse(text) == Digits::parse(&format!("{value:e}"));
+    let exact = surely_exact(text)
+        || Digits::parse(text) == Digits::parse(&format!("{value:e}"));
     Ok((value, exact))
+}
+
+/// A plain decimal of at most 15 significant digits (and no exponent) always survives
+/// the float64 round trip: the cheap check that spares most numbers the full one.
+fn surely_exact(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if bytes.len() > 24 {
+        return false;
+    }
+    let mut significant = 0;
+    for &b in bytes {
+        match b {
+            b'1'..=b'9' => significant += 1,
+            b'0' if significant > 0 => significant += 1,
+            b'0' | b'-' | b'.' => {}
+            _ => return false,
+        }
+    }
+    significant <= 15
 }
 
 /// A decimal's unscaled value from a JSON number (or a string holding one).
@@ -161,6 +179,10 @@ fn check_fraction(text: &str, nanos: u32, unit: TimeUnit) -> Result<(), String> 
 /// RFC 3339 (any offset, `T` or space), or no zone (taken as UTC), or a bare date;
 /// returns the time since the epoch, UTC, in `unit`.
 pub fn parse_timestamp(text: &str, unit: TimeUnit) -> Result<i64, String> {
+    if let Some((seconds, nanos)) = fast_timestamp(text.as_bytes()) {
+        check_fraction(text, nanos, unit)?;
+        return scale_timestamp(seconds, nanos, unit);
+    }
     let naive = if let Ok(dt) = DateTime::parse_from_rfc3339(text) {
         dt.naive_utc()
     } else if let Ok(dt) = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f") {
@@ -174,21 +196,124 @@ pub fn parse_timestamp(text: &str, unit: TimeUnit) -> Result<i64, String> {
     };
     check_fraction(text, naive.nanosecond(), unit)?;
     let utc = naive.and_utc();
-    match unit {
-        TimeUnit::Second => Ok(utc.timestamp()),
-        TimeUnit::Millisecond => Ok(utc.timestamp_millis()),
-        TimeUnit::Microsecond => Ok(utc.timestamp_micros()),
-        TimeUnit::Nanosecond => utc.timestamp_nanos_opt().ok_or_else(|| {
+    scale_timestamp(utc.timestamp(), utc.timestamp_subsec_nanos(), unit)
+}
+
+/// Whole seconds and nanoseconds since the epoch, in `unit`.
+fn scale_timestamp(seconds: i64, nanos: u32, unit: TimeUnit) -> Result<i64, String> {
+    let (per_second, divisor) = match unit {
+        TimeUnit::Second => (1, 1_000_000_000),
+        TimeUnit::Millisecond => (1_000, 1_000_000),
+        TimeUnit::Microsecond => (1_000_000, 1_000),
+        TimeUnit::Nanosecond => (1_000_000_000, 1),
+    };
+    seconds
+        .checked_mul(per_second)
+        .and_then(|v| v.checked_add(i64::from(nanos / divisor)))
+        .ok_or_else(|| {
             "outside 1677-09-21..2262-04-11, the range of nanosecond timestamps; use timestamp_unit \"us\"".into()
-        }),
+        })
+}
+
+/// The common forms, parsed by hand: `YYYY-MM-DD[T ]HH:MM:SS[.f{1,9}][Z|±HH:MM]`.
+/// Returns seconds since the epoch (UTC) and nanoseconds, or None for anything else
+/// (which then takes the general path).
+fn fast_timestamp(b: &[u8]) -> Option<(i64, u32)> {
+    if b.len() < 19 || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
     }
+    let days = fast_date(&b[..10])?;
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (hour, minute, second) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut rest = &b[19..];
+    let mut nanos = 0u32;
+    if let Some((b'.', fraction)) = rest.split_first() {
+        let count = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
+        if count == 0 || count > 9 {
+            return None;
+        }
+        nanos = digits(&fraction[..count])? * 10u32.pow(9 - count as u32);
+        rest = &fraction[count..];
+    }
+    let offset = match rest {
+        [] | [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let (h, m) = (digits(&[*h1, *h2])?, digits(&[*m1, *m2])?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let seconds = i64::from(h * 3600 + m * 60);
+            if *sign == b'-' { -seconds } else { seconds }
+        }
+        _ => return None,
+    };
+    let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset;
+    Some((seconds, nanos))
+}
+
+/// `YYYY-MM-DD` to days since the epoch, checked.
+fn fast_date(b: &[u8]) -> Option<i64> {
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (year, month, day) = (digits(&b[..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    Some(days_from_civil(i64::from(year), month, day))
+}
+
+fn digits(b: &[u8]) -> Option<u32> {
+    b.iter().try_fold(0u32, |acc, c| {
+        c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+    })
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((month + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day count since 1970-01-01: (year, month, day).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// `YYYY-MM-DD`, or a date-time at exactly midnight UTC; returns days since the epoch.
 pub fn parse_date(text: &str) -> Result<i32, String> {
-    let days = match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        Ok(date) => i64::from(date.num_days_from_ce()) - EPOCH_DAYS_FROM_CE,
-        Err(_) => {
+    let days = match fast_date(text.as_bytes()) {
+        Some(days) => days,
+        None if text.len() == 10 => return Err(String::new()),
+        None => {
             let micros = parse_timestamp(text, TimeUnit::Microsecond)?;
             if micros.rem_euclid(MICROS_PER_DAY) != 0 {
                 return Err("a date column cannot hold a time of day".into());
@@ -205,6 +330,83 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     check_fraction(text, time.nanosecond(), TimeUnit::Microsecond)?;
     Ok(i64::from(time.num_seconds_from_midnight()) * 1_000_000
         + i64::from(time.nanosecond() / 1000))
+}
+
+/// Appends a time since the epoch as RFC 3339 in UTC with `Z`, with as many fraction
+/// digits (0, 3, 6 or 9) as the value needs.
+pub fn format_timestamp(value: i64, unit: TimeUnit, out: &mut Vec<u8>) {
+    let per_second: i64 = match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    };
+    let (seconds, sub) = (value.div_euclid(per_second), value.rem_euclid(per_second));
+    let nanos = sub * (1_000_000_000 / per_second);
+    format_date(seconds.div_euclid(86_400), out);
+    out.push(b'T');
+    let of_day = seconds.rem_euclid(86_400);
+    format_clock(of_day, nanos, out);
+    out.push(b'Z');
+}
+
+/// Appends `YYYY-MM-DD` for days since the epoch.
+pub fn format_date(days: i64, out: &mut Vec<u8>) {
+    let (year, month, day) = civil_from_days(days);
+    if (0..=9999).contains(&year) {
+        push_padded(out, year as u64, 4);
+    } else {
+        out.extend_from_slice(format!("{year:+05}").as_bytes());
+    }
+    out.push(b'-');
+    push_padded(out, u64::from(month), 2);
+    out.push(b'-');
+    push_padded(out, u64::from(day), 2);
+}
+
+/// Appends `HH:MM:SS[.ffffff]` for microseconds since midnight.
+pub fn format_time(micros: i64, out: &mut Vec<u8>) {
+    let (seconds, sub) = (micros.div_euclid(1_000_000), micros.rem_euclid(1_000_000));
+    push_hms(seconds, out);
+    if sub != 0 {
+        out.push(b'.');
+        push_padded(out, sub as u64, 6);
+    }
+}
+
+/// `HH:MM:SS` and the shortest of no, 3, 6 or 9 fraction digits.
+fn format_clock(seconds_of_day: i64, nanos: i64, out: &mut Vec<u8>) {
+    push_hms(seconds_of_day, out);
+    let (value, width) = match nanos {
+        0 => return,
+        n if n % 1_000_000 == 0 => (n / 1_000_000, 3),
+        n if n % 1_000 == 0 => (n / 1_000, 6),
+        n => (n, 9),
+    };
+    out.push(b'.');
+    push_padded(out, value as u64, width);
+}
+
+fn push_hms(seconds: i64, out: &mut Vec<u8>) {
+    push_padded(out, (seconds / 3600) as u64, 2);
+    out.push(b':');
+    push_padded(out, (seconds / 60 % 60) as u64, 2);
+    out.push(b':');
+    push_padded(out, (seconds % 60) as u64, 2);
+}
+
+fn push_padded(out: &mut Vec<u8>, value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut v = value;
+    let mut i = digits.len();
+    while v > 0 || i == digits.len() {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    let text = &digits[i..];
+    out.extend(std::iter::repeat_n(b'0', width.saturating_sub(text.len())));
+    out.extend_from_slice(text);
 }
 
 /// JSON text without whitespace outside strings; borrowed when already compact.
@@ -366,11 +568,62 @@ mod tests {
     }
 
     #[test]
+    fn fast_and_general_paths_agree() {
+        let texts = [
+            "2024-02-29T23:59:59.999999Z",
+            "2024-02-29 23:59:59.5+05:30",
+            "1969-12-31T23:59:59-00:01",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.123456789+14:00",
+            "2000-03-01T00:00:00.1",
+        ];
+        for text in texts {
+            let fast = fast_timestamp(text.as_bytes()).unwrap();
+            let general = DateTime::parse_from_rfc3339(&text.replace(' ', "T"))
+                .map(|d| d.naive_utc())
+                .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f"))
+                .unwrap()
+                .and_utc();
+            assert_eq!(fast, (general.timestamp(), general.timestamp_subsec_nanos()), "{text}");
+        }
+        for days in [-719_162, -1, 0, 1, 11_016, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert!(fast_timestamp(b"2024-01-01T24:00:00Z").is_none());
+        assert!(fast_timestamp(b"2024-01-01T00:00:60Z").is_none());
+    }
+
+    #[test]
+    fn formats_what_it_parses() {
+        let show = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut out = Vec::new();
+            f(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        for (text, unit) in [
+            ("0001-01-01T00:00:00Z", US),
+            ("9999-12-31T23:59:59.999999Z", US),
+            ("1969-12-31T23:59:59.500Z", US),
+            ("2024-02-29T12:00:00.123456789Z", TimeUnit::Nanosecond),
+            ("2024-02-29T12:00:00.120Z", TimeUnit::Millisecond),
+        ] {
+            let value = parse_timestamp(text, unit).unwrap();
+            assert_eq!(show(&|o| format_timestamp(value, unit, o)), text);
+        }
+        assert_eq!(show(&|o| format_time(45_296_000_001, o)), "12:34:56.000001");
+        assert_eq!(show(&|o| format_time(0, o)), "00:00:00");
+        assert_eq!(show(&|o| format_date(-719_162, o)), "0001-01-01");
+    }
+
+    #[test]
     fn dates_and_times() {
         assert_eq!(parse_time("12:00:00"), Ok(43_200_000_000));
         assert_eq!(parse_date("1970-01-02"), Ok(1));
         assert_eq!(parse_date("1969-12-31T00:00:00Z"), Ok(-1));
         assert_eq!(parse_date("0001-01-01"), Ok(-719_162));
+        assert!(parse_date("2023-02-29").is_err());
+        assert!(parse_date("2024-13-01").is_err());
         assert!(parse_date("2024-01-01T10:00:00Z").is_err());
     }
 

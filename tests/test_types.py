@@ -217,7 +217,7 @@ def test_unknown_fields_warn_once_or_fail(server, bucket):
 def test_nan_and_overflow_policy(server, bucket):
     text = stream_text({"f": {"type": "number"}}, ['{"type": "RECORD", "stream": "s", "record": {"f": NaN}}'])
     run = run_target(base_config(server, bucket), text)
-    assert run.returncode != 0 and "input line 2: not a JSON object" in run.stderr
+    assert run.returncode != 0 and 'input line 2, stream "s": not a JSON object' in run.stderr
     text = stream_text({"f": {"type": "number"}}, ['{"type": "RECORD", "stream": "s", "record": {"f": 1e400}}'])
     run = run_target(base_config(server, bucket), text)
     assert run.returncode != 0 and "beyond the float64 range" in run.stderr

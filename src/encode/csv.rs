@@ -7,171 +7,214 @@
 //! lists as compact JSON (fields in schema order, date-times as strings); JSON columns
 //! as the compact JSON received; null as an empty field.
 
-use std::fmt::Write as _;
+use std::io::Write;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, AsArray, BooleanArray, StringArray};
+use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Decimal256Type, Field, Float64Type, Int64Type,
-    Time64MicrosecondType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType,
+    SchemaRef, Time64MicrosecondType, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
 use arrow::record_batch::RecordBatch;
-use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat};
 
+use super::failed;
+use crate::error::Result;
 use crate::schema::JSON_EXTENSION;
+use crate::values::{format_date, format_time, format_timestamp};
 
-pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>, csv::Error> {
-    let mut writer = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::with_capacity(batch.get_array_memory_size()));
-    let schema = batch.schema();
-    writer.write_record(schema.fields().iter().map(|f| f.name().as_str()))?;
-    let mut cell = String::new();
-    for row in 0..batch.num_rows() {
-        for column in batch.columns() {
-            cell.clear();
-            if column.is_valid(row) {
-                render(column.as_ref(), row, &mut cell);
+pub struct CsvEncoder<W: Write> {
+    out: W,
+}
+
+impl<W: Write> CsvEncoder<W> {
+    /// Starts an object with its header row.
+    pub fn new(schema: &SchemaRef, mut out: W) -> Result<Self> {
+        let mut header = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(Vec::new());
+        header
+            .write_record(schema.fields().iter().map(|f| f.name().as_str()))
+            .map_err(failed)?;
+        out.write_all(&header.into_inner().map_err(failed)?)
+            .map_err(failed)?;
+        Ok(CsvEncoder { out })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let mut writer = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(Vec::with_capacity(batch.get_array_memory_size()));
+        let columns: Vec<Column> = batch.columns().iter().map(|c| Column::new(c.as_ref())).collect();
+        let mut cell = Vec::with_capacity(64);
+        for row in 0..batch.num_rows() {
+            for column in &columns {
+                cell.clear();
+                column.render(row, &mut cell);
+                writer.write_field(&cell).map_err(failed)?;
             }
-            writer.write_field(&cell)?;
+            writer.write_record(None::<&[u8]>).map_err(failed)?;
         }
-        writer.write_record(None::<&[u8]>)?;
+        let text = writer.into_inner().map_err(failed)?;
+        self.out.write_all(&text).map_err(failed)
     }
-    writer.into_inner().map_err(|e| e.into_error().into())
+
+    pub fn writer_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
+    pub fn finish(self) -> Result<W> {
+        Ok(self.out)
+    }
 }
 
-/// Appends the text of one non-null cell.
-fn render(column: &dyn Array, row: usize, out: &mut String) {
-    match column.data_type() {
-        DataType::Utf8 => out.push_str(column.as_string::<i32>().value(row)),
-        DataType::Struct(_) | DataType::List(_) => render_json(column, None, row, out),
-        _ => render_scalar(column, row, out),
-    }
+/// A column, downcast once per batch rather than once per cell.
+struct Column<'a> {
+    nulls: Option<&'a NullBuffer>,
+    view: View<'a>,
 }
 
-/// Appends one non-null scalar as text.
-fn render_scalar(column: &dyn Array, row: usize, out: &mut String) {
-    match column.data_type() {
-        DataType::Int64 => {
-            let _ = write!(out, "{}", column.as_primitive::<Int64Type>().value(row));
-        }
-        DataType::Float64 => render_float(column.as_primitive::<Float64Type>().value(row), out),
-        DataType::Decimal128(..) => {
-            out.push_str(&column.as_primitive::<Decimal128Type>().value_as_string(row));
-        }
-        DataType::Decimal256(..) => {
-            out.push_str(&column.as_primitive::<Decimal256Type>().value_as_string(row));
-        }
-        DataType::Boolean => out.push_str(if column.as_boolean().value(row) {
-            "true"
-        } else {
-            "false"
-        }),
-        DataType::Utf8 => out.push_str(column.as_string::<i32>().value(row)),
-        DataType::Timestamp(unit, _) => render_timestamp(column, *unit, row, out),
-        DataType::Date32 => {
-            let days = column.as_primitive::<Date32Type>().value(row);
-            if let Some(date) = NaiveDate::from_num_days_from_ce_opt(days + 719_163) {
-                let _ = write!(out, "{}", date.format("%Y-%m-%d"));
+enum View<'a> {
+    Int(&'a [i64]),
+    Float(&'a [f64]),
+    Bool(&'a BooleanArray),
+    Str(&'a StringArray),
+    Timestamp(&'a [i64], TimeUnit),
+    Date(&'a [i32]),
+    Time(&'a [i64]),
+    /// Decimals, structs and lists: rendered through the general path.
+    Other(&'a dyn Array),
+}
+
+impl<'a> Column<'a> {
+    fn new(array: &'a dyn Array) -> Column<'a> {
+        let view = match array.data_type() {
+            DataType::Int64 => View::Int(array.as_primitive::<Int64Type>().values()),
+            DataType::Float64 => View::Float(array.as_primitive::<Float64Type>().values()),
+            DataType::Boolean => View::Bool(array.as_boolean()),
+            DataType::Utf8 => View::Str(array.as_string::<i32>()),
+            DataType::Timestamp(unit, _) => View::Timestamp(timestamps(array, *unit), *unit),
+            DataType::Date32 => View::Date(array.as_primitive::<Date32Type>().values()),
+            DataType::Time64(TimeUnit::Microsecond) => {
+                View::Time(array.as_primitive::<Time64MicrosecondType>().values())
             }
+            _ => View::Other(array),
+        };
+        Column {
+            nulls: array.nulls(),
+            view,
         }
-        DataType::Time64(TimeUnit::Microsecond) => {
-            let micros = column.as_primitive::<Time64MicrosecondType>().value(row);
-            render_time(micros, out);
-        }
-        other => debug_assert!(false, "no CSV rendering for {other}"),
     }
-}
 
-fn render_timestamp(column: &dyn Array, unit: TimeUnit, row: usize, out: &mut String) {
-    let ts = match unit {
-        TimeUnit::Second => {
-            DateTime::from_timestamp(column.as_primitive::<TimestampSecondType>().value(row), 0)
+    /// Appends the text of one cell; nothing for null.
+    fn render(&self, row: usize, out: &mut Vec<u8>) {
+        if self.nulls.is_some_and(|n| n.is_null(row)) {
+            return;
         }
-        TimeUnit::Millisecond => DateTime::from_timestamp_millis(
-            column.as_primitive::<TimestampMillisecondType>().value(row),
-        ),
-        TimeUnit::Microsecond => DateTime::from_timestamp_micros(
-            column.as_primitive::<TimestampMicrosecondType>().value(row),
-        ),
-        TimeUnit::Nanosecond => Some(DateTime::from_timestamp_nanos(
-            column.as_primitive::<TimestampNanosecondType>().value(row),
-        )),
-    };
-    if let Some(ts) = ts {
-        out.push_str(&ts.to_rfc3339_opts(SecondsFormat::AutoSi, true));
-    }
-}
-
-fn render_time(micros: i64, out: &mut String) {
-    let (secs, sub) = (micros.div_euclid(1_000_000), micros.rem_euclid(1_000_000));
-    let time = u32::try_from(secs)
-        .ok()
-        .and_then(|s| NaiveTime::from_num_seconds_from_midnight_opt(s, (sub * 1000) as u32));
-    if let Some(time) = time {
-        let _ = write!(out, "{}", time.format("%H:%M:%S"));
-        if sub != 0 {
-            let _ = write!(out, ".{sub:06}");
+        match &self.view {
+            View::Int(v) => out.extend_from_slice(itoa::Buffer::new().format(v[row]).as_bytes()),
+            View::Float(v) => render_float(v[row], out),
+            View::Bool(a) => out.extend_from_slice(if a.value(row) { b"true" } else { b"false" }),
+            View::Str(a) => out.extend_from_slice(a.value(row).as_bytes()),
+            View::Timestamp(v, unit) => format_timestamp(v[row], *unit, out),
+            View::Date(v) => format_date(i64::from(v[row]), out),
+            View::Time(v) => format_time(v[row], out),
+            View::Other(array) => render_json(*array, None, row, out),
         }
     }
 }
 
-/// Appends a value as compact JSON. `field` tells whether a string is JSON text already.
-fn render_json(column: &dyn Array, field: Option<&Field>, row: usize, out: &mut String) {
+fn timestamps(array: &dyn Array, unit: TimeUnit) -> &[i64] {
+    match unit {
+        TimeUnit::Second => array.as_primitive::<TimestampSecondType>().values(),
+        TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().values(),
+        TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().values(),
+        TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().values(),
+    }
+}
+
+/// Appends a value as compact JSON (or, for a top-level decimal, its digits).
+/// `field` tells whether a string is JSON text already.
+fn render_json(column: &dyn Array, field: Option<&Field>, row: usize, out: &mut Vec<u8>) {
     if column.is_null(row) {
-        out.push_str("null");
+        out.extend_from_slice(b"null");
         return;
     }
     match column.data_type() {
         DataType::Struct(fields) => {
             let array = column.as_struct();
-            out.push('{');
+            out.push(b'{');
             for (i, (child, child_field)) in array.columns().iter().zip(fields).enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 push_json_string(child_field.name(), out);
-                out.push(':');
+                out.push(b':');
                 render_json(child.as_ref(), Some(child_field), row, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         DataType::List(item_field) => {
             let items = column.as_list::<i32>().value(row);
-            out.push('[');
+            out.push(b'[');
             for i in 0..items.len() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 render_json(items.as_ref(), Some(item_field), i, out);
             }
-            out.push(']');
+            out.push(b']');
         }
         DataType::Utf8 => {
             let text = column.as_string::<i32>().value(row);
             if field.and_then(Field::extension_type_name) == Some(JSON_EXTENSION) {
-                out.push_str(text);
+                out.extend_from_slice(text.as_bytes());
             } else {
                 push_json_string(text, out);
             }
         }
-        DataType::Int64 | DataType::Float64 | DataType::Boolean => render_scalar(column, row, out),
-        DataType::Decimal128(..) | DataType::Decimal256(..) => render_scalar(column, row, out),
+        DataType::Decimal128(..) => {
+            let text = column.as_primitive::<Decimal128Type>().value_as_string(row);
+            out.extend_from_slice(text.as_bytes());
+        }
+        DataType::Decimal256(..) => {
+            let text = column.as_primitive::<Decimal256Type>().value_as_string(row);
+            out.extend_from_slice(text.as_bytes());
+        }
         _ => {
-            let mut text = String::new();
-            render_scalar(column, row, &mut text);
-            push_json_string(&text, out);
+            let cell = Column::new(column);
+            let quoted = matches!(cell.view, View::Timestamp(..) | View::Date(_) | View::Time(_));
+            if quoted {
+                out.push(b'"');
+            }
+            cell.render(row, out);
+            if quoted {
+                out.push(b'"');
+            }
         }
     }
 }
 
-fn push_json_string(text: &str, out: &mut String) {
-    out.push_str(&serde_json::Value::from(text).to_string());
+/// Appends a JSON string literal.
+fn push_json_string(text: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for &b in text.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
 }
 
 /// Shortest text that reads back as the same float; exponent form for very large or
 /// small magnitudes, so 1e308 is not 309 digits.
-pub fn render_float(v: f64, out: &mut String) {
+pub fn render_float(v: f64, out: &mut Vec<u8>) {
     let magnitude = v.abs();
     if magnitude != 0.0 && magnitude.is_finite() && !(1e-5..1e16).contains(&magnitude) {
         let _ = write!(out, "{v:e}");
@@ -194,19 +237,18 @@ mod tests {
             (-0.0, "-0"),
             (1.25e-7, "1.25e-7"),
         ] {
-            let mut s = String::new();
+            let mut s = Vec::new();
             render_float(v, &mut s);
+            let s = String::from_utf8(s).unwrap();
             assert_eq!(s, text);
             assert_eq!(s.parse::<f64>().unwrap().to_bits(), f64::to_bits(v));
         }
     }
 
     #[test]
-    fn times_show_fractions_only_when_present() {
-        let mut s = String::new();
-        render_time(3_600_000_000, &mut s);
-        s.push(' ');
-        render_time(3_600_000_050, &mut s);
-        assert_eq!(s, "01:00:00 01:00:00.000050");
+    fn json_strings_are_escaped() {
+        let mut out = Vec::new();
+        push_json_string("a\"b\\c\nd\u{1}é", &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\nd\u0001é""#);
     }
 }

@@ -1,29 +1,80 @@
-//! Encoders: an Arrow `RecordBatch` in, the bytes of one object out.
+//! Encoders: Arrow `RecordBatch`es in, the bytes of one object out, as a stream.
 //!
-//! Owns: the file formats (CSV text, Parquet) and their content types.
-//! Must not touch: keys, the store or state. An encoder sees only the batch, so the
-//! same rows always give the same bytes, whichever store receives them.
+//! Owns: the file formats (CSV text, Parquet) and their content types. An object is
+//! written chunk by chunk (a Parquet row group, or a run of CSV rows, per batch) into
+//! any `std::io::Write`, so a large object never has to be held whole.
+//! Must not touch: keys, the store or state. An encoder sees only batches and a writer.
 
 pub mod csv;
 pub mod parquet;
 
+use std::io::Write;
+
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use crate::config::FileType;
 use crate::error::{Error, Result};
-
-/// Encodes one batch as a whole object of the given type.
-pub fn encode(file_type: FileType, batch: &RecordBatch) -> Result<Vec<u8>> {
-    let failed = |e: &dyn std::fmt::Display| Error::Encode(e.to_string());
-    match file_type {
-        FileType::Csv => csv::encode(batch).map_err(|e| failed(&e)),
-        FileType::Parquet => parquet::encode(batch).map_err(|e| failed(&e)),
-    }
-}
 
 pub fn content_type(file_type: FileType) -> &'static str {
     match file_type {
         FileType::Csv => "text/csv",
         FileType::Parquet => "application/vnd.apache.parquet",
     }
+}
+
+/// One object being encoded into `W`.
+pub enum Encoder<W: Write + Send> {
+    Csv(csv::CsvEncoder<W>),
+    Parquet(parquet::ParquetEncoder<W>),
+}
+
+impl<W: Write + Send> Encoder<W> {
+    pub fn new(file_type: FileType, schema: &SchemaRef, out: W) -> Result<Self> {
+        match file_type {
+            FileType::Csv => csv::CsvEncoder::new(schema, out).map(Encoder::Csv),
+            FileType::Parquet => parquet::ParquetEncoder::new(schema, out).map(Encoder::Parquet),
+        }
+    }
+
+    /// Encodes one batch and passes its bytes on to the writer.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        match self {
+            Encoder::Csv(e) => e.write(batch),
+            Encoder::Parquet(e) => e.write(batch),
+        }
+    }
+
+    /// The writer the object goes into.
+    pub fn writer_mut(&mut self) -> &mut W {
+        match self {
+            Encoder::Csv(e) => e.writer_mut(),
+            Encoder::Parquet(e) => e.writer_mut(),
+        }
+    }
+
+    /// Ends the object (Parquet writes its footer) and returns the writer.
+    pub fn finish(self) -> Result<W> {
+        match self {
+            Encoder::Csv(e) => e.finish(),
+            Encoder::Parquet(e) => e.finish(),
+        }
+    }
+}
+
+pub(crate) fn failed(e: impl std::fmt::Display) -> Error {
+    Error::Encode(e.to_string())
+}
+
+/// Encodes batches into one object in memory (for tests and small objects).
+pub fn encode_all(file_type: FileType, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .ok_or_else(|| failed("no batches"))?;
+    let mut encoder = Encoder::new(file_type, &schema, Vec::new())?;
+    for batch in batches {
+        encoder.write(batch)?;
+    }
+    encoder.finish()
 }

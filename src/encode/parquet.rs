@@ -1,20 +1,45 @@
-//! Parquet: the batch's Arrow columns written as they are typed, snappy-compressed.
+//! Parquet: the batch's Arrow columns written as they are typed, snappy-compressed, one
+//! row group per batch.
 //!
 //! The Arrow schema comes from the stream's SCHEMA alone, so every object of a stream
 //! carries the same Parquet schema, whatever values (or nulls) its rows hold.
 
+use std::io::Write;
+
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
-use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 
-pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>, ParquetError> {
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_created_by(concat!("target-s3 ", env!("CARGO_PKG_VERSION")).to_owned())
-        .build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props))?;
-    writer.write(batch)?;
-    writer.into_inner()
+use super::failed;
+use crate::error::Result;
+
+pub struct ParquetEncoder<W: Write + Send> {
+    writer: ArrowWriter<W>,
+}
+
+impl<W: Write + Send> ParquetEncoder<W> {
+    pub fn new(schema: &SchemaRef, out: W) -> Result<Self> {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_created_by(concat!("target-s3 ", env!("CARGO_PKG_VERSION")).to_owned())
+            .build();
+        let writer = ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(failed)?;
+        Ok(ParquetEncoder { writer })
+    }
+
+    /// Writes the batch as a row group and passes it on, so memory holds one at most.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch).map_err(failed)?;
+        self.writer.flush().map_err(failed)
+    }
+
+    pub fn writer_mut(&mut self) -> &mut W {
+        self.writer.inner_mut()
+    }
+
+    pub fn finish(self) -> Result<W> {
+        self.writer.into_inner().map_err(failed)
+    }
 }

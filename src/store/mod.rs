@@ -5,5 +5,7 @@
 //! `target` decides what a completed upload means.
 
 pub mod s3;
+pub mod upload;
 
 pub use s3::S3Store;
+pub use upload::{Upload, Uploader};

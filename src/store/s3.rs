@@ -17,6 +17,7 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use crate::config::{AwsSettings, Config};
 use crate::error::{Error, Result};
@@ -75,6 +76,14 @@ impl S3Store {
         &self.bucket
     }
 
+    fn failed(&self, operation: &str, key: &str, e: impl std::error::Error) -> Error {
+        Error::Store(format!(
+            "{operation} s3://{}/{key} failed: {}",
+            self.bucket,
+            DisplayErrorContext(&e)
+        ))
+    }
+
     /// Stores one object; returns once S3 has acknowledged it.
     pub async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<()> {
         self.client
@@ -85,13 +94,84 @@ impl S3Store {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| {
-                Error::Store(format!(
-                    "PutObject s3://{}/{key} failed: {}",
-                    self.bucket,
-                    DisplayErrorContext(&e)
-                ))
-            })?;
+            .map_err(|e| self.failed("PutObject", key, e))?;
+        Ok(())
+    }
+
+    /// Starts a multipart upload; returns its id.
+    pub async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| self.failed("CreateMultipartUpload", key, e))?;
+        created.upload_id.ok_or_else(|| {
+            Error::Store(format!(
+                "CreateMultipartUpload s3://{}/{key} answered without an upload id",
+                self.bucket
+            ))
+        })
+    }
+
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Vec<u8>,
+    ) -> Result<CompletedPart> {
+        let part = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| self.failed(&format!("UploadPart {number} of"), key, e))?;
+        Ok(CompletedPart::builder()
+            .set_e_tag(part.e_tag)
+            .part_number(number)
+            .build())
+    }
+
+    pub async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<()> {
+        let parts = CompletedMultipartUpload::builder()
+            .set_parts(Some(parts))
+            .build();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(parts)
+            .send()
+            .await
+            .map_err(|e| self.failed("CompleteMultipartUpload", key, e))?;
+        Ok(())
+    }
+
+    /// Drops a multipart upload and its parts, so none are left behind.
+    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| self.failed("AbortMultipartUpload", key, e))?;
         Ok(())
     }
 }

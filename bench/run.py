@@ -1,0 +1,127 @@
+"""`make bench`: records per second and peak memory of target-s3 on a generated stream,
+beside DuckDB turning the same records into Parquet, in the same run.
+
+Usage: python bench/run.py [--records N] [--runs R] [--scale K]
+Writes the figures to bench/out/results.json and prints a table. Each target-s3 run
+reads the Singer file on stdin and writes into a local S3-compatible server (moto) on
+a free loopback port; wall time and peak RSS come from the kernel (wait4) for the
+whole process. DuckDB's time is that of its COPY statement alone, measured inside its
+process, which leaves out interpreter start-up in DuckDB's favour.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from harness import BINARY, MotoServer, base_config, clean_env  # noqa: E402
+
+OUT = HERE / "out"
+
+
+def measure(cmd, stdin_path=None, stdin_cmd=None, env=None):
+    """Runs a command to its end; returns (wall seconds, peak RSS MiB, exit code, stdout)."""
+    feeder = None
+    if stdin_cmd:
+        feeder = subprocess.Popen(stdin_cmd, stdout=subprocess.PIPE)
+        stdin = feeder.stdout
+    else:
+        stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if feeder:
+            feeder.stdout.close()
+            feeder.wait()
+        elif stdin_path:
+            stdin.close()
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if proc.returncode != 0:
+        sys.exit(f"{cmd[0]} failed ({proc.returncode}):\n{stderr[-2000:]}")
+    return wall, usage.ru_maxrss / 1024, stdout
+
+
+def duckdb_copy(records: Path, target: Path) -> tuple[float, float]:
+    code = (
+        "import duckdb, time, sys\n"
+        "con = duckdb.connect()\ncon.execute('SET enable_progress_bar = false')\n"
+        "start = time.perf_counter()\n"
+        f"con.execute(\"COPY (SELECT * FROM read_json('{records}')) TO '{target}' (FORMAT parquet)\")\n"
+        "print(time.perf_counter() - start)\n"
+    )
+    _, rss, stdout = measure([sys.executable, "-c", code])
+    return float(stdout.strip()), rss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--scale", type=int, default=5, help="also run 1 stream with the input repeated K times")
+    args = parser.parse_args()
+    n = args.records
+    subprocess.run([sys.executable, str(HERE / "generate.py"), str(OUT), str(n)], check=True)
+    one, twenty, records = OUT / f"one-{n}.singer", OUT / f"twenty-{n}.singer", OUT / f"records-{n}.jsonl"
+    input_mb = one.stat().st_size / 1e6
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        duck = [duckdb_copy(records, Path(tmp) / "duck.parquet") for _ in range(args.runs)]
+        duck_wall = statistics.median(w for w, _ in duck)
+        results.append({"name": "duckdb COPY read_json -> parquet", "records": n,
+                        "wall_s": duck_wall, "peak_rss_mib": max(r for _, r in duck)})
+
+        server = MotoServer(Path(tmp))
+        try:
+            cases = [("parquet, 1 stream", "parquet", one, None, n),
+                     ("csv, 1 stream", "csv", one, None, n),
+                     ("parquet, 20 streams", "parquet", twenty, None, n),
+                     ("csv, 20 streams", "csv", twenty, None, n)]
+            if args.scale > 1:
+                cases.append((f"parquet, 1 stream, input x{args.scale}", "parquet", None,
+                              ["cat"] + [str(one)] * args.scale, n * args.scale))
+            for name, file_type, path, feeder, count in cases:
+                runs = []
+                for _ in range(args.runs if feeder is None else 1):
+                    bucket = server.new_bucket()
+                    config = Path(tmp) / "config.json"
+                    config.write_text(json.dumps(base_config(server, bucket, file_type=file_type,
+                                                             object_key_path="bench")))
+                    wall, rss, stdout = measure([str(BINARY), "--config", str(config)], path, feeder,
+                                                env={**clean_env(), "RUST_LOG": "warn"})
+                    assert stdout.strip(), "no STATE written"
+                    runs.append((wall, rss))
+                wall = statistics.median(w for w, _ in runs)
+                results.append({"name": f"target-s3 {name}", "records": count, "wall_s": wall,
+                                "peak_rss_mib": max(r for _, r in runs)})
+        finally:
+            server.stop()
+
+    for r in results:
+        r["records_per_s"] = r["records"] / r["wall_s"]
+        r["input_mb_per_s"] = input_mb * r["records"] / n / r["wall_s"]
+        r["vs_duckdb"] = r["wall_s"] / duck_wall * n / r["records"]
+    print(f"{'run':44} {'records':>9} {'wall s':>7} {'rec/s':>10} {'MB/s':>7} {'peak RSS MiB':>13} {'x DuckDB':>9}")
+    for r in results:
+        print(f"{r['name']:44} {r['records']:>9} {r['wall_s']:>7.2f} {r['records_per_s']:>10,.0f} "
+              f"{r['input_mb_per_s']:>7.0f} {r['peak_rss_mib']:>13.0f} {r['vs_duckdb']:>9.2f}")
+    (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\n(x DuckDB: wall time per record relative to DuckDB's; input {input_mb:.0f} MB of Singer lines; "
+          f"written to {OUT / 'results.json'})")
+
+
+if __name__ == "__main__":
+    main()

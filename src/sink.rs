@@ -1,0 +1,196 @@
+//! The writing side: a worker thread that encodes each stream's chunks into objects and
+//! streams them to the store, and a report for every object that ends.
+//!
+//! Owns: the encoder thread, the objects being encoded, completion reports. Must not
+//! touch: input, STATE, or the choice of when objects open and close: `target` decides
+//! that and sends jobs, which the worker carries out in order. Jobs wait in a queue of
+//! one, so a busy encoder holds the reader back instead of letting memory grow.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::thread::JoinHandle;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+
+use crate::config::FileType;
+use crate::encode::{Encoder, content_type};
+use crate::error::{Error, Result};
+use crate::store::{Upload, Uploader};
+
+pub enum Job {
+    /// Starts object `object` at `key`; its chunks follow.
+    Open {
+        object: u64,
+        key: String,
+        schema: SchemaRef,
+    },
+    /// Rows for an open object (a Parquet row group, or CSV lines).
+    Chunk { object: u64, batch: RecordBatch },
+    /// Ends an object: it is completed in the background and reported.
+    Close { object: u64 },
+    /// A whole object of bytes already made (quarantined records).
+    Put {
+        object: u64,
+        key: String,
+        body: Vec<u8>,
+        content_type: &'static str,
+    },
+    /// Gives an open object up; nothing of it remains in the store.
+    Abort { object: u64 },
+}
+
+/// How an object ended: its size once stored, or why it was not.
+pub struct Report {
+    pub object: u64,
+    pub result: Result<u64>,
+}
+
+pub struct Sink {
+    jobs: Option<SyncSender<Job>>,
+    reports: Receiver<Report>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Sink {
+    pub fn start(file_type: FileType, uploader: Uploader) -> Result<Sink> {
+        let (jobs, queue) = sync_channel(1);
+        let (report, reports) = channel();
+        let worker = std::thread::Builder::new()
+            .name("encoder".into())
+            .spawn(move || Worker::new(file_type, uploader, report).run(queue))?;
+        Ok(Sink {
+            jobs: Some(jobs),
+            reports,
+            worker: Some(worker),
+        })
+    }
+
+    /// Hands a job to the worker, waiting while it is busy with the one before.
+    pub fn send(&self, job: Job) -> Result<()> {
+        let stopped = || Error::Encode("the encoder thread stopped".into());
+        self.jobs.as_ref().ok_or_else(stopped)?.send(job).map_err(|_| stopped())
+    }
+
+    pub fn try_report(&self) -> Option<Report> {
+        self.reports.try_recv().ok()
+    }
+
+    pub fn wait_report(&self) -> Option<Report> {
+        self.reports.recv().ok()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+struct Worker {
+    file_type: FileType,
+    uploader: Uploader,
+    reports: Sender<Report>,
+    open: HashMap<u64, Encoder<Upload>>,
+}
+
+impl Worker {
+    fn new(file_type: FileType, uploader: Uploader, reports: Sender<Report>) -> Worker {
+        Worker {
+            file_type,
+            uploader,
+            reports,
+            open: HashMap::new(),
+        }
+    }
+
+    fn run(mut self, queue: Receiver<Job>) {
+        for job in queue {
+            self.handle(job);
+        }
+        for (_, mut encoder) in self.open.drain() {
+            let abandoned = encoder.writer_mut().abandon();
+            self.uploader.runtime.block_on(abandoned);
+        }
+    }
+
+    fn report(&self, object: u64, result: Result<u64>) {
+        let _ = self.reports.send(Report { object, result });
+    }
+
+    /// Reports when `stored` ends, without waiting for it here.
+    fn report_later(
+        &self,
+        object: u64,
+        stored: impl Future<Output = Result<u64>> + Send + 'static,
+    ) {
+        let reports = self.reports.clone();
+        self.uploader.runtime.spawn(async move {
+            let result = stored.await;
+            let _ = reports.send(Report { object, result });
+        });
+    }
+
+    fn handle(&mut self, job: Job) {
+        match job {
+            Job::Open {
+                object,
+                key,
+                schema,
+            } => {
+                let upload = self.uploader.begin(key, content_type(self.file_type));
+                match Encoder::new(self.file_type, &schema, upload) {
+                    Ok(encoder) => {
+                        self.open.insert(object, encoder);
+                    }
+                    Err(e) => self.report(object, Err(e)),
+                }
+            }
+            Job::Chunk { object, batch } => {
+                let Some(encoder) = self.open.get_mut(&object) else {
+                    return; // failed before; already reported
+                };
+                if let Err(e) = encoder.write(&batch) {
+                    self.give_up(object);
+                    self.report(object, Err(e));
+                }
+            }
+            Job::Close { object } => {
+                let Some(encoder) = self.open.remove(&object) else {
+                    return;
+                };
+                match encoder.finish().and_then(Upload::finish) {
+                    Ok(stored) => self.report_later(object, stored),
+                    Err(e) => self.report(object, Err(e)),
+                }
+            }
+            Job::Put {
+                object,
+                key,
+                body,
+                content_type,
+            } => {
+                let stored = self.uploader.put(key, body, content_type);
+                self.report_later(object, stored);
+            }
+            Job::Abort { object } => {
+                if self.give_up(object) {
+                    self.report(object, Err(Error::Store("upload abandoned".into())));
+                }
+            }
+        }
+    }
+
+    /// Drops an open object and aborts its upload; false if it was not open.
+    fn give_up(&mut self, object: u64) -> bool {
+        let Some(mut encoder) = self.open.remove(&object) else {
+            return false;
+        };
+        let abandoned = encoder.writer_mut().abandon();
+        self.uploader.runtime.block_on(abandoned);
+        true
+    }
+}
