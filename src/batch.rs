@@ -640,10 +640,14 @@ impl StructColumn {
         }
     }
 
-    /// The child for a field name. Linear: schemas are small, and comparing a few
-    /// short strings beats hashing each key.
-    fn child_index(&self, name: &str) -> Option<usize> {
-        self.names.iter().position(|n| n == name)
+    /// The child for a field name. Taps write fields in the same order every record, so
+    /// the field after the last one found is tried first; then a linear search (schemas
+    /// are small, and comparing a few short strings beats hashing each key).
+    fn child_index(&self, name: &str, guess: usize) -> Option<usize> {
+        match self.names.get(guess) {
+            Some(n) if n == name => Some(guess),
+            _ => self.names.iter().position(|n| n == name),
+        }
     }
 
     fn push_null(&mut self) {
@@ -679,12 +683,14 @@ impl StructColumn {
         ctx: &mut Ctx,
     ) -> Result<(), A::Error> {
         let row = self.len;
+        let mut guess = 0;
         while let Some(BorrowedStr(key)) = map.next_key::<BorrowedStr<'de>>()? {
-            let Some(i) = self.child_index(&key) else {
+            let Some(i) = self.child_index(&key, guess) else {
                 self.unknown_field(&key, ctx)?;
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
+            guess = i + 1;
             let child = &mut self.children[i];
             if child.len() > row {
                 return Err(ctx.fail(format!("field {:?} appears twice", child.path)));

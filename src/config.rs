@@ -447,7 +447,7 @@ impl Config {
                 max_batch_rows: v.integer("max_batch_rows")?,
                 max_batch_bytes: v.integer("max_batch_bytes")?,
                 max_batch_age: std::time::Duration::from_secs(
-                    v.integer("max_batch_age_seconds")? as u64,
+                    v.integer("max_batch_age_seconds")? as u64
                 ),
                 row_group_bytes: v.integer("row_group_bytes")?,
                 max_buffer_bytes: v.integer("max_buffer_bytes")?,

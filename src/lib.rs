@@ -5,7 +5,8 @@
 //! The pipeline, one module per stage, data flowing one way:
 //!
 //! ```text
-//! protocol   stdin line -> Singer message (record kept as raw JSON)
+//! input      stdin -> blocks of whole lines (a reader thread)
+//! protocol   line -> Singer message; a record decoded in the same pass
 //! schema     SCHEMA -> ordered, typed columns and their Arrow schema
 //! batch      RECORD -> a row in the stream's typed column buffers (values: the
 //!            exact conversions of each JSON scalar)
@@ -22,6 +23,7 @@ pub mod batch;
 pub mod config;
 pub mod encode;
 pub mod error;
+pub mod input;
 pub mod object_key;
 pub mod protocol;
 pub mod schema;

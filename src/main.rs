@@ -2,7 +2,7 @@
 //! on stderr and a non-zero exit.
 
 use std::fs::File;
-use std::io::{self, BufReader, IsTerminal};
+use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -60,10 +60,10 @@ fn run(cli: &Cli) -> Result<()> {
                     path.display()
                 ))
             })?;
-            target::run(&config, BufReader::with_capacity(1 << 20, file), stdout)?;
+            target::run(&config, file, stdout)?;
         }
         None => {
-            target::run(&config, io::stdin().lock(), stdout)?;
+            target::run(&config, io::stdin(), stdout)?;
         }
     }
     Ok(())

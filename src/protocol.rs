@@ -32,7 +32,9 @@ pub enum Message<'a> {
         version: i64,
     },
     /// A message type this target does not act on (BATCH, future types).
-    Other { kind: Cow<'a, str> },
+    Other {
+        kind: Cow<'a, str>,
+    },
 }
 
 /// A RECORD's value: taken by the sink while parsing, refused by it, or left raw.
@@ -90,10 +92,12 @@ pub fn parse_line<'a, S: RecordSink>(
     .and_then(|()| deserializer.end());
     match parsed {
         Ok(()) => fields.into_message(),
-        Err(e) if fields.refused && e.classify() == serde_json::error::Category::Data => Ok(Message::Record {
-            stream: fields.stream.unwrap_or_default(),
-            record: Record::Refused,
-        }),
+        Err(e) if fields.refused && e.classify() == serde_json::error::Category::Data => {
+            Ok(Message::Record {
+                stream: fields.stream.unwrap_or_default(),
+                record: Record::Refused,
+            })
+        }
         Err(e) => Err(ParseError {
             stream: fields.stream.map(Cow::into_owned),
             message: format!("not a JSON object: {}", describe_json_error(&e)),
@@ -294,10 +298,7 @@ mod tests {
         let m = parse(r#"{"type":"STATE","value":{"bookmarks":{}}}"#);
         assert!(matches!(m, Ok(Message::State { value }) if value.get() == r#"{"bookmarks":{}}"#));
         let m = parse(r#"{"type":"ACTIVATE_VERSION","stream":"s","version":7}"#);
-        assert!(matches!(
-            m,
-            Ok(Message::ActivateVersion { version: 7, .. })
-        ));
+        assert!(matches!(m, Ok(Message::ActivateVersion { version: 7, .. })));
         let m = parse(r#"{"type":"BATCH","stream":"s"}"#);
         assert!(matches!(m, Ok(Message::Other { ref kind }) if kind == "BATCH"));
     }
@@ -323,20 +324,58 @@ mod tests {
     #[test]
     fn records_are_decoded_in_place_when_the_stream_comes_first() {
         let mut sink = Counting(0);
-        let m = parse_line(r#"{"type":"RECORD","stream":"s","record":{"a":1}}"#, &mut sink);
-        assert!(matches!(m, Ok(Message::Record { record: Record::Decoded, .. })));
-        let m = parse_line(r#"{"record":{"a":1},"type":"RECORD","stream":"s"}"#, &mut sink);
-        assert!(matches!(m, Ok(Message::Record { record: Record::Raw(_), .. })));
-        let m = parse_line(r#"{"type":"RECORD","stream":"t","record":{"a":1}}"#, &mut sink);
-        assert!(matches!(m, Ok(Message::Record { record: Record::Raw(_), .. })));
+        let m = parse_line(
+            r#"{"type":"RECORD","stream":"s","record":{"a":1}}"#,
+            &mut sink,
+        );
+        assert!(matches!(
+            m,
+            Ok(Message::Record {
+                record: Record::Decoded,
+                ..
+            })
+        ));
+        let m = parse_line(
+            r#"{"record":{"a":1},"type":"RECORD","stream":"s"}"#,
+            &mut sink,
+        );
+        assert!(matches!(
+            m,
+            Ok(Message::Record {
+                record: Record::Raw(_),
+                ..
+            })
+        ));
+        let m = parse_line(
+            r#"{"type":"RECORD","stream":"t","record":{"a":1}}"#,
+            &mut sink,
+        );
+        assert!(matches!(
+            m,
+            Ok(Message::Record {
+                record: Record::Raw(_),
+                ..
+            })
+        ));
         assert_eq!(sink.0, 1);
-        let m = parse_line(r#"{"type":"RECORD","stream":"s","record":{"bad":1}}"#, &mut sink);
-        assert!(matches!(m, Ok(Message::Record { record: Record::Refused, ref stream }) if stream == "s"));
-        let e = parse_line(r#"{"type":"RECORD","stream":"s","record":{"a":1}} x"#, &mut sink)
-            .unwrap_err();
+        let m = parse_line(
+            r#"{"type":"RECORD","stream":"s","record":{"bad":1}}"#,
+            &mut sink,
+        );
+        assert!(
+            matches!(m, Ok(Message::Record { record: Record::Refused, ref stream }) if stream == "s")
+        );
+        let e = parse_line(
+            r#"{"type":"RECORD","stream":"s","record":{"a":1}} x"#,
+            &mut sink,
+        )
+        .unwrap_err();
         assert!(e.message.contains("trailing characters"), "{}", e.message);
-        let e = parse_line(r#"{"type":"RECORD","stream":"s","record":{"a":NaN}}"#, &mut sink)
-            .unwrap_err();
+        let e = parse_line(
+            r#"{"type":"RECORD","stream":"s","record":{"a":NaN}}"#,
+            &mut sink,
+        )
+        .unwrap_err();
         assert!(e.message.starts_with("not a JSON object"), "{}", e.message);
         assert_eq!(e.stream.as_deref(), Some("s"));
     }

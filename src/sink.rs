@@ -69,7 +69,11 @@ impl Sink {
     /// Hands a job to the worker, waiting while it is busy with the one before.
     pub fn send(&self, job: Job) -> Result<()> {
         let stopped = || Error::Encode("the encoder thread stopped".into());
-        self.jobs.as_ref().ok_or_else(stopped)?.send(job).map_err(|_| stopped())
+        self.jobs
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(job)
+            .map_err(|_| stopped())
     }
 
     pub fn try_report(&self) -> Option<Report> {

@@ -10,9 +10,9 @@
 //! Must not touch: formats, key layout or S3 details, which belong to the stages.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, Write};
+use std::io::{Read, Write};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde::de::Deserializer;
@@ -20,6 +20,7 @@ use serde::de::Deserializer;
 use crate::batch::Batch;
 use crate::config::{Config, InvalidRecords, Limits};
 use crate::error::{Error, Result};
+use crate::input::{self, Blocks, Next};
 use crate::object_key::{KeyBuilder, ObjectKind};
 use crate::protocol::{self, Message, Record, RecordSink};
 use crate::schema::StreamSchema;
@@ -30,6 +31,9 @@ use crate::values::compact_json;
 
 /// Lines between checks of every stream's object age.
 const AGE_CHECK_LINES: u64 = 4096;
+/// How long input may be silent before finished uploads are looked at anyway, so
+/// STATE keeps flowing while a tap is quiet.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
 
 /// What a run did, for the closing log line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -43,7 +47,11 @@ pub struct Summary {
 
 /// Runs the whole load: connects, reads `input` to its end, stores every record, and
 /// writes STATE lines to `output` as they become covered.
-pub fn run(config: &Config, input: impl BufRead, output: impl Write) -> Result<Summary> {
+pub fn run(
+    config: &Config,
+    input: impl Read + Send + 'static,
+    output: impl Write,
+) -> Result<Summary> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -57,8 +65,9 @@ pub fn run(config: &Config, input: impl BufRead, output: impl Write) -> Result<S
         limits.max_concurrent_uploads,
     );
     let sink = Sink::start(config.file_type, uploader)?;
+    let blocks = Blocks::spawn(input)?;
     let mut target = Target::new(config, sink, output);
-    let outcome = match target.consume(input).and_then(|()| target.finish()) {
+    let outcome = match target.consume(blocks).and_then(|()| target.finish()) {
         Ok(()) => Ok(target.summary.clone()),
         Err(error) => {
             target.settle_after(&error);
@@ -72,6 +81,7 @@ pub fn run(config: &Config, input: impl BufRead, output: impl Write) -> Result<S
 /// A stream's buffers: rows not yet encoded, the object they go into, and refused
 /// records waiting for the quarantine object.
 struct Stream {
+    name: String,
     batch: Batch,
     object: Option<OpenObject>,
     rejected: Rejected,
@@ -113,16 +123,41 @@ impl Rejected {
     }
 }
 
-/// Lets the protocol parser decode records straight into their stream's buffer.
-struct Decoders<'a>(&'a mut HashMap<String, Stream>);
+/// The streams in the order their first SCHEMA arrived, found by name. The stream
+/// last found is tried first: records come in runs of one stream.
+#[derive(Default)]
+struct Streams {
+    list: Vec<Stream>,
+    index: HashMap<String, usize>,
+    last: usize,
+}
 
-impl RecordSink for Decoders<'_> {
+impl Streams {
+    fn get_mut(&mut self, name: &str) -> Option<&mut Stream> {
+        if self.list.get(self.last).is_none_or(|s| s.name != name) {
+            self.last = *self.index.get(name)?;
+        }
+        self.list.get_mut(self.last)
+    }
+
+    fn insert(&mut self, stream: Stream) {
+        self.index.insert(stream.name.clone(), self.list.len());
+        self.list.push(stream);
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.list.iter().map(|s| s.name.clone()).collect()
+    }
+}
+
+/// Lets the protocol parser decode records straight into their stream's buffer.
+impl RecordSink for Streams {
     fn accepts(&mut self, stream: &str) -> bool {
-        self.0.contains_key(stream)
+        self.get_mut(stream).is_some()
     }
 
     fn decode<'de, D: Deserializer<'de>>(&mut self, stream: &str, d: D) -> Result<(), D::Error> {
-        match self.0.get_mut(stream) {
+        match self.get_mut(stream) {
             Some(s) => s.batch.decode(d),
             None => Err(serde::de::Error::custom("no such stream")),
         }
@@ -158,9 +193,7 @@ impl Objects {
 struct Target<'c, W> {
     config: &'c Config,
     limits: &'c Limits,
-    streams: HashMap<String, Stream>,
-    /// Stream names in the order their first SCHEMA arrived, for a stable final flush.
-    order: Vec<String>,
+    streams: Streams,
     keys: KeyBuilder,
     sink: Sink,
     objects: Objects,
@@ -176,8 +209,7 @@ impl<'c, W: Write> Target<'c, W> {
         Target {
             config,
             limits: &config.limits,
-            streams: HashMap::new(),
-            order: Vec::new(),
+            streams: Streams::default(),
             keys: KeyBuilder::new(config),
             sink,
             objects: Objects::default(),
@@ -188,30 +220,36 @@ impl<'c, W: Write> Target<'c, W> {
         }
     }
 
-    fn consume(&mut self, mut input: impl BufRead) -> Result<()> {
-        let mut buffer = Vec::new();
+    fn consume(&mut self, blocks: Blocks) -> Result<()> {
         let mut line_number = 0u64;
         loop {
-            buffer.clear();
-            if input.read_until(b'\n', &mut buffer)? == 0 {
-                return Ok(());
-            }
-            line_number += 1;
-            let line = std::str::from_utf8(&buffer).map_err(|e| {
-                Error::input(line_number, None, format!("line is not valid UTF-8 ({e})"))
-            })?;
-            let line = line.trim();
-            if !line.is_empty() {
-                self.handle(line, line_number)?;
-            }
-            if line_number.is_multiple_of(AGE_CHECK_LINES) {
-                self.complete_old_objects()?;
+            let block = match blocks.next(IDLE_WAIT)? {
+                Next::Block(block) => block,
+                Next::Idle => {
+                    self.complete_old_objects()?;
+                    self.collect(false)?;
+                    continue;
+                }
+                Next::End => return Ok(()),
+            };
+            for line in input::lines(&block) {
+                line_number += 1;
+                let line = std::str::from_utf8(line).map_err(|e| {
+                    Error::input(line_number, None, format!("line is not valid UTF-8 ({e})"))
+                })?;
+                let line = line.trim();
+                if !line.is_empty() {
+                    self.handle(line, line_number)?;
+                }
+                if line_number.is_multiple_of(AGE_CHECK_LINES) {
+                    self.complete_old_objects()?;
+                }
             }
         }
     }
 
     fn handle(&mut self, line: &str, number: u64) -> Result<()> {
-        let parsed = protocol::parse_line(line, &mut Decoders(&mut self.streams));
+        let parsed = protocol::parse_line(line, &mut self.streams);
         let message = parsed.map_err(|e| {
             if let Some(stream) = e.stream.as_deref().and_then(|s| self.streams.get_mut(s)) {
                 stream.batch.discard_row();
@@ -257,14 +295,14 @@ impl<'c, W: Write> Target<'c, W> {
                 }
             }
             None => {
-                self.order.push(stream.to_owned());
                 let new = Stream {
+                    name: stream.to_owned(),
                     batch,
                     object: None,
                     rejected: Rejected::default(),
                     started: None,
                 };
-                self.streams.insert(stream.to_owned(), new);
+                self.streams.insert(new);
             }
         }
         Ok(())
@@ -294,7 +332,8 @@ impl<'c, W: Write> Target<'c, W> {
         self.buffered += bytes;
         stream.started.get_or_insert_with(Instant::now);
         let (rows, held) = (stream.batch.rows(), stream.batch.bytes());
-        let (object_rows, object_bytes) = stream.object.as_ref().map_or((0, 0), |o| (o.rows, o.bytes));
+        let (object_rows, object_bytes) =
+            stream.object.as_ref().map_or((0, 0), |o| (o.rows, o.bytes));
         let limits = self.limits;
         if object_rows + rows >= limits.max_batch_rows
             || object_bytes + held >= limits.max_batch_bytes
@@ -429,10 +468,11 @@ impl<'c, W: Write> Target<'c, W> {
         while self.buffered + self.objects.open * part > self.limits.max_buffer_bytes {
             let heaviest = self
                 .streams
+                .list
                 .iter()
-                .filter(|(_, s)| weight(s) > 0)
-                .max_by_key(|(_, s)| weight(s))
-                .map(|(name, _)| name.clone());
+                .filter(|s| weight(s) > 0)
+                .max_by_key(|s| weight(s))
+                .map(|s| s.name.clone());
             let Some(name) = heaviest else { break };
             self.complete(&name)?;
         }
@@ -443,9 +483,10 @@ impl<'c, W: Write> Target<'c, W> {
         let age = self.limits.max_batch_age;
         let old: Vec<String> = self
             .streams
+            .list
             .iter()
-            .filter(|(_, s)| s.started.is_some_and(|t| t.elapsed() >= age))
-            .map(|(name, _)| name.clone())
+            .filter(|s| s.started.is_some_and(|t| t.elapsed() >= age))
+            .map(|s| s.name.clone())
             .collect();
         for name in old {
             self.complete(&name)?;
@@ -480,7 +521,8 @@ impl<'c, W: Write> Target<'c, W> {
     fn release_states(&mut self) -> Result<()> {
         let watermark = self
             .streams
-            .values()
+            .list
+            .iter()
             .flat_map(|s| [s.batch.first_line(), s.rejected.first_line])
             .flatten()
             .chain(self.objects.oldest_line())
@@ -496,7 +538,7 @@ impl<'c, W: Write> Target<'c, W> {
 
     /// End of input: completes every stream's object and waits for every upload.
     fn finish(&mut self) -> Result<()> {
-        for stream in self.order.clone() {
+        for stream in self.streams.names() {
             self.complete(&stream)?;
         }
         self.collect(true)?;
@@ -523,7 +565,7 @@ impl<'c, W: Write> Target<'c, W> {
             }
             return;
         }
-        for stream in self.streams.values_mut() {
+        for stream in &mut self.streams.list {
             if let Some(object) = stream.object.take() {
                 self.objects.abandoned.push(object.id);
                 let _ = self.sink.send(Job::Abort { object: object.id });

@@ -105,8 +105,7 @@ pub fn parse_float(text: &str) -> Result<(f64, bool), String> {
     if !value.is_finite() {
         return Err("beyond the float64 range".into());
     }
-    let exact = surely_exact(text)
-        || Digits::parse(text) == Digits::parse(&format!("{value:e}"));
+    let exact = surely_exact(text) || Digits::parse(text) == Digits::parse(&format!("{value:e}"));
     Ok((value, exact))
 }
 
@@ -156,6 +155,11 @@ fn check_fraction(text: &str, nanos: u32, unit: TimeUnit) -> Result<(), String> 
     let beyond_nanos = fraction
         .get(9..)
         .is_some_and(|rest| rest.bytes().any(|b| b != b'0'));
+    check_unit(nanos, unit, beyond_nanos)
+}
+
+/// Refuses nanoseconds that the unit cannot hold (and digits beyond nanoseconds).
+fn check_unit(nanos: u32, unit: TimeUnit, beyond_nanos: bool) -> Result<(), String> {
     let divisor = match unit {
         TimeUnit::Second => 1_000_000_000,
         TimeUnit::Millisecond => 1_000_000,
@@ -180,7 +184,7 @@ fn check_fraction(text: &str, nanos: u32, unit: TimeUnit) -> Result<(), String> 
 /// returns the time since the epoch, UTC, in `unit`.
 pub fn parse_timestamp(text: &str, unit: TimeUnit) -> Result<i64, String> {
     if let Some((seconds, nanos)) = fast_timestamp(text.as_bytes()) {
-        check_fraction(text, nanos, unit)?;
+        check_unit(nanos, unit, false)?;
         return scale_timestamp(seconds, nanos, unit);
     }
     let naive = if let Ok(dt) = DateTime::parse_from_rfc3339(text) {
@@ -226,7 +230,11 @@ fn fast_timestamp(b: &[u8]) -> Option<(i64, u32)> {
     if b[13] != b':' || b[16] != b':' {
         return None;
     }
-    let (hour, minute, second) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+    let (hour, minute, second) = (
+        digits(&b[11..13])?,
+        digits(&b[14..16])?,
+        digits(&b[17..19])?,
+    );
     if hour > 23 || minute > 59 || second > 59 {
         return None;
     }
@@ -584,7 +592,11 @@ mod tests {
                 .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f"))
                 .unwrap()
                 .and_utc();
-            assert_eq!(fast, (general.timestamp(), general.timestamp_subsec_nanos()), "{text}");
+            assert_eq!(
+                fast,
+                (general.timestamp(), general.timestamp_subsec_nanos()),
+                "{text}"
+            );
         }
         for days in [-719_162, -1, 0, 1, 11_016, 2_932_896] {
             let (y, m, d) = civil_from_days(days);

@@ -12,9 +12,9 @@ use std::io::Write;
 use arrow::array::{Array, AsArray, BooleanArray, StringArray};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Decimal256Type, Field, Float64Type, Int64Type,
-    SchemaRef, Time64MicrosecondType, TimeUnit, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    DataType, Date32Type, Decimal128Type, Decimal256Type, Field, Float64Type, Int64Type, SchemaRef,
+    Time64MicrosecondType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
 };
 use arrow::record_batch::RecordBatch;
 
@@ -45,7 +45,11 @@ impl<W: Write> CsvEncoder<W> {
         let mut writer = csv::WriterBuilder::new()
             .terminator(csv::Terminator::CRLF)
             .from_writer(Vec::with_capacity(batch.get_array_memory_size()));
-        let columns: Vec<Column> = batch.columns().iter().map(|c| Column::new(c.as_ref())).collect();
+        let columns: Vec<Column> = batch
+            .columns()
+            .iter()
+            .map(|c| Column::new(c.as_ref()))
+            .collect();
         let mut cell = Vec::with_capacity(64);
         for row in 0..batch.num_rows() {
             for column in &columns {
@@ -183,7 +187,10 @@ fn render_json(column: &dyn Array, field: Option<&Field>, row: usize, out: &mut 
         }
         _ => {
             let cell = Column::new(column);
-            let quoted = matches!(cell.view, View::Timestamp(..) | View::Date(_) | View::Time(_));
+            let quoted = matches!(
+                cell.view,
+                View::Timestamp(..) | View::Date(_) | View::Time(_)
+            );
             if quoted {
                 out.push(b'"');
             }

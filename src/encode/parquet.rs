@@ -15,6 +15,8 @@ use parquet::file::properties::WriterProperties;
 use super::failed;
 use crate::error::Result;
 
+const DICTIONARY_PAGE_LIMIT: usize = 256 * 1024;
+
 pub struct ParquetEncoder<W: Write + Send> {
     writer: ArrowWriter<W>,
 }
@@ -23,6 +25,9 @@ impl<W: Write + Send> ParquetEncoder<W> {
     pub fn new(schema: &SchemaRef, out: W) -> Result<Self> {
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
+            // Columns of many distinct values give up dictionary encoding sooner, so
+            // their values are not all hashed for nothing; few-valued ones keep it.
+            .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
             .set_created_by(concat!("target-s3 ", env!("CARGO_PKG_VERSION")).to_owned())
             .build();
         let writer = ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(failed)?;

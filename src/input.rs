@@ -1,0 +1,158 @@
+//! Input: a thread that reads stdin (or a file) in large blocks and hands them on cut
+//! at line ends, so reading overlaps decoding and lines are never copied one by one.
+//!
+//! Owns: the byte stream and where lines end. Must not touch: what a line says. The
+//! queue holds a few blocks only, so a slow pipeline stops the reading, not the memory.
+
+use std::io::{self, Read};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::time::Duration;
+
+/// Bytes read at a time.
+const BLOCK: usize = 1 << 20;
+/// Blocks waiting for the decoder at most.
+const QUEUED_BLOCKS: usize = 4;
+
+/// Blocks of whole lines (the last block may end without a newline).
+pub struct Blocks {
+    queue: Receiver<io::Result<Vec<u8>>>,
+}
+
+pub enum Next {
+    Block(Vec<u8>),
+    /// Nothing arrived within the wait; the caller may tend to other work.
+    Idle,
+    End,
+}
+
+impl Blocks {
+    pub fn spawn(input: impl Read + Send + 'static) -> io::Result<Blocks> {
+        let (tx, queue) = sync_channel(QUEUED_BLOCKS);
+        std::thread::Builder::new()
+            .name("reader".into())
+            .spawn(move || read_blocks(input, tx))?;
+        Ok(Blocks { queue })
+    }
+
+    /// The next block, waiting at most `wait`.
+    pub fn next(&self, wait: Duration) -> io::Result<Next> {
+        match self.queue.recv_timeout(wait) {
+            Ok(block) => block.map(Next::Block),
+            Err(RecvTimeoutError::Timeout) => Ok(Next::Idle),
+            Err(RecvTimeoutError::Disconnected) => Ok(Next::End),
+        }
+    }
+}
+
+fn read_blocks(mut input: impl Read, tx: SyncSender<io::Result<Vec<u8>>>) {
+    let mut carry = Vec::new();
+    loop {
+        let mut block = Vec::with_capacity(BLOCK.max(carry.len() * 2));
+        block.append(&mut carry);
+        let ended = match fill(&mut input, &mut block) {
+            Ok(ended) => ended,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
+        if !ended {
+            // Hand on whole lines only; a line longer than a block waits for its end.
+            match memchr::memrchr(b'\n', &block) {
+                Some(last) => carry.extend_from_slice(&block[last + 1..]),
+                None => {
+                    carry = block;
+                    continue;
+                }
+            }
+            block.truncate(block.len() - carry.len());
+        }
+        if !block.is_empty() && tx.send(Ok(block)).is_err() {
+            return;
+        }
+        if ended {
+            return;
+        }
+    }
+}
+
+/// Reads until the block is full or a read brings a line end (so a slow tap's lines
+/// go on at once); true at the end of input.
+fn fill(input: &mut impl Read, block: &mut Vec<u8>) -> io::Result<bool> {
+    let start = block.len();
+    block.resize(block.capacity(), 0);
+    let mut filled = start;
+    let ended = loop {
+        if filled == block.len() {
+            break false;
+        }
+        match input.read(&mut block[filled..]) {
+            Ok(0) => break true,
+            Ok(n) => {
+                filled += n;
+                if memchr::memchr(b'\n', &block[filled - n..filled]).is_some() {
+                    break false;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    };
+    block.truncate(filled);
+    Ok(ended)
+}
+
+/// The lines of a block, without their line ends.
+pub fn lines(block: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = block;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (line, next) = match memchr::memchr(b'\n', rest) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        rest = next;
+        Some(line)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(input: &'static [u8]) -> Vec<Vec<u8>> {
+        let blocks = Blocks::spawn(input).unwrap();
+        let mut lines_seen = Vec::new();
+        loop {
+            match blocks.next(Duration::from_secs(5)).unwrap() {
+                Next::Block(b) => lines_seen.extend(lines(&b).map(<[u8]>::to_vec)),
+                Next::Idle => panic!("stalled"),
+                Next::End => return lines_seen,
+            }
+        }
+    }
+
+    #[test]
+    fn cuts_at_line_ends_and_keeps_a_last_line_without_one() {
+        assert_eq!(
+            collect(b"a\nbb\n\nccc"),
+            [b"a".to_vec(), b"bb".to_vec(), vec![], b"ccc".to_vec()]
+        );
+        assert_eq!(collect(b""), Vec::<Vec<u8>>::new());
+    }
+
+    #[test]
+    fn lines_longer_than_a_block_stay_whole() {
+        let long: &'static [u8] = Box::leak(
+            [vec![b'x'; BLOCK * 2 + 5], b"\nend\n".to_vec()]
+                .concat()
+                .into_boxed_slice(),
+        );
+        let seen = collect(long);
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].len(), BLOCK * 2 + 5);
+        assert_eq!(seen[1], b"end");
+    }
+}
