@@ -6,7 +6,7 @@ PY       := $(VENV)/bin/python
 BIN      := target/release/target-s3
 STAMP    := $(VENV)/.installed
 
-.PHONY: all build venv demo test unit integration lint bench clean
+.PHONY: all build venv s3s-fs demo test unit integration lint bench clean
 
 all: build
 
@@ -24,6 +24,15 @@ $(STAMP): tests/requirements.txt
 
 venv: $(STAMP)
 
+# s3s-fs: an S3 server that verifies SigV4 signatures (tests of credentials; the
+# benchmark's server). Installed once into cargo's bin folder.
+S3S_FS := $(shell command -v s3s-fs 2>/dev/null || echo $${CARGO_HOME:-$$HOME/.cargo}/bin/s3s-fs)
+
+$(S3S_FS):
+	cargo install s3s-fs@0.14.1 --locked --features binary
+
+s3s-fs: $(S3S_FS)
+
 # Starts a local S3-compatible server, loads fixtures/sample.singer through the
 # release binary, prints the keys written and the rows read back, stops the server.
 demo: $(BIN) $(STAMP)
@@ -36,14 +45,14 @@ lint:
 unit:
 	cargo test --locked
 
-integration: $(BIN) $(STAMP)
+integration: $(BIN) $(STAMP) $(S3S_FS)
 	$(PY) -m pytest -q tests
 
 test: lint unit integration
 
 # Records/s and peak memory on a generated 1M-record stream, beside DuckDB's
 # JSON-to-Parquet COPY of the same records; figures in bench/out/results.json.
-bench: $(BIN) $(STAMP)
+bench: $(BIN) $(STAMP) $(S3S_FS)
 	$(PY) bench/run.py
 
 clean:

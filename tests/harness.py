@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -34,35 +35,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class MotoServer:
-    """moto_server on 127.0.0.1:<free port>, started and stopped by this object."""
+class Server:
+    """An S3-compatible server on 127.0.0.1:<free port>, started and stopped by this
+    object (only the process it started, by its pid)."""
+
+    name = "server"
 
     def __init__(self, log_dir: Path):
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.log = open(log_dir / f"moto-{self.port}.log", "wb")
-        self.proc = subprocess.Popen(
-            [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        self.log = open(log_dir / f"{self.name}-{self.port}.log", "wb")
+        self.proc = subprocess.Popen(self.command(log_dir), stdout=self.log, stderr=subprocess.STDOUT)
         self._wait_ready()
+
+    def command(self, log_dir: Path) -> list[str]:
+        raise NotImplementedError
 
     def _wait_ready(self) -> None:
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited early (port {self.port} taken?)")
+                raise RuntimeError(f"{self.name} exited early (port {self.port} taken?)")
             try:
-                urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1)
-                return
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
             except OSError:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError("moto_server did not answer within 30 s")
+        raise RuntimeError(f"{self.name} did not answer within 30 s")
 
     def client(self):
         import boto3
+        from botocore.config import Config
 
         return boto3.client(
             "s3",
@@ -70,17 +74,13 @@ class MotoServer:
             region_name="us-east-1",
             aws_access_key_id=ACCESS_KEY,
             aws_secret_access_key=SECRET_KEY,
+            config=Config(s3={"addressing_style": "path"}),
         )
 
     def new_bucket(self) -> str:
         name = f"test-{uuid.uuid4().hex[:12]}"
         self.client().create_bucket(Bucket=name)
         return name
-
-    def assumed_roles(self) -> list[dict]:
-        """The STS AssumeRole calls the server has answered, from moto's state dump."""
-        with urllib.request.urlopen(self.endpoint + "/moto-api/data.json", timeout=10) as r:
-            return json.load(r).get("sts", {}).get("AssumedRole", [])
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -91,6 +91,44 @@ class MotoServer:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+class MotoServer(Server):
+    """moto's server: S3 and STS on one port; does not check signatures."""
+
+    name = "moto"
+
+    def command(self, log_dir: Path) -> list[str]:
+        return [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
+
+    def assumed_roles(self) -> list[dict]:
+        """The STS AssumeRole calls the server has answered, from moto's state dump."""
+        with urllib.request.urlopen(self.endpoint + "/moto-api/data.json", timeout=10) as r:
+            return json.load(r).get("sts", {}).get("AssumedRole", [])
+
+
+def s3s_fs_binary() -> Path | None:
+    found = shutil.which("s3s-fs")
+    if found:
+        return Path(found)
+    cargo_home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
+    candidate = cargo_home / "bin" / "s3s-fs"
+    return candidate if candidate.exists() else None
+
+
+class S3sFsServer(Server):
+    """s3s-fs: a file-system-backed S3 server in Rust that verifies SigV4 signatures."""
+
+    name = "s3s-fs"
+
+    def command(self, log_dir: Path) -> list[str]:
+        root = log_dir / f"s3s-fs-{self.port}"
+        root.mkdir()
+        binary = s3s_fs_binary()
+        if binary is None:
+            raise RuntimeError("s3s-fs is not installed: `make test` installs it")
+        return [str(binary), "--host", "127.0.0.1", "--port", str(self.port),
+                "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, str(root)]
 
 
 @dataclass

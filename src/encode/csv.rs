@@ -25,42 +25,46 @@ use crate::values::{format_date, format_time, format_timestamp};
 
 pub struct CsvEncoder<W: Write> {
     out: W,
+    text: Vec<u8>,
 }
 
 impl<W: Write> CsvEncoder<W> {
     /// Starts an object with its header row.
     pub fn new(schema: &SchemaRef, mut out: W) -> Result<Self> {
-        let mut header = csv::WriterBuilder::new()
-            .terminator(csv::Terminator::CRLF)
-            .from_writer(Vec::new());
-        header
-            .write_record(schema.fields().iter().map(|f| f.name().as_str()))
-            .map_err(failed)?;
-        out.write_all(&header.into_inner().map_err(failed)?)
-            .map_err(failed)?;
-        Ok(CsvEncoder { out })
+        let mut header = Vec::new();
+        for (i, field) in schema.fields().iter().enumerate() {
+            if i > 0 {
+                header.push(b',');
+            }
+            push_field(field.name().as_bytes(), &mut header);
+        }
+        header.extend_from_slice(b"\r\n");
+        out.write_all(&header).map_err(failed)?;
+        Ok(CsvEncoder {
+            out,
+            text: Vec::new(),
+        })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let mut writer = csv::WriterBuilder::new()
-            .terminator(csv::Terminator::CRLF)
-            .from_writer(Vec::with_capacity(batch.get_array_memory_size()));
         let columns: Vec<Column> = batch
             .columns()
             .iter()
             .map(|c| Column::new(c.as_ref()))
             .collect();
-        let mut cell = Vec::with_capacity(64);
+        let text = &mut self.text;
+        text.clear();
+        let mut cell = Vec::with_capacity(256);
         for row in 0..batch.num_rows() {
-            for column in &columns {
-                cell.clear();
-                column.render(row, &mut cell);
-                writer.write_field(&cell).map_err(failed)?;
+            for (i, column) in columns.iter().enumerate() {
+                if i > 0 {
+                    text.push(b',');
+                }
+                column.render(row, text, &mut cell);
             }
-            writer.write_record(None::<&[u8]>).map_err(failed)?;
+            text.extend_from_slice(b"\r\n");
         }
-        let text = writer.into_inner().map_err(failed)?;
-        self.out.write_all(&text).map_err(failed)
+        self.out.write_all(text).map_err(failed)
     }
 
     pub fn writer_mut(&mut self) -> &mut W {
@@ -70,6 +74,27 @@ impl<W: Write> CsvEncoder<W> {
     pub fn finish(self) -> Result<W> {
         Ok(self.out)
     }
+}
+
+/// Appends a text field, quoted (with quotes doubled) when it holds a comma, quote or
+/// line break, or is empty: an empty string is `""`, a null is nothing at all.
+fn push_field(text: &[u8], out: &mut Vec<u8>) {
+    let needs_quotes = text.is_empty()
+        || memchr::memchr3(b',', b'"', b'\n', text).is_some()
+        || memchr::memchr(b'\r', text).is_some();
+    if !needs_quotes {
+        out.extend_from_slice(text);
+        return;
+    }
+    out.push(b'"');
+    let mut rest = text;
+    while let Some(i) = memchr::memchr(b'"', rest) {
+        out.extend_from_slice(&rest[..=i]);
+        out.push(b'"');
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
+    out.push(b'"');
 }
 
 /// A column, downcast once per batch rather than once per cell.
@@ -110,11 +135,25 @@ impl<'a> Column<'a> {
         }
     }
 
-    /// Appends the text of one cell; nothing for null.
-    fn render(&self, row: usize, out: &mut Vec<u8>) {
+    /// Appends one CSV field; nothing for null. Only text can need quotes; `cell` is
+    /// room to build it in.
+    fn render(&self, row: usize, out: &mut Vec<u8>, cell: &mut Vec<u8>) {
         if self.nulls.is_some_and(|n| n.is_null(row)) {
             return;
         }
+        match &self.view {
+            View::Str(a) => push_field(a.value(row).as_bytes(), out),
+            View::Other(array) => {
+                cell.clear();
+                render_json(*array, None, row, cell);
+                push_field(cell, out);
+            }
+            _ => self.render_scalar(row, out),
+        }
+    }
+
+    /// Appends a non-null value that is not text: never needs quotes.
+    fn render_scalar(&self, row: usize, out: &mut Vec<u8>) {
         match &self.view {
             View::Int(v) => out.extend_from_slice(itoa::Buffer::new().format(v[row]).as_bytes()),
             View::Float(v) => render_float(v[row], out),
@@ -159,13 +198,15 @@ fn render_json(column: &dyn Array, field: Option<&Field>, row: usize, out: &mut 
             out.push(b'}');
         }
         DataType::List(item_field) => {
-            let items = column.as_list::<i32>().value(row);
+            let list = column.as_list::<i32>();
+            let offsets = list.value_offsets();
+            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
             out.push(b'[');
-            for i in 0..items.len() {
-                if i > 0 {
+            for i in start..end {
+                if i > start {
                     out.push(b',');
                 }
-                render_json(items.as_ref(), Some(item_field), i, out);
+                render_json(list.values().as_ref(), Some(item_field), i, out);
             }
             out.push(b']');
         }
@@ -194,7 +235,7 @@ fn render_json(column: &dyn Array, field: Option<&Field>, row: usize, out: &mut 
             if quoted {
                 out.push(b'"');
             }
-            cell.render(row, out);
+            cell.render_scalar(row, out);
             if quoted {
                 out.push(b'"');
             }
@@ -202,32 +243,39 @@ fn render_json(column: &dyn Array, field: Option<&Field>, row: usize, out: &mut 
     }
 }
 
-/// Appends a JSON string literal.
+/// Appends a JSON string literal; runs of plain bytes are copied whole.
 fn push_json_string(text: &str, out: &mut Vec<u8>) {
     out.push(b'"');
-    for &b in text.as_bytes() {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0..=0x1f => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
-            _ => out.push(b),
+    let bytes = text.as_bytes();
+    let mut plain = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[plain..i]);
+        plain = i + 1;
+        if escaped.is_empty() {
+            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+        } else {
+            out.extend_from_slice(escaped);
         }
     }
+    out.extend_from_slice(&bytes[plain..]);
     out.push(b'"');
 }
 
-/// Shortest text that reads back as the same float; exponent form for very large or
-/// small magnitudes, so 1e308 is not 309 digits.
+/// Shortest text that reads back as the same float (Ryu); exponent form for very large
+/// or small magnitudes, so 1e308 is not 309 digits; no `.0` on whole numbers.
 pub fn render_float(v: f64, out: &mut Vec<u8>) {
-    let magnitude = v.abs();
-    if magnitude != 0.0 && magnitude.is_finite() && !(1e-5..1e16).contains(&magnitude) {
-        let _ = write!(out, "{v:e}");
-    } else {
-        let _ = write!(out, "{v}");
-    }
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format(v).as_bytes();
+    out.extend_from_slice(text.strip_suffix(b".0").unwrap_or(text));
 }
 
 #[cfg(test)]
@@ -243,6 +291,10 @@ mod tests {
             (1e308, "1e308"),
             (-0.0, "-0"),
             (1.25e-7, "1.25e-7"),
+            (5e-324, "5e-324"),
+            (1e15, "1000000000000000"),
+            (1e16, "1e16"),
+            (123456.789, "123456.789"),
         ] {
             let mut s = Vec::new();
             render_float(v, &mut s);
@@ -250,6 +302,17 @@ mod tests {
             assert_eq!(s, text);
             assert_eq!(s.parse::<f64>().unwrap().to_bits(), f64::to_bits(v));
         }
+    }
+
+    #[test]
+    fn fields_are_quoted_only_when_needed() {
+        let mut out = Vec::new();
+        for text in ["plain", "a,b", "say \"hi\"", "two\nlines", "cr\r", ""] {
+            push_field(text.as_bytes(), &mut out);
+            out.push(b'|');
+        }
+        let expected = "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"two\nlines\"|\"cr\r\"|\"\"|";
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
 
     #[test]
