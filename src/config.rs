@@ -161,6 +161,46 @@ pub const SETTINGS: &[Setting] = &[
     ),
     with_default(
         setting(
+            "preflight",
+            Kind::Boolean,
+            "Check at start-up, before any input is read, that the endpoint answers, the credentials are valid and the bucket exists (one ListObjectsV2 of at most one key under the prefix). Access denied to that call is reported as a warning, since the load itself needs only s3:PutObject.",
+        ),
+        "true",
+    ),
+    with_default(
+        setting(
+            "max_attempts",
+            Kind::Integer { min: 1 },
+            "Attempts per S3 request; throttling (503 SlowDown), 5xx answers, timeouts and broken connections are retried with exponential backoff and jitter.",
+        ),
+        "8",
+    ),
+    with_default(
+        setting(
+            "request_timeout_seconds",
+            Kind::Integer { min: 1 },
+            "Time one attempt of an S3 request may take before it is retried.",
+        ),
+        "120",
+    ),
+    with_default(
+        setting(
+            "shutdown_timeout_seconds",
+            Kind::Integer { min: 0 },
+            "On SIGTERM or SIGINT: how long uploads already completing may take before the target gives up on them; open objects are aborted at once.",
+        ),
+        "30",
+    ),
+    with_default(
+        setting(
+            "max_line_bytes",
+            Kind::Integer { min: 1024 },
+            "Longest input line accepted; a longer one stops the run with its line number.",
+        ),
+        "67108864",
+    ),
+    with_default(
+        setting(
             "validate_records",
             Kind::Boolean,
             "Check every value against its column's type. When false, strings holding numbers or booleans are taken into such columns and any value into a string column as its JSON text; what still does not fit goes to invalid_records.",
@@ -340,6 +380,16 @@ pub struct AwsSettings {
     pub external_id: Option<String>,
 }
 
+/// How to survive a bad network, a signal or a hostile input.
+#[derive(Debug, Clone)]
+pub struct Reliability {
+    pub preflight: bool,
+    pub max_attempts: u32,
+    pub request_timeout: std::time::Duration,
+    pub shutdown_timeout: std::time::Duration,
+    pub max_line_bytes: usize,
+}
+
 /// A validated configuration: every value here has passed its checks.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -356,6 +406,7 @@ pub struct Config {
     pub decode: DecodeOptions,
     pub invalid_records: InvalidRecords,
     pub limits: Limits,
+    pub reliability: Reliability,
 }
 
 /// Sizes that bound objects and memory.
@@ -454,9 +505,20 @@ impl Config {
                 part_size: v.integer("part_size_bytes")?,
                 max_concurrent_uploads: v.integer("max_concurrent_uploads")?,
             },
+            reliability: Reliability {
+                preflight: v.boolean("preflight")?,
+                max_attempts: u32::try_from(v.integer("max_attempts")?).unwrap_or(u32::MAX),
+                request_timeout: seconds(v.integer("request_timeout_seconds")?),
+                shutdown_timeout: seconds(v.integer("shutdown_timeout_seconds")?),
+                max_line_bytes: v.integer("max_line_bytes")?,
+            },
         };
         Ok((config, warnings))
     }
+}
+
+fn seconds(n: usize) -> std::time::Duration {
+    std::time::Duration::from_secs(n as u64)
 }
 
 pub fn find_setting(name: &str) -> Option<&'static Setting> {

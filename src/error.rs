@@ -39,6 +39,11 @@ pub enum Error {
     /// Reading input or writing STATE failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// A signal stopped the run.
+    #[error(
+        "stopped by {0}: records after the last STATE written were not all stored; run again from that STATE"
+    )]
+    Interrupted(&'static str),
 }
 
 impl Error {
@@ -49,6 +54,17 @@ impl Error {
                 stream: stream.map(str::to_owned),
             },
             message: message.into(),
+        }
+    }
+}
+
+impl Error {
+    /// The exit code: 128 + the signal's number after a signal, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Interrupted("SIGINT") => 130,
+            Error::Interrupted(_) => 143,
+            _ => 1,
         }
     }
 }

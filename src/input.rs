@@ -26,11 +26,12 @@ pub enum Next {
 }
 
 impl Blocks {
-    pub fn spawn(input: impl Read + Send + 'static) -> io::Result<Blocks> {
+    /// Starts reading; a line longer than `max_line` ends the input with an error.
+    pub fn spawn(input: impl Read + Send + 'static, max_line: usize) -> io::Result<Blocks> {
         let (tx, queue) = sync_channel(QUEUED_BLOCKS);
         std::thread::Builder::new()
             .name("reader".into())
-            .spawn(move || read_blocks(input, tx))?;
+            .spawn(move || read_blocks(input, tx, max_line))?;
         Ok(Blocks { queue })
     }
 
@@ -44,7 +45,10 @@ impl Blocks {
     }
 }
 
-fn read_blocks(mut input: impl Read, tx: SyncSender<io::Result<Vec<u8>>>) {
+/// The error for a line past `max_line_bytes`.
+pub const LINE_TOO_LONG: &str = "the line is longer than max_line_bytes";
+
+fn read_blocks(mut input: impl Read, tx: SyncSender<io::Result<Vec<u8>>>, max_line: usize) {
     let mut carry = Vec::new();
     loop {
         let mut block = Vec::with_capacity(BLOCK.max(carry.len() * 2));
@@ -60,6 +64,11 @@ fn read_blocks(mut input: impl Read, tx: SyncSender<io::Result<Vec<u8>>>) {
             // Hand on whole lines only; a line longer than a block waits for its end.
             match memchr::memrchr(b'\n', &block) {
                 Some(last) => carry.extend_from_slice(&block[last + 1..]),
+                None if block.len() > max_line => {
+                    let too_long = io::Error::new(io::ErrorKind::InvalidData, LINE_TOO_LONG);
+                    let _ = tx.send(Err(too_long));
+                    return;
+                }
                 None => {
                     carry = block;
                     continue;
@@ -123,7 +132,7 @@ mod tests {
     use super::*;
 
     fn collect(input: &'static [u8]) -> Vec<Vec<u8>> {
-        let blocks = Blocks::spawn(input).unwrap();
+        let blocks = Blocks::spawn(input, usize::MAX).unwrap();
         let mut lines_seen = Vec::new();
         loop {
             match blocks.next(Duration::from_secs(5)).unwrap() {
@@ -141,6 +150,16 @@ mod tests {
             [b"a".to_vec(), b"bb".to_vec(), vec![], b"ccc".to_vec()]
         );
         assert_eq!(collect(b""), Vec::<Vec<u8>>::new());
+    }
+
+    #[test]
+    fn lines_past_the_limit_are_an_error() {
+        let long: &'static [u8] = Box::leak(vec![b'x'; BLOCK * 3].into_boxed_slice());
+        let blocks = Blocks::spawn(long, BLOCK).unwrap();
+        match blocks.next(Duration::from_secs(5)) {
+            Err(e) => assert_eq!(e.to_string(), LINE_TOO_LONG),
+            _ => panic!("a line past the limit must fail"),
+        }
     }
 
     #[test]

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         Err(error) => {
             let message = error.to_string().replace('\n', " ");
             eprintln!("target-s3: error: {message}");
-            ExitCode::FAILURE
+            ExitCode::from(error.exit_code())
         }
     }
 }

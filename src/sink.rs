@@ -83,6 +83,12 @@ impl Sink {
     pub fn wait_report(&self) -> Option<Report> {
         self.reports.recv().ok()
     }
+
+    /// The next report, waiting at most until `deadline`.
+    pub fn wait_report_until(&self, deadline: std::time::Instant) -> Option<Report> {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        self.reports.recv_timeout(left).ok()
+    }
 }
 
 impl Drop for Sink {

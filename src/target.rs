@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -57,6 +58,9 @@ pub fn run(
         .enable_all()
         .build()?;
     let store = runtime.block_on(S3Store::connect(config))?;
+    if config.reliability.preflight {
+        runtime.block_on(store.preflight(&config.object_key_path))?;
+    }
     let limits = &config.limits;
     let uploader = Uploader::new(
         store,
@@ -65,8 +69,9 @@ pub fn run(
         limits.max_concurrent_uploads,
     );
     let sink = Sink::start(config.file_type, uploader)?;
-    let blocks = Blocks::spawn(input)?;
-    let mut target = Target::new(config, sink, output);
+    let stop = watch_signals(&runtime)?;
+    let blocks = Blocks::spawn(input, config.reliability.max_line_bytes)?;
+    let mut target = Target::new(config, sink, output, stop);
     let outcome = match target.consume(blocks).and_then(|()| target.finish()) {
         Ok(()) => Ok(target.summary.clone()),
         Err(error) => {
@@ -76,6 +81,28 @@ pub fn run(
     };
     drop(target);
     outcome
+}
+
+/// Which signal asked the run to stop: 0 while none has.
+type Stop = Arc<AtomicU8>;
+
+/// Installs SIGTERM and SIGINT handlers that only raise a flag; the run looks at it
+/// between lines and while input is quiet.
+fn watch_signals(runtime: &tokio::runtime::Runtime) -> Result<Stop> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let stop: Stop = Arc::new(AtomicU8::new(0));
+    let _entered = runtime.enter();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let flag = stop.clone();
+    runtime.spawn(async move {
+        let number = tokio::select! {
+            _ = term.recv() => 15,
+            _ = int.recv() => 2,
+        };
+        flag.store(number, Ordering::Relaxed);
+    });
+    Ok(stop)
 }
 
 /// A stream's buffers: rows not yet encoded, the object they go into, and refused
@@ -164,6 +191,14 @@ impl RecordSink for Streams {
     }
 }
 
+/// How long `gather` waits for reports.
+#[derive(Clone, Copy)]
+enum Wait {
+    None,
+    All,
+    Until(Instant),
+}
+
 /// Objects started and not yet reported, by the first input line of their records.
 #[derive(Default)]
 struct Objects {
@@ -202,10 +237,11 @@ struct Target<'c, W> {
     summary: Summary,
     /// Input bytes of the records all streams hold before encoding.
     buffered: usize,
+    stop: Stop,
 }
 
 impl<'c, W: Write> Target<'c, W> {
-    fn new(config: &'c Config, sink: Sink, output: W) -> Self {
+    fn new(config: &'c Config, sink: Sink, output: W, stop: Stop) -> Self {
         Target {
             config,
             limits: &config.limits,
@@ -217,13 +253,32 @@ impl<'c, W: Write> Target<'c, W> {
             output,
             summary: Summary::default(),
             buffered: 0,
+            stop,
+        }
+    }
+
+    fn check_stop(&self) -> Result<()> {
+        match self.stop.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            2 => Err(Error::Interrupted("SIGINT")),
+            _ => Err(Error::Interrupted("SIGTERM")),
         }
     }
 
     fn consume(&mut self, blocks: Blocks) -> Result<()> {
         let mut line_number = 0u64;
         loop {
-            let block = match blocks.next(IDLE_WAIT)? {
+            self.check_stop()?;
+            let next = blocks.next(IDLE_WAIT).map_err(|e| {
+                let at = line_number + 1;
+                if e.to_string() == input::LINE_TOO_LONG {
+                    let limit = self.config.reliability.max_line_bytes;
+                    Error::input(at, None, format!("{e} ({limit} bytes)"))
+                } else {
+                    Error::input(at, None, format!("cannot read input: {e}"))
+                }
+            })?;
+            let block = match next {
                 Next::Block(block) => block,
                 Next::Idle => {
                     self.complete_old_objects()?;
@@ -233,6 +288,7 @@ impl<'c, W: Write> Target<'c, W> {
                 Next::End => return Ok(()),
             };
             for line in input::lines(&block) {
+                self.check_stop()?;
                 line_number += 1;
                 let line = std::str::from_utf8(line).map_err(|e| {
                     Error::input(line_number, None, format!("line is not valid UTF-8 ({e})"))
@@ -497,12 +553,21 @@ impl<'c, W: Write> Target<'c, W> {
     /// Takes note of ended objects (waiting for all when `wait_all`), then writes the
     /// newest STATE they cover. Returns the first failure.
     fn collect(&mut self, wait_all: bool) -> Result<()> {
+        self.gather(if wait_all { Wait::All } else { Wait::None })
+    }
+
+    /// Like `collect(true)`, but gives up waiting at `deadline`.
+    fn collect_until(&mut self, deadline: Option<Instant>) -> Result<()> {
+        self.gather(deadline.map_or(Wait::All, Wait::Until))
+    }
+
+    fn gather(&mut self, wait: Wait) -> Result<()> {
         let mut first_error = None;
         while !self.objects.in_flight.is_empty() {
-            let report = if wait_all {
-                self.sink.wait_report()
-            } else {
-                self.sink.try_report()
+            let report = match wait {
+                Wait::All => self.sink.wait_report(),
+                Wait::None => self.sink.try_report(),
+                Wait::Until(deadline) => self.sink.wait_report_until(deadline),
             };
             let Some(report) = report else { break };
             let first_line = self.objects.in_flight.remove(&report.object);
@@ -571,8 +636,20 @@ impl<'c, W: Write> Target<'c, W> {
                 let _ = self.sink.send(Job::Abort { object: object.id });
             }
         }
-        if let Err(e) = self.collect(true) {
+        let deadline = match error {
+            Error::Interrupted(_) => {
+                Some(Instant::now() + self.config.reliability.shutdown_timeout)
+            }
+            _ => None,
+        };
+        if let Err(e) = self.collect_until(deadline) {
             tracing::error!("{e}");
+        }
+        if !self.objects.in_flight.is_empty() {
+            tracing::warn!(
+                "{} uploads did not end within shutdown_timeout_seconds; their records count as not stored",
+                self.objects.in_flight.len()
+            );
         }
     }
 }

@@ -26,14 +26,17 @@ pub fn content_type(file_type: FileType) -> &'static str {
 /// One object being encoded into `W`.
 pub enum Encoder<W: Write + Send> {
     Csv(csv::CsvEncoder<W>),
-    Parquet(parquet::ParquetEncoder<W>),
+    /// Boxed: Parquet's writer state is large, and encoders move between threads.
+    Parquet(Box<parquet::ParquetEncoder<W>>),
 }
 
 impl<W: Write + Send> Encoder<W> {
     pub fn new(file_type: FileType, schema: &SchemaRef, out: W) -> Result<Self> {
         match file_type {
             FileType::Csv => csv::CsvEncoder::new(schema, out).map(Encoder::Csv),
-            FileType::Parquet => parquet::ParquetEncoder::new(schema, out).map(Encoder::Parquet),
+            FileType::Parquet => {
+                parquet::ParquetEncoder::new(schema, out).map(|e| Encoder::Parquet(Box::new(e)))
+            }
         }
     }
 
@@ -57,7 +60,7 @@ impl<W: Write + Send> Encoder<W> {
     pub fn finish(self) -> Result<W> {
         match self {
             Encoder::Csv(e) => e.finish(),
-            Encoder::Parquet(e) => e.finish(),
+            Encoder::Parquet(e) => (*e).finish(),
         }
     }
 }

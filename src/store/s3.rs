@@ -5,17 +5,21 @@
 //! Request checksums are calculated only when an operation requires them: the SDK's
 //! default CRC32 trailers are refused by many S3-compatible stores.
 
+use std::time::Duration;
+
 use aws_config::BehaviorVersion;
 use aws_config::environment::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::ProfileFileRegionProvider;
+use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{
     Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
     SharedCredentialsProvider,
 };
-use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
@@ -24,11 +28,13 @@ use crate::error::{Error, Result};
 
 /// Region used with a custom endpoint when none is configured.
 const ENDPOINT_DEFAULT_REGION: &str = "us-east-1";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct S3Store {
     client: Client,
     bucket: String,
+    max_attempts: u32,
 }
 
 impl S3Store {
@@ -37,8 +43,19 @@ impl S3Store {
     pub async fn connect(config: &Config) -> Result<S3Store> {
         let aws = &config.aws;
         let region = resolve_region(aws).await?;
+        let reliability = &config.reliability;
+        let retry = RetryConfig::standard()
+            .with_max_attempts(reliability.max_attempts)
+            .with_initial_backoff(Duration::from_millis(100))
+            .with_max_backoff(Duration::from_secs(20));
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(reliability.request_timeout)
+            .build();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(region))
+            .retry_config(retry)
+            .timeout_config(timeouts)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         if let Some(endpoint) = &aws.endpoint {
@@ -69,6 +86,7 @@ impl S3Store {
         Ok(S3Store {
             client: Client::from_conf(s3_config),
             bucket: config.bucket.clone(),
+            max_attempts: reliability.max_attempts,
         })
     }
 
@@ -141,6 +159,8 @@ impl S3Store {
             .build())
     }
 
+    /// Completes a multipart upload. S3 may answer 200 with an error in the body (the
+    /// SDK then reports success without an ETag); that answer is retried too.
     pub async fn complete_multipart(
         &self,
         key: &str,
@@ -150,16 +170,82 @@ impl S3Store {
         let parts = CompletedMultipartUpload::builder()
             .set_parts(Some(parts))
             .build();
-        self.client
-            .complete_multipart_upload()
+        let mut attempt = 1;
+        loop {
+            let completed = self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .multipart_upload(parts.clone())
+                .send()
+                .await
+                .map_err(|e| self.failed("CompleteMultipartUpload", key, e))?;
+            if completed.e_tag.is_some() {
+                return Ok(());
+            }
+            if attempt >= self.max_attempts {
+                return Err(Error::Store(format!(
+                    "CompleteMultipartUpload s3://{}/{key} failed: {attempt} answers were 200 without a completed object",
+                    self.bucket
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100 << attempt.min(8))).await;
+            attempt += 1;
+        }
+    }
+
+    /// Start-up check: one ListObjectsV2 of at most one key under `prefix` tells an
+    /// unreachable endpoint, bad credentials or a missing bucket from a good set-up.
+    /// Access denied to the listing itself only means it cannot be verified.
+    pub async fn preflight(&self, prefix: &str) -> Result<()> {
+        let listed = self
+            .client
+            .list_objects_v2()
             .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(parts)
+            .prefix(prefix)
+            .max_keys(1)
             .send()
-            .await
-            .map_err(|e| self.failed("CompleteMultipartUpload", key, e))?;
-        Ok(())
+            .await;
+        let Err(error) = listed else {
+            return Ok(());
+        };
+        let bucket = &self.bucket;
+        let code = error
+            .as_service_error()
+            .and_then(|e| e.meta().code())
+            .map(str::to_owned);
+        let detail = DisplayErrorContext(&error).to_string();
+        let message = match code.as_deref() {
+            Some("AccessDenied" | "AllAccessDisabled") => {
+                tracing::warn!(
+                    "cannot verify access to bucket {bucket:?} (AccessDenied on ListObjectsV2); going on, since the load needs only s3:PutObject"
+                );
+                return Ok(());
+            }
+            Some("NoSuchBucket") => format!("bucket {bucket:?} does not exist (NoSuchBucket)"),
+            Some("InvalidAccessKeyId") => {
+                "the access key id is not known to the store (InvalidAccessKeyId); check aws_access_key_id".into()
+            }
+            Some("SignatureDoesNotMatch") => {
+                "the secret key does not match the access key id (SignatureDoesNotMatch); check aws_secret_access_key".into()
+            }
+            Some("ExpiredToken" | "InvalidToken" | "TokenRefreshRequired") => {
+                format!("the session token is not valid ({}); check aws_session_token", code.unwrap_or_default())
+            }
+            Some(other) => format!("the store refused the start-up check ({other}): {detail}"),
+            None if detail.contains("credentials") => format!(
+                "could not get credentials (with role_arn: may these credentials assume the role?): {detail}"
+            ),
+            None if matches!(error, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) => {
+                format!("cannot reach the S3 endpoint: {detail}")
+            }
+            None => format!("start-up check failed: {detail}"),
+        };
+        Err(Error::Store(format!(
+            "preflight: {message} (set preflight to false to skip this check)"
+        )))
     }
 
     /// Drops a multipart upload and its parts, so none are left behind.

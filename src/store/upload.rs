@@ -111,7 +111,8 @@ impl Upload {
         let Some(multipart) = self.multipart.as_mut() else {
             unreachable!("started above")
         };
-        let body = std::mem::replace(&mut self.buffer, Vec::with_capacity(u.part_size));
+        let rest = self.buffer.split_off(self.buffer.len().min(u.part_size));
+        let body = std::mem::replace(&mut self.buffer, rest);
         let number = i32::try_from(multipart.parts.len() + 1)
             .map_err(|_| Error::Store(format!("too many parts for s3://{}", self.key)))?;
         let slot = u.slot();
@@ -135,7 +136,10 @@ impl Upload {
         if !self.buffer.is_empty() {
             self.multipart = Some(multipart);
             self.send_part()?;
-            multipart = self.multipart.take().expect("put back above");
+            let Some(sent) = self.multipart.take() else {
+                unreachable!("put back above")
+            };
+            multipart = sent;
         }
         let store = self.uploader.store.clone();
         let key = self.key;
@@ -189,7 +193,7 @@ impl io::Write for Upload {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.buffer.extend_from_slice(data);
         self.bytes += data.len() as u64;
-        if self.buffer.len() >= self.uploader.part_size {
+        while self.buffer.len() >= self.uploader.part_size {
             self.send_part().map_err(io::Error::other)?;
         }
         Ok(data.len())

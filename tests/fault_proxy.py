@@ -1,0 +1,110 @@
+"""A fault-injecting HTTP proxy for the tests: forwards requests to the S3 server and,
+for requests that match a rule, answers 503 or 500, resets the connection, stalls, or
+answers 200 with an S3 `<Error>` body instead. Listens on a free loopback port."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from harness import free_port
+
+ERROR_BODY = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+              b'<Message>injected</Message><RequestId>x</RequestId></Error>')
+
+
+@dataclass
+class Rule:
+    """Answers `action` to requests whose "METHOD path?query" matches `pattern`, for the
+    first `times` matches (None: all of them)."""
+
+    pattern: str
+    action: str  # "503", "500", "reset", "stall", "200-error"
+    times: int | None = 1
+    hits: int = 0
+
+    def take(self, line: str) -> bool:
+        if not re.search(self.pattern, line):
+            return False
+        if self.times is not None and self.hits >= self.times:
+            return False
+        self.hits += 1
+        return True
+
+
+@dataclass
+class FaultProxy:
+    upstream_port: int
+    rules: list[Rule] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def handle_one(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                line = f"{self.command} {self.path}"
+                with proxy.lock:
+                    proxy.seen.append(line)
+                    rule = next((r for r in proxy.rules if r.take(line)), None)
+                if rule is None:
+                    return self.forward(body)
+                if rule.action == "reset":
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                if rule.action == "stall":
+                    time.sleep(5)
+                    self.close_connection = True
+                    return
+                status, code = {"503": (503, "SlowDown"), "500": (500, "InternalError"),
+                                "200-error": (200, "InternalError")}[rule.action]
+                payload = ERROR_BODY.replace(b"{code}", code.encode())
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def forward(self, body: bytes):
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for k, v in answer.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_one
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
