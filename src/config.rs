@@ -422,12 +422,16 @@ pub struct Limits {
 }
 
 impl Config {
-    /// Reads and merges the JSON files in order (later keys win), then validates.
+    /// Reads and merges the sources in order (later keys win), then validates.
     /// Returns the config and one warning per unknown key.
-    pub fn load(paths: &[impl AsRef<Path>]) -> Result<(Config, Vec<String>)> {
+    pub fn load(sources: &[Source]) -> Result<(Config, Vec<String>)> {
         let mut merged = Map::new();
-        for path in paths {
-            merged.extend(read_object(path.as_ref())?);
+        for source in sources {
+            match source {
+                Source::Env => merged.extend(from_environment(std::env::vars())),
+                Source::File(path) => merged.extend(read_object(path)?),
+                Source::Json(text) => merged.extend(parse_object(text, "--config_json")?),
+            }
         }
         Config::from_map(&merged)
     }
@@ -521,6 +525,120 @@ fn seconds(n: usize) -> std::time::Duration {
     std::time::Duration::from_secs(n as u64)
 }
 
+/// Where settings come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A JSON file.
+    File(std::path::PathBuf),
+    /// `TARGET_S3_<KEY>` environment variables.
+    Env,
+    /// JSON text given on the command line (Mage's `--config_json`).
+    Json(String),
+}
+
+impl Source {
+    /// A `--config` value: a file, or `ENV`.
+    pub fn from_flag(value: &Path) -> Source {
+        if value.as_os_str() == ENV_SOURCE {
+            Source::Env
+        } else {
+            Source::File(value.to_owned())
+        }
+    }
+}
+
+/// The `--config` value that reads settings from the environment.
+pub const ENV_SOURCE: &str = "ENV";
+/// Environment variables `TARGET_S3_BUCKET`, … set the setting named after the prefix.
+pub const ENV_PREFIX: &str = "TARGET_S3_";
+
+/// Settings from `TARGET_S3_<KEY>` variables. Values are text; a JSON object or array
+/// (for `column_types`) is parsed as JSON.
+fn from_environment(vars: impl Iterator<Item = (String, String)>) -> Map<String, Value> {
+    vars.filter_map(|(name, value)| {
+        let key = name.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
+        let value = match value.trim_start().chars().next() {
+            Some('{' | '[') => serde_json::from_str(&value).unwrap_or(Value::String(value)),
+            _ => Value::String(value),
+        };
+        Some((key, value))
+    })
+    .collect()
+}
+
+/// The `--about` description: every setting with its type, default, whether it is
+/// secret, and what it does.
+pub fn about() -> Value {
+    let settings: Vec<Value> = SETTINGS
+        .iter()
+        .map(|s| {
+            let (kind, allowed) = match s.kind {
+                Kind::Text | Kind::Strftime => ("string", None),
+                Kind::Secret => ("string", None),
+                Kind::Integer { .. } => ("integer", None),
+                Kind::Boolean => ("boolean", None),
+                Kind::ColumnTypes => ("object", None),
+                Kind::Choice(words) => ("string", Some(words)),
+            };
+            let mut entry = serde_json::json!({
+                "name": s.name,
+                "type": kind,
+                "required": s.required,
+                "secret": s.kind == Kind::Secret,
+                "default": s.default,
+                "description": s.description,
+            });
+            if let Some(words) = allowed {
+                entry["allowed_values"] = serde_json::json!(words);
+            }
+            if let Kind::Integer { min } = s.kind {
+                entry["minimum"] = serde_json::json!(min);
+            }
+            entry
+        })
+        .collect();
+    serde_json::json!({
+        "name": "target-s3",
+        "version": env!("CARGO_PKG_VERSION"),
+        "description": env!("CARGO_PKG_DESCRIPTION"),
+        "capabilities": ["about", "validate-records"],
+        "settings": settings,
+    })
+}
+
+/// `--about --format markdown`: the settings as a table.
+pub fn about_markdown() -> String {
+    let mut out = format!(
+        "# target-s3 {}\n\n{}\n\n| setting | type | required | default | secret | description |\n|---|---|---|---|---|---|\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("CARGO_PKG_DESCRIPTION")
+    );
+    for entry in about()["settings"].as_array().into_iter().flatten() {
+        let text = |k: &str| entry[k].as_str().unwrap_or("").to_owned();
+        let kind = match entry.get("allowed_values") {
+            Some(Value::Array(words)) => words
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" \\| "),
+            _ => text("type"),
+        };
+        out.push_str(&format!(
+            "| `{}` | {kind} | {} | {} | {} | {} |\n",
+            text("name"),
+            if entry["required"] == true {
+                "yes"
+            } else {
+                "no"
+            },
+            text("default"),
+            if entry["secret"] == true { "yes" } else { "no" },
+            text("description"),
+        ));
+    }
+    out
+}
+
 pub fn find_setting(name: &str) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.name == name)
 }
@@ -529,15 +647,34 @@ fn read_object(path: &Path) -> Result<Map<String, Value>> {
     let shown = path.display();
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Config(format!("cannot read config file {shown}: {e}")))?;
-    match serde_json::from_str::<Value>(&text) {
+    parse_object(&text, &format!("config file {shown}"))
+}
+
+fn parse_object(text: &str, shown: &str) -> Result<Map<String, Value>> {
+    match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Error::Config(format!(
-            "config file {shown} must hold one JSON object"
-        ))),
-        Err(e) => Err(Error::Config(format!(
-            "config file {shown} is not valid JSON: {e}"
-        ))),
+        Ok(_) => Err(Error::Config(format!("{shown} must hold one JSON object"))),
+        Err(e) => Err(Error::Config(format!("{shown} is not valid JSON: {e}"))),
     }
+}
+
+/// Mage's `--show_templates`: every setting with its default (or null).
+pub fn template() -> Value {
+    let config: Map<String, Value> = SETTINGS
+        .iter()
+        .map(|s| {
+            let value = match (s.default, s.kind) {
+                (None, _) => Value::Null,
+                (Some(d), Kind::Integer { .. }) => {
+                    d.parse::<u64>().map_or(Value::Null, Value::from)
+                }
+                (Some(d), Kind::Boolean) => Value::Bool(d == "true"),
+                (Some(d), _) => Value::from(d),
+            };
+            (s.name.to_owned(), value)
+        })
+        .collect();
+    serde_json::json!({ "config": config })
 }
 
 /// Typed, checked reads from the merged settings. A JSON null counts as absent.
@@ -924,6 +1061,46 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn settings_from_the_environment() {
+        let vars = [
+            ("TARGET_S3_BUCKET", "b"),
+            ("TARGET_S3_FILE_TYPE", "csv"),
+            ("TARGET_S3_OBJECT_KEY_PATH", "p"),
+            ("TARGET_S3_MAX_BATCH_ROWS", "10"),
+            ("TARGET_S3_PREFLIGHT", "false"),
+            ("TARGET_S3_COLUMN_TYPES", r#"{"s": {"n": "decimal(10,2)"}}"#),
+            ("OTHER", "x"),
+        ];
+        let map = from_environment(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let (c, warnings) = Config::from_map(&map).unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(c.file_type, FileType::Csv);
+        assert_eq!(c.limits.max_batch_rows, 10);
+        assert!(!c.reliability.preflight);
+        assert!(c.types.overrides["s"].contains_key("n"));
+    }
+
+    #[test]
+    fn about_lists_every_setting() {
+        let about = about();
+        let names: Vec<&str> = about["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names.len(), SETTINGS.len());
+        let secret = about["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "aws_secret_access_key")
+            .unwrap();
+        assert_eq!(secret["secret"], true);
+        assert!(about_markdown().contains("| `bucket` | string | yes |"));
     }
 
     #[test]

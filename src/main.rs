@@ -1,70 +1,263 @@
-//! Command line: parse flags, load the config, run, and turn any error into one line
-//! on stderr and a non-zero exit.
+//! Command line: parse flags (the target's own, and those Mage passes a destination),
+//! set up logging, load the config, run, and turn any error into one line on stderr
+//! and a non-zero exit.
 
+use std::fmt;
 use std::fs::File;
-use std::io::{self, IsTerminal};
-use std::path::PathBuf;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use target_s3::config::Config;
-use target_s3::error::Result;
+use target_s3::config::{Config, Source};
+use target_s3::error::{Error, Result};
 use target_s3::target;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 
 /// Lands a Singer tap's streams in Amazon S3 or an S3-compatible store as CSV or
 /// Parquet objects; writes STATE to stdout only once the records it covers are stored.
 #[derive(Parser, Debug)]
 #[command(name = "target-s3", version)]
 struct Cli {
-    /// JSON config file; repeat to merge several (later keys win).
-    #[arg(long = "config", value_name = "FILE", required = true)]
+    /// JSON config file, or ENV for TARGET_S3_<KEY> variables; repeat to merge several
+    /// (later keys win).
+    #[arg(long = "config", value_name = "FILE|ENV")]
     config: Vec<PathBuf>,
 
+    /// The config as JSON text (as Mage passes it); merged after --config.
+    #[arg(long = "config_json", value_name = "JSON")]
+    config_json: Option<String>,
+
     /// Read Singer messages from FILE instead of stdin.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, visible_alias = "input_file_path", value_name = "FILE")]
     input: Option<PathBuf>,
+
+    /// Write each STATE to FILE (replacing what it held) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+
+    /// Log format on stderr: text, or json (one object a line).
+    #[arg(long = "log-format", value_enum, default_value = "text")]
+    log_format: LogFormat,
+
+    /// Mage: with 1, logs go to stdout as JSON lines of type LOG.
+    #[arg(long = "log_to_stdout", value_name = "0|1")]
+    log_to_stdout: Option<u8>,
+
+    /// Mage: check the endpoint, credentials and bucket, then exit.
+    #[arg(long = "test_connection")]
+    test_connection: bool,
+
+    /// Mage: print the config template and exit.
+    #[arg(long = "show_templates")]
+    show_templates: bool,
+
+    /// Mage: accepted and not used.
+    #[arg(long, value_name = "JSON", hide = true)]
+    settings: Option<String>,
+
+    /// Mage: accepted and not used (the streams come from SCHEMA messages).
+    #[arg(long = "catalog_json", value_name = "JSON", hide = true)]
+    catalog_json: Option<String>,
+
+    /// Describe the target and every setting, and exit.
+    #[arg(long)]
+    about: bool,
+
+    /// Format of --about.
+    #[arg(long, value_enum, default_value = "json", requires = "about")]
+    format: AboutFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum AboutFormat {
+    Json,
+    Markdown,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(io::stderr)
-        .with_target(false)
-        .with_ansi(io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    match run(&cli) {
+    if cli.about {
+        match cli.format {
+            AboutFormat::Json => println!("{:#}", target_s3::config::about()),
+            AboutFormat::Markdown => print!("{}", target_s3::config::about_markdown()),
+        }
+        return ExitCode::SUCCESS;
+    }
+    if cli.show_templates {
+        println!("{}", target_s3::config::template());
+        return ExitCode::SUCCESS;
+    }
+    let logs_to_stdout = cli.log_to_stdout == Some(1);
+    init_logging(&cli, logs_to_stdout);
+    match run(&cli, logs_to_stdout) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             let message = error.to_string().replace('\n', " ");
+            if logs_to_stdout {
+                tracing::error!("{message}");
+            }
             eprintln!("target-s3: error: {message}");
             ExitCode::from(error.exit_code())
         }
     }
 }
 
-fn run(cli: &Cli) -> Result<()> {
-    let (config, warnings) = Config::load(&cli.config)?;
+fn init_logging(cli: &Cli, to_stdout: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if to_stdout {
+        builder.event_format(JsonLog).with_writer(io::stdout).init();
+    } else if cli.log_format == LogFormat::Json {
+        builder.event_format(JsonLog).with_writer(io::stderr).init();
+    } else {
+        builder
+            .with_writer(io::stderr)
+            .with_target(false)
+            .with_ansi(io::stderr().is_terminal())
+            .init();
+    }
+}
+
+fn run(cli: &Cli, logs_to_stdout: bool) -> Result<()> {
+    let mut sources: Vec<Source> = cli.config.iter().map(|p| Source::from_flag(p)).collect();
+    sources.extend(cli.config_json.clone().map(Source::Json));
+    if sources.is_empty() {
+        return Err(Error::Config(
+            "no settings: give --config FILE (or --config ENV, or --config_json JSON)".into(),
+        ));
+    }
+    let (config, warnings) = Config::load(&sources)?;
     for warning in warnings {
         tracing::warn!("{warning}");
     }
-    let stdout = io::stdout().lock();
-    match &cli.input {
-        Some(path) => {
-            let file = File::open(path).map_err(|e| {
-                target_s3::error::Error::Config(format!(
-                    "cannot open input file {}: {e}",
-                    path.display()
-                ))
-            })?;
-            target::run(&config, file, stdout)?;
-        }
-        None => {
-            target::run(&config, io::stdin(), stdout)?;
+    if cli.test_connection {
+        target::test_connection(&config)?;
+        tracing::info!("connection to bucket {:?} checked", config.bucket);
+        return Ok(());
+    }
+    let input: Box<dyn Read + Send> = match &cli.input {
+        Some(path) => Box::new(File::open(path).map_err(|e| {
+            Error::Config(format!("cannot open input file {}: {e}", path.display()))
+        })?),
+        None => Box::new(io::stdin()),
+    };
+    let output: Box<dyn Write> = match &cli.state {
+        Some(path) => Box::new(StateFile::new(path)),
+        None if logs_to_stdout => Box::new(LockedStdout),
+        None => Box::new(io::stdout().lock()),
+    };
+    target::run(&config, input, output)?;
+    Ok(())
+}
+
+/// STATE lines to stdout, each written whole while the logger may write there too.
+struct LockedStdout;
+
+impl Write for LockedStdout {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        io::stdout().lock().write_all(data)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stdout().flush()
+    }
+}
+
+/// `--state FILE`: each STATE replaces the file's contents, atomically (a temporary file
+/// renamed over it), so the file always holds one whole, latest state.
+struct StateFile {
+    path: PathBuf,
+    pending: Vec<u8>,
+}
+
+impl StateFile {
+    fn new(path: &Path) -> StateFile {
+        StateFile {
+            path: path.to_owned(),
+            pending: Vec::new(),
         }
     }
-    Ok(())
+}
+
+impl Write for StateFile {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut temporary = self.path.clone().into_os_string();
+        temporary.push(".partial");
+        std::fs::write(&temporary, &self.pending)?;
+        std::fs::rename(&temporary, &self.path)?;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+/// Log lines as JSON objects, as Mage reads them:
+/// `{"type": "LOG", "level": …, "message": …, "tags": {}, "timestamp": …}`.
+struct JsonLog;
+
+impl<S, N> FormatEvent<S, N> for JsonLog
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let line = serde_json::json!({
+            "type": "LOG",
+            "level": event.metadata().level().as_str(),
+            "message": fields.message,
+            "tags": fields.tags,
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        });
+        writeln!(writer, "{line}")
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    tags: serde_json::Map<String, serde_json::Value>,
+}
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        } else {
+            self.tags
+                .insert(field.name().to_owned(), format!("{value:?}").into());
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.to_owned();
+        } else {
+            self.tags.insert(field.name().to_owned(), value.into());
+        }
+    }
 }

@@ -46,6 +46,18 @@ pub struct Summary {
     pub quarantined: u64,
 }
 
+/// Checks that the store can be reached with the configured credentials and the bucket
+/// exists (the preflight check, whatever `preflight` says), and nothing more.
+pub fn test_connection(config: &Config) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = S3Store::connect(config).await?;
+        store.preflight(&config.object_key_path).await
+    })
+}
+
 /// Runs the whole load: connects, reads `input` to its end, stores every record, and
 /// writes STATE lines to `output` as they become covered.
 pub fn run(

@@ -1,0 +1,84 @@
+"""Fitting in: --about and --version, settings from the environment, and the flags
+and keys Mage passes to a destination."""
+
+import json
+import subprocess
+
+from harness import BINARY, base_config, clean_env, list_keys, read_parquet
+
+SAMPLE = open(__file__.replace("tests/test_ecosystem.py", "fixtures/sample.singer")).read()
+LAST_STATE = [json.loads(l)["value"] for l in SAMPLE.splitlines() if '"STATE"' in l][-1]
+
+
+def target(*args, input_text="", env=None):
+    return subprocess.run([str(BINARY), *args], input=input_text.encode(), capture_output=True,
+                          env={**clean_env(), **(env or {})}, timeout=120)
+
+
+def test_about_lists_every_setting_with_type_default_and_secrecy():
+    about = json.loads(target("--about").stdout)
+    assert about["name"] == "target-s3" and about["version"]
+    settings = {s["name"]: s for s in about["settings"]}
+    assert settings["aws_secret_access_key"]["secret"] is True
+    assert settings["bucket"]["required"] is True
+    assert settings["file_type"]["allowed_values"] == ["csv", "parquet"]
+    assert settings["max_batch_rows"]["default"] == "1000000"
+    readme = open(__file__.replace("tests/test_ecosystem.py", "README.md")).read()
+    for name in settings:
+        assert f"| `{name}` |" in readme, name
+    markdown = target("--about", "--format", "markdown").stdout.decode()
+    assert "| `aws_secret_access_key` | string | no |  | yes |" in markdown
+    version = target("--version")
+    assert version.returncode == 0 and version.stdout.decode().startswith("target-s3 ")
+
+
+def test_settings_from_the_environment(server, bucket):
+    env = {f"TARGET_S3_{k.upper()}": str(v) for k, v in base_config(server, bucket).items()}
+    env["TARGET_S3_FILE_TYPE"] = "csv"
+    run = target("--config", "ENV", input_text=SAMPLE, env=env)
+    assert run.returncode == 0, run.stderr
+    assert list_keys(server, bucket, "exports/run/users/")[0].endswith(".csv")
+
+
+def test_mage_flags_config_json_input_file_and_state_file(server, bucket, tmp_path):
+    config = base_config(server, bucket, table="customers", date_partition_format="%Y%m%d")
+    config["column_header_format"] = None
+    (tmp_path / "in.singer").write_text(SAMPLE)
+    state = tmp_path / "state.json"
+    run = target("--config_json", json.dumps(config), "--input_file_path", str(tmp_path / "in.singer"),
+                 "--state", str(state), "--settings", "{}", "--catalog_json", "{}")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == b""
+    assert json.loads(state.read_text()) == LAST_STATE
+    keys = list_keys(server, bucket, "exports/run/customers/")
+    assert len(keys) == 2, "both streams land under the table Mage names"
+    assert sum(read_parquet(server, bucket, k).num_rows for k in keys) == 7
+
+
+def test_mage_log_to_stdout_gives_json_log_lines(server, bucket, tmp_path):
+    state = tmp_path / "state.json"
+    run = target("--config_json", json.dumps(base_config(server, bucket)), "--log_to_stdout", "1",
+                 "--state", str(state), input_text=SAMPLE)
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(l) for l in run.stdout.decode().splitlines()]
+    assert lines and all(l["type"] == "LOG" and l["level"] and "timestamp" in l for l in lines)
+    assert any("done:" in l["message"] for l in lines)
+    assert json.loads(state.read_text()) == LAST_STATE
+
+
+def test_mage_test_connection_and_templates(server, bucket):
+    good = target("--config_json", json.dumps(base_config(server, bucket)), "--test_connection")
+    assert good.returncode == 0, good.stderr
+    bad = target("--config_json", json.dumps(base_config(server, "no-such-bucket-here")), "--test_connection")
+    assert bad.returncode == 1 and b"does not exist" in bad.stderr
+    template = json.loads(target("--show_templates").stdout)
+    assert template["config"]["bucket"] is None and template["config"]["max_batch_rows"] == 1000000
+
+
+def test_json_log_format_on_stderr(server, bucket):
+    run = target("--config_json", json.dumps(base_config(server, bucket)), "--log-format", "json",
+                 input_text=SAMPLE)
+    assert run.returncode == 0
+    logs = [json.loads(l) for l in run.stderr.decode().splitlines()]
+    assert any(l["level"] == "INFO" for l in logs)
+    assert [json.loads(l) for l in run.stdout.decode().splitlines()][-1] == LAST_STATE
