@@ -335,28 +335,22 @@ mod tests {
                 ..
             })
         ));
-        let m = parse_line(
+        for stays_raw in [
             r#"{"record":{"a":1},"type":"RECORD","stream":"s"}"#,
-            &mut sink,
-        );
-        assert!(matches!(
-            m,
-            Ok(Message::Record {
-                record: Record::Raw(_),
-                ..
-            })
-        ));
-        let m = parse_line(
             r#"{"type":"RECORD","stream":"t","record":{"a":1}}"#,
-            &mut sink,
-        );
-        assert!(matches!(
-            m,
-            Ok(Message::Record {
-                record: Record::Raw(_),
-                ..
-            })
-        ));
+        ] {
+            let m = parse_line(stays_raw, &mut sink);
+            assert!(
+                matches!(
+                    m,
+                    Ok(Message::Record {
+                        record: Record::Raw(_),
+                        ..
+                    })
+                ),
+                "{stays_raw}"
+            );
+        }
         assert_eq!(sink.0, 1);
         let m = parse_line(
             r#"{"type":"RECORD","stream":"s","record":{"bad":1}}"#,
