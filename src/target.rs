@@ -41,6 +41,7 @@ const IDLE_WAIT: Duration = Duration::from_millis(200);
 pub struct Summary {
     pub records: u64,
     pub objects: u64,
+    pub stored_objects: u64,
     pub states: u64,
     pub skipped: u64,
     pub quarantined: u64,
@@ -121,6 +122,9 @@ fn watch_signals(runtime: &tokio::runtime::Runtime) -> Result<Stop> {
 /// records waiting for the quarantine object.
 struct Stream {
     name: String,
+    /// Records and bytes of record JSON taken so far, for progress lines.
+    records: u64,
+    bytes: u64,
     batch: Batch,
     object: Option<OpenObject>,
     rejected: Rejected,
@@ -211,10 +215,20 @@ enum Wait {
     Until(Instant),
 }
 
-/// Objects started and not yet reported, by the first input line of their records.
+/// An object started and not yet reported.
+struct InFlight {
+    /// The first input line of its records: no STATE after it before it is stored.
+    first_line: u64,
+    stream: String,
+    key: String,
+    rows: usize,
+    started: Instant,
+}
+
+/// Objects started and not yet reported.
 #[derive(Default)]
 struct Objects {
-    in_flight: BTreeMap<u64, u64>,
+    in_flight: BTreeMap<u64, InFlight>,
     /// The first input line of the earliest object that failed: no STATE may pass it.
     lost_from: Option<u64>,
     /// Objects this run gave up on purpose; their reports are expected failures.
@@ -224,16 +238,52 @@ struct Objects {
 }
 
 impl Objects {
-    fn start(&mut self, first_line: u64) -> u64 {
+    fn start(&mut self, first_line: u64, stream: &str, key: &str, rows: usize) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.in_flight.insert(id, first_line);
+        let object = InFlight {
+            first_line,
+            stream: stream.to_owned(),
+            key: key.to_owned(),
+            rows,
+            started: Instant::now(),
+        };
+        self.in_flight.insert(id, object);
         id
     }
 
     /// The oldest input line whose record is not known to be stored.
     fn oldest_line(&self) -> Option<u64> {
-        self.in_flight.values().copied().chain(self.lost_from).min()
+        let lines = self.in_flight.values().map(|o| o.first_line);
+        lines.chain(self.lost_from).min()
+    }
+}
+
+/// Singer-style METRIC lines for one ended object: its records, size and upload time.
+fn log_metrics(object: &InFlight, bytes: Option<u64>) {
+    let status = if bytes.is_some() {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    let tags = serde_json::json!({"stream": object.stream, "key": object.key, "status": status});
+    let metrics = [
+        ("counter", "record_count", serde_json::json!(object.rows)),
+        (
+            "histogram",
+            "batch_size_bytes",
+            serde_json::json!(bytes.unwrap_or(0)),
+        ),
+        (
+            "timer",
+            "upload_duration",
+            serde_json::json!(object.started.elapsed().as_secs_f64()),
+        ),
+    ];
+    for (kind, metric, value) in metrics {
+        let line =
+            serde_json::json!({"type": kind, "metric": metric, "value": value, "tags": tags});
+        tracing::info!("METRIC: {line}");
     }
 }
 
@@ -250,7 +300,16 @@ struct Target<'c, W> {
     /// Input bytes of the records all streams hold before encoding.
     buffered: usize,
     stop: Stop,
+    progress: Progress,
 }
+
+/// The progress line, every `PROGRESS_EVERY` while input flows.
+struct Progress {
+    started: Instant,
+    last: Instant,
+}
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 impl<'c, W: Write> Target<'c, W> {
     fn new(config: &'c Config, sink: Sink, output: W, stop: Stop) -> Self {
@@ -266,7 +325,34 @@ impl<'c, W: Write> Target<'c, W> {
             summary: Summary::default(),
             buffered: 0,
             stop,
+            progress: Progress {
+                started: Instant::now(),
+                last: Instant::now(),
+            },
         }
+    }
+
+    fn report_progress(&mut self) {
+        if self.progress.last.elapsed() < PROGRESS_EVERY {
+            return;
+        }
+        self.progress.last = Instant::now();
+        let seconds = self.progress.started.elapsed().as_secs_f64().max(1e-9);
+        let s = &self.summary;
+        let streams: Vec<String> = self
+            .streams
+            .list
+            .iter()
+            .map(|st| format!("{} {} records {} bytes", st.name, st.records, st.bytes))
+            .collect();
+        tracing::info!(
+            "progress: {} records ({:.0}/s), {} objects stored, {} STATE lines; {}",
+            s.records,
+            s.records as f64 / seconds,
+            s.stored_objects,
+            s.states,
+            streams.join(", ")
+        );
     }
 
     fn check_stop(&self) -> Result<()> {
@@ -295,6 +381,7 @@ impl<'c, W: Write> Target<'c, W> {
                 Next::Idle => {
                     self.complete_old_objects()?;
                     self.collect(false)?;
+                    self.report_progress();
                     continue;
                 }
                 Next::End => return Ok(()),
@@ -311,6 +398,7 @@ impl<'c, W: Write> Target<'c, W> {
                 }
                 if line_number.is_multiple_of(AGE_CHECK_LINES) {
                     self.complete_old_objects()?;
+                    self.report_progress();
                 }
             }
         }
@@ -365,6 +453,8 @@ impl<'c, W: Write> Target<'c, W> {
             None => {
                 let new = Stream {
                     name: stream.to_owned(),
+                    records: 0,
+                    bytes: 0,
                     batch,
                     object: None,
                     rejected: Rejected::default(),
@@ -397,6 +487,8 @@ impl<'c, W: Write> Target<'c, W> {
             return self.on_invalid(name, reason, line, raw_line);
         }
         self.summary.records += 1;
+        stream.records += 1;
+        stream.bytes += bytes as u64;
         self.buffered += bytes;
         stream.started.get_or_insert_with(Instant::now);
         let (rows, held) = (stream.batch.rows(), stream.batch.bytes());
@@ -467,10 +559,10 @@ impl<'c, W: Write> Target<'c, W> {
         let object = match &mut stream.object {
             Some(object) => object,
             None => {
-                let id = objects.start(first_line);
+                let key = keys.next_key(name, ObjectKind::Data, Utc::now());
+                let id = objects.start(first_line, name, &key, 0);
                 objects.open += 1;
                 summary.objects += 1;
-                let key = keys.next_key(name, ObjectKind::Data, Utc::now());
                 tracing::info!("stream {name:?}: writing s3://{}/{key}", self.config.bucket);
                 let schema = batch.schema();
                 sink.send(Job::Open {
@@ -506,14 +598,17 @@ impl<'c, W: Write> Target<'c, W> {
                 object.rows
             );
             self.objects.open -= 1;
+            if let Some(in_flight) = self.objects.in_flight.get_mut(&object.id) {
+                in_flight.rows = object.rows;
+            }
             self.sink.send(Job::Close { object: object.id })?;
         }
         if let Some(first_line) = stream.rejected.first_line.take() {
             let body = std::mem::take(&mut stream.rejected.jsonl);
             let rows = std::mem::take(&mut stream.rejected.rows);
-            let id = self.objects.start(first_line);
-            self.summary.objects += 1;
             let key = self.keys.next_key(name, ObjectKind::Rejected, Utc::now());
+            let id = self.objects.start(first_line, name, &key, rows);
+            self.summary.objects += 1;
             tracing::info!(
                 "stream {name:?}: writing {rows} rejected records to s3://{}/{key}",
                 self.config.bucket
@@ -582,13 +677,19 @@ impl<'c, W: Write> Target<'c, W> {
                 Wait::Until(deadline) => self.sink.wait_report_until(deadline),
             };
             let Some(report) = report else { break };
-            let first_line = self.objects.in_flight.remove(&report.object);
+            let Some(object) = self.objects.in_flight.remove(&report.object) else {
+                continue;
+            };
+            log_metrics(&object, report.result.as_ref().ok().copied());
             if let Err(e) = report.result {
                 let objects = &mut self.objects;
-                objects.lost_from = objects.lost_from.into_iter().chain(first_line).min();
+                let lost = objects.lost_from.unwrap_or(u64::MAX).min(object.first_line);
+                objects.lost_from = Some(lost);
                 if !objects.abandoned.contains(&report.object) {
                     first_error.get_or_insert(e);
                 }
+            } else {
+                self.summary.stored_objects += 1;
             }
         }
         self.release_states()?;

@@ -82,3 +82,15 @@ def test_json_log_format_on_stderr(server, bucket):
     logs = [json.loads(l) for l in run.stderr.decode().splitlines()]
     assert any(l["level"] == "INFO" for l in logs)
     assert [json.loads(l) for l in run.stdout.decode().splitlines()][-1] == LAST_STATE
+
+
+def test_metric_lines_per_object(server, bucket):
+    run = target("--config_json", json.dumps(base_config(server, bucket)), input_text=SAMPLE)
+    assert run.returncode == 0, run.stderr
+    metrics = [json.loads(l.split("METRIC: ", 1)[1]) for l in run.stderr.decode().splitlines() if "METRIC: " in l]
+    counts = {m["tags"]["stream"]: m["value"] for m in metrics if m["metric"] == "record_count"}
+    assert counts == {"users": 4, "orders": 3}
+    timers = [m for m in metrics if m["metric"] == "upload_duration"]
+    assert len(timers) == 2 and all(m["type"] == "timer" and m["tags"]["status"] == "succeeded" for m in timers)
+    sizes = [m["value"] for m in metrics if m["metric"] == "batch_size_bytes"]
+    assert len(sizes) == 2 and all(v > 100 for v in sizes)
