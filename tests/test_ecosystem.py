@@ -94,3 +94,15 @@ def test_metric_lines_per_object(server, bucket):
     assert len(timers) == 2 and all(m["type"] == "timer" and m["tags"]["status"] == "succeeded" for m in timers)
     sizes = [m["value"] for m in metrics if m["metric"] == "batch_size_bytes"]
     assert len(sizes) == 2 and all(v > 100 for v in sizes)
+
+
+def test_meltano_yml_declares_every_setting():
+    import yaml
+
+    about = json.loads(target("--about").stdout)
+    project = yaml.safe_load(open(__file__.replace("tests/test_ecosystem.py", "meltano.yml")))
+    [loader] = project["plugins"]["loaders"]
+    assert loader["name"] == "target-s3"
+    declared = {s["name"]: s for s in loader["settings"]}
+    assert set(declared) == {s["name"] for s in about["settings"]}
+    assert declared["aws_secret_access_key"]["kind"] == "password"
