@@ -24,6 +24,15 @@ $(STAMP): tests/requirements.txt
 
 venv: $(STAMP)
 
+# Meltano in a venv of its own (its pins differ from the test venv's), for the
+# `meltano run` integration test.
+MELTANO := .venv-meltano/bin/meltano
+
+$(MELTANO):
+	test -x .venv-meltano/bin/python || python3 -m venv .venv-meltano
+	.venv-meltano/bin/pip install --quiet "meltano==4.4.1"
+
+
 # s3s-fs: an S3 server that verifies SigV4 signatures (tests of credentials; the
 # benchmark's server). Installed once into cargo's bin folder.
 S3S_FS := $(shell command -v s3s-fs 2>/dev/null || echo $${CARGO_HOME:-$$HOME/.cargo}/bin/s3s-fs)
@@ -45,7 +54,7 @@ lint:
 unit:
 	cargo test --locked
 
-integration: $(BIN) $(STAMP) $(S3S_FS)
+integration: $(BIN) $(STAMP) $(S3S_FS) $(MELTANO)
 	$(PY) -m pytest -q tests
 
 test: lint unit integration

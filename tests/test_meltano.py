@@ -1,0 +1,70 @@
+"""A real `meltano run` of a tap from PyPI (tap-jsonl, reading local files) into
+target-s3 against the local S3 server: the objects hold the tap's records, and Meltano
+stores the STATE target-s3 acknowledged."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import BINARY, ROOT, base_config, clean_env, list_keys, read_parquet
+
+MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
+
+
+@pytest.fixture
+def project(tmp_path):
+    if not MELTANO.exists():
+        pytest.skip(f"MELTANO IS NOT INSTALLED at {MELTANO}: `make test` installs it")
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [{"id": i, "name": f"person {i}", "score": i + 0.5, "active": i % 2 == 0} for i in range(1, 8)]
+    (data / "people.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ours = yaml.safe_load((ROOT / "meltano.yml").read_text())["plugins"]["loaders"][0]
+    ours["executable"] = str(BINARY)
+    ours.pop("config", None)
+    config = {
+        "version": 1,
+        "default_environment": "dev",
+        "project_id": "target-s3-test",
+        "environments": [{"name": "dev"}],
+        "plugins": {
+            "extractors": [{
+                "name": "tap-jsonl", "namespace": "tap_jsonl", "executable": "tap-jsonl",
+                "pip_url": "tap-jsonl==0.3.1",
+                "config": {"path": str(data / "*.jsonl"), "stream_name": "people", "primary_keys": ["id"]},
+            }],
+            "loaders": [ours],
+        },
+    }
+    (tmp_path / "meltano.yml").write_text(yaml.safe_dump(config))
+    return tmp_path, rows
+
+
+def meltano(project_dir, *args, env):
+    return subprocess.run([str(MELTANO), *args], cwd=project_dir, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_meltano_run_loads_and_stores_state(server, bucket, project):
+    project_dir, rows = project
+    env = clean_env()
+    for key, value in base_config(server, bucket, object_key_path="meltano").items():
+        env[f"TARGET_S3_{key.upper()}"] = str(value)
+    installed = meltano(project_dir, "install", env=env)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    run = meltano(project_dir, "run", "tap-jsonl", "target-s3", env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    [key] = list_keys(server, bucket, "meltano/people/")
+    table = read_parquet(server, bucket, key)
+    got = sorted(({k: r[k] for k in ("id", "name", "score", "active")} for r in table.to_pylist()),
+                 key=lambda r: r["id"])
+    assert got == rows
+    state = meltano(project_dir, "state", "get", "dev:tap-jsonl-to-target-s3", env=env)
+    assert state.returncode == 0, state.stderr[-2000:]
+    stored = json.loads(state.stdout)
+    assert "people" in json.dumps(stored["singer_state"]), stored
