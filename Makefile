@@ -6,7 +6,7 @@ PY       := $(VENV)/bin/python
 BIN      := target/release/target-s3
 STAMP    := $(VENV)/.installed
 
-.PHONY: all build venv s3s-fs demo test unit integration lint bench clean
+.PHONY: all build venv s3s-fs postgres demo test unit integration lint bench clean
 
 all: build
 
@@ -54,7 +54,22 @@ lint:
 unit:
 	cargo test --locked
 
-integration: $(BIN) $(STAMP) $(S3S_FS) $(MELTANO)
+# MeltanoLabs' tap-postgres in a venv of its own, and Debian's PostgreSQL server (as
+# root, only when missing), for the PostgreSQL integration test.
+TAP_POSTGRES := .venv-tap-postgres/bin/tap-postgres
+
+$(TAP_POSTGRES):
+	test -x .venv-tap-postgres/bin/python || python3 -m venv .venv-tap-postgres
+	.venv-tap-postgres/bin/pip install --quiet "meltanolabs-tap-postgres==0.10.0"
+
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	  else echo "PostgreSQL is missing and this is not root: its test will be skipped"; fi; \
+	fi
+
+integration: $(BIN) $(STAMP) $(S3S_FS) $(MELTANO) $(TAP_POSTGRES) postgres
 	$(PY) -m pytest -q tests
 
 test: lint unit integration
@@ -66,4 +81,4 @@ bench: $(BIN) $(STAMP) $(S3S_FS)
 
 clean:
 	cargo clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-meltano .venv-tap-postgres
