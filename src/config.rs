@@ -201,6 +201,14 @@ pub const SETTINGS: &[Setting] = &[
     ),
     with_default(
         setting(
+            "progress_interval_seconds",
+            Kind::Integer { min: 1 },
+            "Seconds between progress lines on stderr (records/s, records and bytes per stream, objects stored).",
+        ),
+        "5",
+    ),
+    with_default(
+        setting(
             "validate_records",
             Kind::Boolean,
             "Check every value against its column's type. When false, strings holding numbers or booleans are taken into such columns and any value into a string column as its JSON text; what still does not fit goes to invalid_records.",
@@ -388,6 +396,7 @@ pub struct Reliability {
     pub request_timeout: std::time::Duration,
     pub shutdown_timeout: std::time::Duration,
     pub max_line_bytes: usize,
+    pub progress_interval: std::time::Duration,
 }
 
 /// A validated configuration: every value here has passed its checks.
@@ -515,6 +524,7 @@ impl Config {
                 request_timeout: seconds(v.integer("request_timeout_seconds")?),
                 shutdown_timeout: seconds(v.integer("shutdown_timeout_seconds")?),
                 max_line_bytes: v.integer("max_line_bytes")?,
+                progress_interval: seconds(v.integer("progress_interval_seconds")?),
             },
         };
         Ok((config, warnings))

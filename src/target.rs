@@ -303,13 +303,11 @@ struct Target<'c, W> {
     progress: Progress,
 }
 
-/// The progress line, every `PROGRESS_EVERY` while input flows.
+/// The progress line, every `progress_interval_seconds`.
 struct Progress {
     started: Instant,
     last: Instant,
 }
-
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 impl<'c, W: Write> Target<'c, W> {
     fn new(config: &'c Config, sink: Sink, output: W, stop: Stop) -> Self {
@@ -333,7 +331,7 @@ impl<'c, W: Write> Target<'c, W> {
     }
 
     fn report_progress(&mut self) {
-        if self.progress.last.elapsed() < PROGRESS_EVERY {
+        if self.progress.last.elapsed() < self.config.reliability.progress_interval {
             return;
         }
         self.progress.last = Instant::now();

@@ -104,5 +104,27 @@ def test_meltano_yml_declares_every_setting():
     [loader] = project["plugins"]["loaders"]
     assert loader["name"] == "target-s3"
     declared = {s["name"]: s for s in loader["settings"]}
-    assert set(declared) == {s["name"] for s in about["settings"]}
+    assert set(declared) == {s["name"] for s in about["settings"]}, "run scripts/meltano_yml.py"
     assert declared["aws_secret_access_key"]["kind"] == "password"
+
+
+def test_progress_lines_on_long_runs(server, bucket, tmp_path):
+    import time
+
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps(base_config(server, bucket, progress_interval_seconds=1)))
+    proc = subprocess.Popen([str(BINARY), "--config", str(config)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+    lines = SAMPLE.splitlines(keepends=True)
+    for line in lines[:6]:
+        proc.stdin.write(line.encode())
+    proc.stdin.flush()
+    time.sleep(2.5)
+    proc.stdin.write("".join(lines[6:]).encode())
+    proc.stdin.close()
+    proc.wait(timeout=60)
+    err = proc.stderr.read().decode()
+    assert proc.returncode == 0, err
+    progress = [l for l in err.splitlines() if "progress:" in l]
+    assert progress, err
+    assert "records (" in progress[0] and "users " in progress[0] and " bytes" in progress[0]
