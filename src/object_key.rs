@@ -27,16 +27,6 @@ pub enum ObjectKind {
     Rejected,
 }
 
-impl ObjectKind {
-    /// What its rows are, for log lines.
-    pub fn rows_are(self) -> &'static str {
-        match self {
-            ObjectKind::Data => "rows",
-            ObjectKind::Rejected => "rejected records",
-        }
-    }
-}
-
 /// The folder for quarantined records, under the table's folder.
 pub const REJECTED_FOLDER: &str = "_rejected";
 

@@ -37,11 +37,6 @@ impl StateTracker {
         self.last_released = Some(value.clone());
         Some(value)
     }
-
-    /// States received but not yet covered.
-    pub fn held(&self) -> usize {
-        self.pending.len()
-    }
 }
 
 #[cfg(test)]
@@ -56,7 +51,7 @@ mod tests {
         t.receive(12, "c".into());
         assert_eq!(t.release(5), None, "a record on line 5 is not stored yet");
         assert_eq!(t.release(10), Some("b".into()));
-        assert_eq!(t.held(), 1);
+        assert_eq!(t.pending.len(), 1);
         t.receive(15, "c".into());
         assert_eq!(t.release(u64::MAX), Some("c".into()));
         assert_eq!(t.release(u64::MAX), None);

@@ -68,16 +68,3 @@ impl<W: Write + Send> Encoder<W> {
 pub(crate) fn failed(e: impl std::fmt::Display) -> Error {
     Error::Encode(e.to_string())
 }
-
-/// Encodes batches into one object in memory (for tests and small objects).
-pub fn encode_all(file_type: FileType, batches: &[RecordBatch]) -> Result<Vec<u8>> {
-    let schema = batches
-        .first()
-        .map(|b| b.schema())
-        .ok_or_else(|| failed("no batches"))?;
-    let mut encoder = Encoder::new(file_type, &schema, Vec::new())?;
-    for batch in batches {
-        encoder.write(batch)?;
-    }
-    encoder.finish()
-}
