@@ -472,7 +472,11 @@ impl<'c, W: Write> Target<'c, W> {
                 "RECORD arrived before any SCHEMA for its stream",
             ));
         };
-        let bytes = raw_line.len();
+        // The same size the batch counts, so `buffered` and the batches stay in step.
+        let bytes = match &record {
+            Record::Raw(raw) => raw.get().len(),
+            _ => raw_line.len(),
+        };
         let appended = match record {
             Record::Decoded => stream.batch.end_row(true, line, bytes),
             Record::Refused => stream.batch.end_row(false, line, bytes),
