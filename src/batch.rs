@@ -208,6 +208,15 @@ impl Ctx<'_> {
         ))
     }
 
+    /// `refuse`, with the reason in parentheses when there is one.
+    fn refuse_because<E: de::Error>(&mut self, builder: &Builder, got: String, why: String) -> E {
+        if why.is_empty() {
+            self.refuse(builder, got)
+        } else {
+            self.refuse(builder, format_args!("{got} ({why})"))
+        }
+    }
+
     fn fail<E: de::Error>(&mut self, message: String) -> E {
         self.failure.get_or_insert(message);
         E::custom("record refused")
@@ -835,12 +844,7 @@ impl ValueSeed<'_, '_> {
 
 /// The error for a value that does not fit, with the reason when there is one.
 fn refuse_with<E: de::Error>(ctx: &mut Ctx, builder: &Builder, raw: &str, why: String) -> E {
-    let got = describe_raw(raw);
-    if why.is_empty() {
-        ctx.refuse(builder, got)
-    } else {
-        ctx.refuse(builder, format_args!("{got} ({why})"))
-    }
+    ctx.refuse_because(builder, describe_raw(raw), why)
 }
 
 fn describe_raw(raw: &str) -> String {
@@ -916,17 +920,10 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
         {
             return Ok(());
         }
-        match self.builder.push_str_value(v) {
-            Ok(()) => Ok(()),
-            Err(why) => {
-                let got = format!("the string {}", Shown(v));
-                if why.is_empty() {
-                    Err(self.ctx.refuse(self.builder, got))
-                } else {
-                    Err(self.ctx.refuse(self.builder, format_args!("{got} ({why})")))
-                }
-            }
-        }
+        self.builder.push_str_value(v).map_err(|why| {
+            let got = format!("the string {}", Shown(v));
+            self.ctx.refuse_because(self.builder, got, why)
+        })
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
