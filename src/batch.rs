@@ -844,20 +844,7 @@ impl ValueSeed<'_, '_> {
 
 /// The error for a value that does not fit, with the reason when there is one.
 fn refuse_with<E: de::Error>(ctx: &mut Ctx, builder: &Builder, raw: &str, why: String) -> E {
-    ctx.refuse_because(builder, describe_raw(raw), why)
-}
-
-fn describe_raw(raw: &str) -> String {
-    match raw.as_bytes().first() {
-        Some(b'{') => "an object".into(),
-        Some(b'[') => "an array".into(),
-        Some(b'"') => match serde_json::from_str::<String>(raw) {
-            Ok(text) => format!("the string {}", Shown(&text)),
-            Err(_) => format!("the string {}", Shown(raw)),
-        },
-        Some(b't' | b'f') => raw.to_owned(),
-        _ => format!("the number {}", ShownNumber(raw)),
-    }
+    ctx.refuse_because(builder, values::describe_raw(raw), why)
 }
 
 impl<'de> DeserializeSeed<'de> for ValueSeed<'_, '_> {

@@ -455,6 +455,20 @@ impl fmt::Display for Shown<'_> {
     }
 }
 
+/// A raw JSON value described in an error message: its kind, and scalars shown cut.
+pub fn describe_raw(raw: &str) -> String {
+    match raw.as_bytes().first() {
+        Some(b'{') => "an object".into(),
+        Some(b'[') => "an array".into(),
+        Some(b'"') => match serde_json::from_str::<String>(raw) {
+            Ok(text) => format!("the string {}", Shown(&text)),
+            Err(_) => format!("the string {}", Shown(raw)),
+        },
+        Some(b't' | b'f' | b'n') => raw.to_owned(),
+        _ => format!("the number {}", ShownNumber(raw)),
+    }
+}
+
 /// A number's text shown in an error message, cut after 40 characters.
 pub struct ShownNumber<'a>(pub &'a str);
 
