@@ -2,7 +2,8 @@
 //!
 //! Owns: turning one record's raw JSON into one row (checking every value, at any depth,
 //! against its column's type, and naming the field when it does not fit) and handing
-//! out the buffered rows as an Arrow `RecordBatch`.
+//! out the buffered rows as an Arrow `RecordBatch`, with the Singer metadata columns
+//! (`metadata`) after the stream's own when they are on.
 //! Must not touch: encoding, keys or the store. A rejected record leaves no trace: every
 //! buffer is cut back to the previous row count, so skipping it is always safe.
 //!
@@ -26,6 +27,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::metadata::{Envelope, MetaColumns};
 use crate::protocol::BorrowedStr;
 use crate::schema::{Column, ColumnType, StreamSchema};
 use crate::values::{self, Shown, ShownNumber};
@@ -55,6 +57,8 @@ pub struct DecodeOptions {
 pub struct Batch {
     schema: Arc<StreamSchema>,
     root: StructColumn,
+    /// The metadata columns' values that do not come from the record, when they are on.
+    meta: Option<MetaColumns>,
     keys: Vec<usize>,
     options: DecodeOptions,
     rows: usize,
@@ -67,15 +71,17 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(schema: Arc<StreamSchema>, options: DecodeOptions) -> Batch {
-        let root = StructColumn::new(&schema.columns, "");
+        let root = StructColumn::new(&schema.record_columns(), "");
         let keys = schema
             .key_properties
             .iter()
-            .filter_map(|k| schema.columns.iter().position(|c| &c.name == k))
+            .filter_map(|k| root.names.iter().position(|name| name == k))
             .collect();
+        let meta = schema.metadata_unit().map(MetaColumns::new);
         Batch {
             schema,
             root,
+            meta,
             keys,
             options,
             rows: 0,
@@ -120,14 +126,14 @@ impl Batch {
 
     /// Decodes one record (a JSON object) and appends it as a row, or explains why not
     /// and leaves the buffer as it was.
-    pub fn append(&mut self, record: &str, line: u64) -> Result<(), String> {
+    pub fn append(&mut self, record: &str, line: u64, envelope: &Envelope) -> Result<(), String> {
         let mut deserializer = serde_json::Deserializer::from_str(record);
         let decoded = self.decode(&mut deserializer).map_err(|e| {
             self.failure
                 .get_or_insert_with(|| crate::protocol::describe_json_error(&e))
                 .clone()
         });
-        self.end_row(decoded.is_ok(), line, record.len())
+        self.end_row(decoded.is_ok(), line, record.len(), envelope)
     }
 
     /// Decodes one record object from a deserializer into a new row, which `end_row`
@@ -137,6 +143,7 @@ impl Batch {
             options: self.options,
             failure: &mut self.failure,
             newly_ignored: &mut self.newly_ignored,
+            replaced: &self.schema.replaced,
         };
         RootSeed {
             root: &mut self.root,
@@ -145,12 +152,22 @@ impl Batch {
         .deserialize(d)
     }
 
-    /// Keeps the row just decoded (when `decoded` and its keys are present) or drops
-    /// it and says why. `bytes` is the record's input size.
-    pub fn end_row(&mut self, decoded: bool, line: u64, bytes: usize) -> Result<(), String> {
+    /// Keeps the row just decoded (when `decoded`, its keys are present and its
+    /// envelope gives valid metadata) or drops it and says why. `bytes` is the record's
+    /// input size.
+    pub fn end_row(
+        &mut self,
+        decoded: bool,
+        line: u64,
+        bytes: usize,
+        envelope: &Envelope,
+    ) -> Result<(), String> {
         let failure = self.failure.take();
         let checked = match (decoded, failure) {
-            (true, _) => self.check_keys(),
+            (true, _) => self.check_keys().and_then(|()| match &mut self.meta {
+                Some(meta) => meta.push(envelope),
+                None => Ok(()),
+            }),
             (false, reason) => Err(reason.unwrap_or_else(|| "the record is not valid JSON".into())),
         };
         if checked.is_err() {
@@ -174,7 +191,7 @@ impl Batch {
             if self.root.children[key].is_null(self.rows) {
                 return Err(format!(
                     "record has no value for key property {:?}",
-                    self.schema.columns[key].name
+                    self.root.names[key]
                 ));
             }
         }
@@ -183,7 +200,12 @@ impl Batch {
 
     /// Hands out the buffered rows and empties the buffer.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
-        let arrays = self.root.finish_children()?;
+        let mut arrays = self.root.finish_children()?;
+        if let Some(meta) = &mut self.meta {
+            let no_deleted_at = || ArrowError::SchemaError("no _sdc_deleted_at column".into());
+            let deleted_at = arrays.pop().ok_or_else(no_deleted_at)?;
+            arrays.extend(meta.finish(deleted_at)?);
+        }
         self.rows = 0;
         self.bytes = 0;
         self.first_line = None;
@@ -197,6 +219,8 @@ struct Ctx<'a> {
     /// The reason a value was refused; serde's own error would say less.
     failure: &'a mut Option<String>,
     newly_ignored: &'a mut Vec<String>,
+    /// Record fields whose schema properties metadata columns replaced.
+    replaced: &'a [String],
 }
 
 impl Ctx<'_> {
@@ -720,6 +744,9 @@ impl StructColumn {
     }
 
     fn unknown_field<E: de::Error>(&mut self, key: &str, ctx: &mut Ctx) -> Result<(), E> {
+        if self.path.is_empty() && ctx.replaced.iter().any(|name| name == key) {
+            return Ok(());
+        }
         let path = if self.path.is_empty() {
             key.to_owned()
         } else {
@@ -957,6 +984,11 @@ mod tests {
         TimestampMicrosecondType,
     };
 
+    const NONE: &Envelope = &Envelope {
+        time_extracted: None,
+        table_version: None,
+    };
+
     fn batch_with(schema: &str, keys: &[&str], options: DecodeOptions) -> Batch {
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         let schema = StreamSchema::from_json("s", schema, &keys, &TypeOptions::default()).unwrap();
@@ -980,8 +1012,8 @@ mod tests {
         let record = r#"{"id": 7, "x": 1.5, "ok": true, "s": "a\"b", "ts": "2024-01-02T03:04:05.123456+01:00",
             "d": "0001-01-01", "t": "23:59:59.5", "j": {"k": [1, 2]}, "price": 12345678901234567.89,
             "o": {"b": ["p", "q"], "a": 3, "zz": 1}, "extra": 1}"#;
-        b.append(record, 3).unwrap();
-        b.append(r#"{"id": 8, "o": null}"#, 4).unwrap();
+        b.append(record, 3, NONE).unwrap();
+        b.append(r#"{"id": 8, "o": null}"#, 4, NONE).unwrap();
         assert_eq!(b.take_newly_ignored(), ["o.zz", "extra"]);
         assert_eq!(b.first_line(), Some(3));
         let rb = b.finish().unwrap();
@@ -1009,7 +1041,8 @@ mod tests {
     #[test]
     fn refuses_values_that_do_not_fit_and_keeps_the_buffer_whole() {
         let mut b = batch(SCHEMA, &["id"]);
-        b.append(r#"{"id": 1, "o": {"b": ["kept"]}}"#, 1).unwrap();
+        b.append(r#"{"id": 1, "o": {"b": ["kept"]}}"#, 1, NONE)
+            .unwrap();
         let cases = [
             (
                 r#"{"id": 1.5}"#,
@@ -1046,11 +1079,11 @@ mod tests {
             (r#"{"id": null}"#, "key property \"id\""),
         ];
         for (record, expected) in cases {
-            let e = b.append(record, 2).unwrap_err();
+            let e = b.append(record, 2, NONE).unwrap_err();
             assert!(e.contains(expected), "{record}: {e}");
         }
         assert_eq!(b.rows(), 1);
-        b.append(r#"{"id": 2, "o": {"b": []}}"#, 3).unwrap();
+        b.append(r#"{"id": 2, "o": {"b": []}}"#, 3, NONE).unwrap();
         let rb = b.finish().unwrap();
         assert_eq!(rb.num_rows(), 2);
         let lists = rb.column(9).as_struct().column(1).as_list::<i32>();
@@ -1068,6 +1101,7 @@ mod tests {
         b.append(
             r#"{"id": "42", "ok": "true", "s": 12.50, "price": "3.5"}"#,
             1,
+            NONE,
         )
         .unwrap();
         let rb = b.finish().unwrap();
@@ -1084,9 +1118,9 @@ mod tests {
             ..DecodeOptions::default()
         };
         let mut b = batch_with(SCHEMA, &[], options);
-        b.append(r#"{"x": 1000000000000000000000000000001}"#, 1)
+        b.append(r#"{"x": 1000000000000000000000000000001}"#, 1, NONE)
             .unwrap();
-        b.append(r#"{"x": 0.1}"#, 2).unwrap();
+        b.append(r#"{"x": 0.1}"#, 2, NONE).unwrap();
         assert_eq!(b.take_rounded(), [("x".to_owned(), 1)]);
         assert_eq!(
             b.finish()
@@ -1105,15 +1139,71 @@ mod tests {
             ..DecodeOptions::default()
         };
         let mut b = batch_with(SCHEMA, &[], options);
-        let e = b.append(r#"{"o": {"new": 1}}"#, 1).unwrap_err();
+        let e = b.append(r#"{"o": {"new": 1}}"#, 1, NONE).unwrap_err();
         assert!(e.contains(r#""o.new" is not in the schema"#), "{e}");
+    }
+
+    #[test]
+    fn metadata_columns_come_after_the_record_and_from_the_envelope() {
+        let schema = r#"{"properties": {"id": {"type": "integer"},
+            "_sdc_received_at": {"type": "string"}}}"#;
+        let types = TypeOptions {
+            metadata_columns: true,
+            ..TypeOptions::default()
+        };
+        let schema = StreamSchema::from_json("s", schema, &["id".into()], &types).unwrap();
+        let options = DecodeOptions {
+            refuse_unknown_fields: true,
+            ..DecodeOptions::default()
+        };
+        let mut b = Batch::new(Arc::new(schema), options);
+        let time: &RawValue = serde_json::from_str(r#""2024-01-02T03:04:05Z""#).unwrap();
+        let envelope = Envelope {
+            time_extracted: Some(time),
+            table_version: Some(5),
+        };
+        let deleted =
+            r#"{"id": 1, "_sdc_deleted_at": "2024-01-01T00:00:00Z", "_sdc_received_at": "x"}"#;
+        b.append(deleted, 1, &envelope).unwrap();
+        b.append(r#"{"id": 2}"#, 2, NONE).unwrap();
+        let e = b.append(r#"{"id": 3, "_sdc_deleted_at": "soon"}"#, 3, NONE);
+        assert!(e.unwrap_err().contains(r#"field "_sdc_deleted_at""#));
+        let bad_time: &RawValue = serde_json::from_str("false").unwrap();
+        let envelope = Envelope {
+            time_extracted: Some(bad_time),
+            table_version: None,
+        };
+        let e = b.append(r#"{"id": 4}"#, 4, &envelope).unwrap_err();
+        assert!(e.contains("time_extracted"), "{e}");
+        let e = b
+            .append(r#"{"_sdc_deleted_at": null}"#, 5, NONE)
+            .unwrap_err();
+        assert!(e.contains("key property"), "{e}");
+        assert_eq!(b.rows(), 2);
+        let rb = b.finish().unwrap();
+        assert_eq!(rb.num_columns(), 7);
+        assert_eq!(rb.num_rows(), 2);
+        let micros = |i: usize| rb.column(i).as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(micros(1).value(0), 1_704_164_645_000_000);
+        assert!(micros(1).is_null(1));
+        assert_eq!(micros(4).value(0), 1_704_067_200_000_000);
+        assert!(micros(4).is_null(1));
+        assert!(micros(3).value(1) >= micros(2).value(1));
+        let sequence = rb.column(5).as_primitive::<Int64Type>();
+        assert!(sequence.value(1) > sequence.value(0));
+        let versions = rb.column(6).as_primitive::<Int64Type>();
+        assert_eq!(versions.iter().collect::<Vec<_>>(), [Some(5), None]);
+        b.append(r#"{"id": 6}"#, 6, NONE).unwrap();
+        assert_eq!(b.finish().unwrap().num_rows(), 1);
     }
 
     #[test]
     fn long_values_are_cut_in_messages() {
         let mut b = batch(SCHEMA, &[]);
         let long = "z".repeat(500);
-        let e = b.append(&format!(r#"{{"id": "{long}"}}"#), 1).unwrap_err();
+        let e = b
+            .append(&format!(r#"{{"id": "{long}"}}"#), 1, NONE)
+            .unwrap_err();
         assert!(e.len() < 150 && e.contains('…'), "{e}");
     }
 }

@@ -308,6 +308,14 @@ pub const SETTINGS: &[Setting] = &[
         ),
         "4",
     ),
+    with_default(
+        setting(
+            "add_metadata_columns",
+            Kind::Boolean,
+            "Append the Singer metadata columns to every stream, after its own: `_sdc_extracted_at` (the RECORD's time_extracted), `_sdc_received_at`, `_sdc_batched_at`, `_sdc_deleted_at` (from the record), `_sdc_sequence` and `_sdc_table_version` (the RECORD's version or the last ACTIVATE_VERSION).",
+        ),
+        "false",
+    ),
 ];
 
 /// A credential: shown as `***` by `Debug` and `Display`, readable only through `expose`.
@@ -493,6 +501,7 @@ impl Config {
                     _ => TimeUnit::Microsecond,
                 },
                 overrides: v.column_types()?,
+                metadata_columns: v.boolean("add_metadata_columns")?,
             },
             decode: DecodeOptions {
                 lenient: !v.boolean("validate_records")?,
@@ -1038,6 +1047,18 @@ mod tests {
         assert_eq!(c.types.timestamp_unit, TimeUnit::Nanosecond);
         assert!(c.decode.lenient);
         assert_eq!(c.invalid_records, InvalidRecords::Quarantine);
+        assert!(!c.types.metadata_columns);
+        assert!(
+            parse(with("add_metadata_columns", json!(true)))
+                .unwrap()
+                .types
+                .metadata_columns
+        );
+        let e = error(with("add_metadata_columns", json!("yes")));
+        assert!(
+            e.contains("\"add_metadata_columns\"") && e.contains("true or false"),
+            "{e}"
+        );
     }
 
     #[test]

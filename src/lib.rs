@@ -9,7 +9,7 @@
 //! protocol   line -> Singer message; a record decoded in the same pass
 //! schema     SCHEMA -> ordered, typed columns and their Arrow schema
 //! batch      RECORD -> a row in the stream's typed column buffers (values: the
-//!            exact conversions of each JSON scalar)
+//!            exact conversions of each JSON scalar; metadata: the `_sdc_` columns)
 //! encode     RecordBatch chunks -> CSV or Parquet bytes, streamed
 //! object_key -> <prefix>/<table>/<partition>/<timestamp>-<unique>.<ext>
 //! sink       the encoder thread: chunks of each open object -> encode -> store
@@ -24,6 +24,7 @@ pub mod config;
 pub mod encode;
 pub mod error;
 pub mod input;
+pub mod metadata;
 pub mod object_key;
 pub mod protocol;
 pub mod schema;

@@ -23,6 +23,9 @@ pub enum Message<'a> {
     Record {
         stream: Cow<'a, str>,
         record: Record<'a>,
+        /// `time_extracted` as raw JSON, and `version`, when the message has them.
+        time_extracted: Option<&'a RawValue>,
+        version: Option<i64>,
     },
     State {
         value: &'a RawValue,
@@ -96,6 +99,8 @@ pub fn parse_line<'a, S: RecordSink>(
             Ok(Message::Record {
                 stream: fields.stream.unwrap_or_default(),
                 record: Record::Refused,
+                time_extracted: None,
+                version: None,
             })
         }
         Err(e) => Err(ParseError {
@@ -117,6 +122,7 @@ struct Fields<'a> {
     key_properties: Option<Vec<String>>,
     value: Option<&'a RawValue>,
     version: Option<i64>,
+    time_extracted: Option<&'a RawValue>,
 }
 
 impl<'a> Fields<'a> {
@@ -137,7 +143,12 @@ impl<'a> Fields<'a> {
                     _ => return Err(fail(&stream, "RECORD needs a \"record\" object")),
                 };
                 let stream = stream.ok_or_else(|| fail(&None, "RECORD has no \"stream\""))?;
-                Ok(Message::Record { stream, record })
+                Ok(Message::Record {
+                    stream,
+                    record,
+                    time_extracted: self.time_extracted,
+                    version: self.version,
+                })
             }
             "SCHEMA" => {
                 let schema = self
@@ -221,6 +232,7 @@ impl<'de, S: RecordSink> Visitor<'de> for EnvelopeSeed<'_, 'de, S> {
                 "key_properties" => f.key_properties = map.next_value()?,
                 "value" => f.value = Some(map.next_value()?),
                 "version" => f.version = map.next_value()?,
+                "time_extracted" => f.time_extracted = Some(map.next_value()?),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -287,7 +299,7 @@ mod tests {
     fn parses_each_type() {
         let m = parse(r#"{"type":"RECORD","stream":"s","record":{"a":1},"time_extracted":"x"}"#);
         assert!(
-            matches!(m, Ok(Message::Record { ref stream, record: Record::Raw(r) }) if stream == "s" && r.get() == r#"{"a":1}"#)
+            matches!(m, Ok(Message::Record { ref stream, record: Record::Raw(r), .. }) if stream == "s" && r.get() == r#"{"a":1}"#)
         );
         let m = parse(
             r#"{"type":"SCHEMA","stream":"s","schema":{"properties":{}},"key_properties":["id"]}"#,
@@ -357,7 +369,7 @@ mod tests {
             &mut sink,
         );
         assert!(
-            matches!(m, Ok(Message::Record { record: Record::Refused, ref stream }) if stream == "s")
+            matches!(m, Ok(Message::Record { record: Record::Refused, ref stream, .. }) if stream == "s")
         );
         let e = parse_line(
             r#"{"type":"RECORD","stream":"s","record":{"a":1}} x"#,
@@ -372,6 +384,38 @@ mod tests {
         .unwrap_err();
         assert!(e.message.starts_with("not a JSON object"), "{}", e.message);
         assert_eq!(e.stream.as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn records_carry_time_extracted_and_version_wherever_they_stand() {
+        let mut sink = Counting(0);
+        for line in [
+            r#"{"type":"RECORD","stream":"s","record":{"a":1},"version":3,"time_extracted":"2024-01-01T00:00:00Z"}"#,
+            r#"{"time_extracted":"2024-01-01T00:00:00Z","version":3,"type":"RECORD","stream":"s","record":{"a":1}}"#,
+        ] {
+            let Ok(Message::Record {
+                time_extracted: Some(time),
+                version: Some(3),
+                ..
+            }) = parse_line(line, &mut sink)
+            else {
+                panic!("{line}")
+            };
+            assert_eq!(time.get(), r#""2024-01-01T00:00:00Z""#);
+        }
+        let m = parse(r#"{"type":"RECORD","stream":"s","record":{},"time_extracted":null}"#);
+        assert!(matches!(
+            m,
+            Ok(Message::Record { time_extracted: Some(t), version: None, .. }) if t.get() == "null"
+        ));
+        let m = parse(r#"{"type":"RECORD","stream":"s","record":{}}"#);
+        assert!(matches!(
+            m,
+            Ok(Message::Record {
+                time_extracted: None,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! Owns: the type table of SPEC §6 (nested structs and lists, exact decimals, timestamp
 //! units), the per-column overrides of `column_types`, and the column names as they
-//! appear in files. Must not touch: record values. Columns come from the schema alone,
-//! never from data, so every batch of a stream has the same columns and types.
+//! appear in files, including the Singer metadata columns `add_metadata_columns` appends.
+//! Must not touch: record values. Columns come from the schema alone, never from data,
+//! so every batch of a stream has the same columns and types.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -101,8 +102,11 @@ impl ColumnType {
     }
 }
 
-fn fields_of(columns: &[Column]) -> Fields {
-    columns.iter().map(|c| c.ty.field(&c.output_name)).collect()
+fn fields_of<'c>(columns: impl IntoIterator<Item = &'c Column>) -> Fields {
+    columns
+        .into_iter()
+        .map(|c| c.ty.field(&c.output_name))
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +125,8 @@ pub struct TypeOptions {
     pub timestamp_unit: TimeUnit,
     /// `column_types`: stream -> column -> type, replacing what the schema says.
     pub overrides: HashMap<String, HashMap<String, ColumnType>>,
+    /// `add_metadata_columns`: append the Singer metadata columns to every stream.
+    pub metadata_columns: bool,
 }
 
 impl Default for TypeOptions {
@@ -129,21 +135,54 @@ impl Default for TypeOptions {
             header_case: None,
             timestamp_unit: TimeUnit::Microsecond,
             overrides: HashMap::new(),
+            metadata_columns: false,
         }
+    }
+}
+
+/// The Singer metadata columns, in the order they follow a stream's own columns.
+pub const METADATA_COLUMNS: [&str; 6] = [
+    "_sdc_extracted_at",
+    "_sdc_received_at",
+    "_sdc_batched_at",
+    DELETED_AT,
+    "_sdc_sequence",
+    "_sdc_table_version",
+];
+
+/// The one metadata column whose value the record itself carries (taps with log-based
+/// replication send it); the others come from the message and the target.
+pub const DELETED_AT: &str = "_sdc_deleted_at";
+
+fn metadata_type(name: &str, unit: TimeUnit) -> ColumnType {
+    match name {
+        "_sdc_sequence" | "_sdc_table_version" => ColumnType::Integer,
+        _ => ColumnType::Timestamp(unit),
     }
 }
 
 /// A stream's columns, in the schema's property order.
 #[derive(Debug, Clone)]
 pub struct StreamSchema {
+    /// The stream's own columns.
     pub columns: Vec<Column>,
+    /// With `add_metadata_columns`, the metadata columns in file order (else empty).
+    pub metadata: Vec<Column>,
+    /// Schema properties that metadata columns other than `_sdc_deleted_at` took the
+    /// place of: their values come from the message and the target, so the record's
+    /// own values for them are passed over.
+    pub replaced: Vec<String>,
     pub key_properties: Vec<String>,
+    /// The file's columns: the stream's own, then the metadata columns.
     pub arrow: SchemaRef,
 }
 
 impl PartialEq for StreamSchema {
     fn eq(&self, other: &Self) -> bool {
-        self.columns == other.columns && self.key_properties == other.key_properties
+        self.columns == other.columns
+            && self.metadata == other.metadata
+            && self.replaced == other.replaced
+            && self.key_properties == other.key_properties
     }
 }
 
@@ -173,7 +212,19 @@ impl StreamSchema {
                 }
             }
         }
-        apply_header_case(&mut columns, options.header_case)?;
+        let (mut metadata, mut replaced) = (Vec::new(), Vec::new());
+        if options.metadata_columns {
+            metadata = METADATA_COLUMNS
+                .iter()
+                .map(|name| Column {
+                    name: (*name).to_owned(),
+                    output_name: (*name).to_owned(),
+                    ty: metadata_type(name, options.timestamp_unit),
+                })
+                .collect();
+            replaced = take_metadata_properties(&mut columns);
+        }
+        apply_header_case(columns.iter_mut().chain(&mut metadata), options.header_case)?;
         for key in key_properties {
             if !properties.contains_key(key) {
                 return Err(format!(
@@ -181,15 +232,51 @@ impl StreamSchema {
                 ));
             }
         }
+        let fields = fields_of(columns.iter().chain(&metadata));
         Ok(StreamSchema {
-            arrow: Arc::new(Schema::new(fields_of(&columns))),
+            arrow: Arc::new(Schema::new(fields)),
             columns,
+            metadata,
+            replaced,
             key_properties: key_properties.to_vec(),
         })
     }
+
+    /// The timestamp unit of the metadata columns, when they are on.
+    pub fn metadata_unit(&self) -> Option<TimeUnit> {
+        self.metadata.iter().find_map(|c| match c.ty {
+            ColumnType::Timestamp(unit) => Some(unit),
+            _ => None,
+        })
+    }
+
+    /// The columns a record's fields are decoded into: the stream's own, then
+    /// `_sdc_deleted_at` when metadata columns are on.
+    pub fn record_columns(&self) -> Vec<Column> {
+        let deleted_at = self.metadata.iter().filter(|c| c.name == DELETED_AT);
+        self.columns.iter().chain(deleted_at).cloned().collect()
+    }
 }
 
-fn apply_header_case(columns: &mut [Column], case: Option<HeaderCase>) -> Result<(), String> {
+/// Removes the schema's own properties named like metadata columns (the metadata
+/// column takes their place, typed as a metadata column) and returns those whose
+/// values the record does not supply.
+fn take_metadata_properties(columns: &mut Vec<Column>) -> Vec<String> {
+    let mut replaced = Vec::new();
+    columns.retain(|c| {
+        let is_metadata = METADATA_COLUMNS.contains(&c.name.as_str());
+        if is_metadata && c.name != DELETED_AT {
+            replaced.push(c.name.clone());
+        }
+        !is_metadata
+    });
+    replaced
+}
+
+fn apply_header_case<'c>(
+    columns: impl Iterator<Item = &'c mut Column>,
+    case: Option<HeaderCase>,
+) -> Result<(), String> {
     let mut seen = HashSet::new();
     for column in columns {
         if let Some(case) = case {
@@ -561,6 +648,45 @@ mod tests {
         let s = StreamSchema::from_json("s", r#"{"properties": {"j": {}}}"#, &[], &options(None))
             .unwrap();
         assert_eq!(s.arrow.field(0).extension_type_name(), Some(JSON_EXTENSION));
+    }
+
+    #[test]
+    fn metadata_columns_follow_the_stream_and_replace_its_own() {
+        let schema = r#"{"properties": {"id": {"type": "integer"},
+            "_sdc_deleted_at": {"type": ["null", "string"]}, "name": {"type": "string"},
+            "_sdc_sequence": {"type": "string"}}}"#;
+        let mut opts = options(Some(HeaderCase::Upper));
+        opts.timestamp_unit = TimeUnit::Millisecond;
+        opts.metadata_columns = true;
+        let s = StreamSchema::from_json("s", schema, &[], &opts).unwrap();
+        let names: Vec<_> = s.arrow.fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(
+            names,
+            [
+                "ID",
+                "NAME",
+                "_SDC_EXTRACTED_AT",
+                "_SDC_RECEIVED_AT",
+                "_SDC_BATCHED_AT",
+                "_SDC_DELETED_AT",
+                "_SDC_SEQUENCE",
+                "_SDC_TABLE_VERSION"
+            ]
+        );
+        let timestamp = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+        for (i, ty) in [(2, &timestamp), (5, &timestamp), (6, &DataType::Int64)] {
+            assert_eq!(s.arrow.field(i).data_type(), ty);
+        }
+        assert_eq!(s.replaced, ["_sdc_sequence"]);
+        assert_eq!(s.metadata_unit(), Some(TimeUnit::Millisecond));
+        let record: Vec<_> = s.record_columns().into_iter().map(|c| c.name).collect();
+        assert_eq!(record, ["id", "name", "_sdc_deleted_at"]);
+
+        let off = StreamSchema::from_json("s", schema, &[], &options(None)).unwrap();
+        assert_eq!(off.arrow.fields().len(), 4);
+        assert!(off.metadata.is_empty() && off.replaced.is_empty());
+        assert_eq!(off.metadata_unit(), None);
+        assert_ne!(off, s);
     }
 
     #[test]

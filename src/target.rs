@@ -22,6 +22,7 @@ use crate::batch::Batch;
 use crate::config::{Config, InvalidRecords, Limits};
 use crate::error::{Error, Result};
 use crate::input::{self, Blocks, Next};
+use crate::metadata::{self, Envelope};
 use crate::object_key::{KeyBuilder, ObjectKind};
 use crate::protocol::{self, Message, Record, RecordSink};
 use crate::schema::StreamSchema;
@@ -130,6 +131,8 @@ struct Stream {
     rejected: Rejected,
     /// When the oldest record not yet in a completed object arrived.
     started: Option<Instant>,
+    /// The version the last ACTIVATE_VERSION gave the stream.
+    table_version: Option<i64>,
 }
 
 /// An object that has received chunks and is not completed yet.
@@ -299,6 +302,8 @@ struct Target<'c, W> {
     summary: Summary,
     /// Input bytes of the records all streams hold before encoding.
     buffered: usize,
+    /// ACTIVATE_VERSION of streams whose SCHEMA has not arrived yet.
+    early_versions: HashMap<String, i64>,
     stop: Stop,
     progress: Progress,
 }
@@ -311,6 +316,8 @@ struct Progress {
 
 impl<'c, W: Write> Target<'c, W> {
     fn new(config: &'c Config, sink: Sink, output: W, stop: Stop) -> Self {
+        // The metadata columns' clock starts with the run.
+        metadata::now_ns();
         Target {
             config,
             limits: &config.limits,
@@ -322,6 +329,7 @@ impl<'c, W: Write> Target<'c, W> {
             output,
             summary: Summary::default(),
             buffered: 0,
+            early_versions: HashMap::new(),
             stop,
             progress: Progress {
                 started: Instant::now(),
@@ -416,7 +424,18 @@ impl<'c, W: Write> Target<'c, W> {
                 schema,
                 key_properties,
             } => self.on_schema(&stream, schema.get(), &key_properties, number),
-            Message::Record { stream, record } => self.on_record(&stream, record, number, line),
+            Message::Record {
+                stream,
+                record,
+                time_extracted,
+                version,
+            } => {
+                let envelope = Envelope {
+                    time_extracted,
+                    table_version: version,
+                };
+                self.on_record(&stream, record, envelope, number, line)
+            }
             Message::State { value } => {
                 self.states
                     .receive(number, compact_json(value.get()).into_owned());
@@ -425,6 +444,12 @@ impl<'c, W: Write> Target<'c, W> {
             }
             Message::ActivateVersion { stream, version } => {
                 tracing::debug!(stream = %stream, version, "ACTIVATE_VERSION received");
+                match self.streams.get_mut(&stream) {
+                    Some(known) => known.table_version = Some(version),
+                    None => {
+                        self.early_versions.insert(stream.into_owned(), version);
+                    }
+                }
                 Ok(())
             }
             Message::Other { kind } => {
@@ -440,7 +465,18 @@ impl<'c, W: Write> Target<'c, W> {
         let parsed = StreamSchema::from_json(stream, schema, keys, &self.config.types)
             .map_err(|e| Error::input(line, Some(stream), e))?;
         let batch = Batch::new(Arc::new(parsed), self.config.decode);
-        match self.streams.get_mut(stream) {
+        let known = self.streams.get_mut(stream);
+        if known
+            .as_ref()
+            .is_none_or(|k| k.batch.schema() != batch.schema())
+        {
+            for name in &batch.schema().replaced {
+                tracing::warn!(
+                    "stream {stream:?}: property {name:?} is replaced by the metadata column of that name (add_metadata_columns); the record's values for it are not stored"
+                );
+            }
+        }
+        match known {
             Some(known) if known.batch.schema() == batch.schema() => {}
             Some(_) => {
                 self.complete(stream)?;
@@ -457,6 +493,7 @@ impl<'c, W: Write> Target<'c, W> {
                     object: None,
                     rejected: Rejected::default(),
                     started: None,
+                    table_version: self.early_versions.remove(stream),
                 };
                 self.streams.insert(new);
             }
@@ -464,7 +501,14 @@ impl<'c, W: Write> Target<'c, W> {
         Ok(())
     }
 
-    fn on_record(&mut self, name: &str, record: Record, line: u64, raw_line: &str) -> Result<()> {
+    fn on_record(
+        &mut self,
+        name: &str,
+        record: Record,
+        mut envelope: Envelope,
+        line: u64,
+        raw_line: &str,
+    ) -> Result<()> {
         let Some(stream) = self.streams.get_mut(name) else {
             return Err(Error::input(
                 line,
@@ -477,10 +521,11 @@ impl<'c, W: Write> Target<'c, W> {
             Record::Raw(raw) => raw.get().len(),
             _ => raw_line.len(),
         };
+        envelope.table_version = envelope.table_version.or(stream.table_version);
         let appended = match record {
-            Record::Decoded => stream.batch.end_row(true, line, bytes),
-            Record::Refused => stream.batch.end_row(false, line, bytes),
-            Record::Raw(raw) => stream.batch.append(raw.get(), line),
+            Record::Decoded => stream.batch.end_row(true, line, bytes, &envelope),
+            Record::Refused => stream.batch.end_row(false, line, bytes, &envelope),
+            Record::Raw(raw) => stream.batch.append(raw.get(), line, &envelope),
         };
         for field in stream.batch.take_newly_ignored() {
             tracing::warn!("stream {name:?}: field {field:?} is not in the schema; ignored");
