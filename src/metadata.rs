@@ -18,6 +18,7 @@ use arrow::datatypes::{DataType, TimeUnit};
 use arrow::error::ArrowError;
 use serde_json::value::RawValue;
 
+use crate::protocol::BorrowedStr;
 use crate::values;
 
 /// What a RECORD message says beside its record.
@@ -107,9 +108,9 @@ impl MetaColumns {
     }
 
     fn time_extracted(&self, raw: &str) -> Result<Option<i64>, String> {
-        let parsed = match serde_json::from_str::<Option<String>>(raw) {
+        let parsed = match serde_json::from_str::<Option<BorrowedStr>>(raw) {
             Ok(None) => return Ok(None),
-            Ok(Some(text)) => values::parse_timestamp(&text, self.unit).map(Some),
+            Ok(Some(BorrowedStr(text))) => values::parse_timestamp(&text, self.unit).map(Some),
             Err(_) => Err(String::new()),
         };
         parsed.map_err(|why| {
