@@ -132,6 +132,7 @@ def test_jsonl_values_typed_by_the_schema_read_by_python_json(server, bucket):
     assert csv_ts == [r["ts"] or "" for r in rows]
     # Floats stay floats; nested objects and arrays are JSON; nulls are null.
     assert str(rows[0]["f"]) == "-0.0" and rows[5]["f"] is None and rows[5]["obj"] is None
+    assert '"l":[1.5,null,-2.0]' in first, "a whole float stays a float in JSON"
     assert rows[0]["obj"]["b"] == {"c": "x", "ts": "2024-01-01T00:00:00Z"}
     assert rows[0]["any"] == {"k": [1, "two", None], "n": {"m": Decimal("1.0e5")}}
 

@@ -2,7 +2,7 @@
 //! as plain text (what CSV writes, before quoting) or as a JSON value (what JSONL
 //! writes, and what CSV writes for structs and lists).
 //!
-//! Renderings: integers as digits; floats in their shortest round-trip form (in JSON
+//! Renderings: integers as digits; floats in their shortest round-trip form (in JSONL
 //! with `.0` on whole numbers, so they stay floats to readers that guess); decimals
 //! with all their digits at the column's scale (JSON numbers, never through a float);
 //! booleans `true`/`false`; date-times RFC 3339 in UTC with `Z`; dates `YYYY-MM-DD`;
@@ -82,38 +82,60 @@ impl<'a> Column<'a> {
         !matches!(self.view, View::Str(_) | View::Json(_) | View::Other(_))
     }
 
-    /// Appends a non-null value as plain text: strings as they are, structs and lists
-    /// as JSON, the rest in their renderings.
+    /// Appends a non-null value as plain text (what CSV writes): strings as they are,
+    /// structs and lists as JSON, the rest in their renderings.
     pub fn render_text(&self, row: usize, out: &mut Vec<u8>) {
+        self.text_as(row, Floats::Shortest, out);
+    }
+
+    /// Appends the value (null included) as JSON (what JSONL writes).
+    pub fn render_json(&self, row: usize, out: &mut Vec<u8>) {
+        self.json_as(row, Floats::Typed, out);
+    }
+
+    fn text_as(&self, row: usize, floats: Floats, out: &mut Vec<u8>) {
         match &self.view {
             View::Int(v) => out.extend_from_slice(itoa::Buffer::new().format(v[row]).as_bytes()),
-            View::Float(v) => render_float(v[row], out),
+            View::Float(v) => push_float(v[row], floats, out),
             View::Bool(a) => out.extend_from_slice(if a.value(row) { b"true" } else { b"false" }),
             View::Str(a) | View::Json(a) => out.extend_from_slice(a.value(row).as_bytes()),
             View::Timestamp(v, unit) => format_timestamp(v[row], *unit, out),
             View::Date(v) => format_date(i64::from(v[row]), out),
             View::Time(v) => format_time(v[row], out),
-            View::Other(array) => render_json(*array, None, row, out),
+            View::Other(array) => render_json(*array, None, row, floats, out),
         }
     }
 
-    /// Appends the value (null included) as JSON.
-    pub fn render_json(&self, row: usize, out: &mut Vec<u8>) {
+    fn json_as(&self, row: usize, floats: Floats, out: &mut Vec<u8>) {
         if self.is_null(row) {
             out.extend_from_slice(b"null");
             return;
         }
         match &self.view {
             View::Str(a) => push_json_string(a.value(row), out),
-            // A float stays a float to JSON readers that guess types: `100.0`, `-0.0`.
-            View::Float(v) => out.extend_from_slice(ryu::Buffer::new().format(v[row]).as_bytes()),
             View::Timestamp(..) | View::Date(_) | View::Time(_) => {
                 out.push(b'"');
-                self.render_text(row, out);
+                self.text_as(row, floats, out);
                 out.push(b'"');
             }
-            _ => self.render_text(row, out),
+            _ => self.text_as(row, floats, out),
         }
+    }
+}
+
+/// How a whole float is written: `-2` in CSV, as the CSV renderings have always been
+/// (JSON in a CSV cell included); `-2.0` in JSONL, so that it stays a float to JSON
+/// readers that guess types.
+#[derive(Clone, Copy)]
+enum Floats {
+    Shortest,
+    Typed,
+}
+
+fn push_float(v: f64, floats: Floats, out: &mut Vec<u8>) {
+    match floats {
+        Floats::Shortest => render_float(v, out),
+        Floats::Typed => out.extend_from_slice(ryu::Buffer::new().format(v).as_bytes()),
     }
 }
 
@@ -128,7 +150,13 @@ fn timestamps(array: &dyn Array, unit: TimeUnit) -> &[i64] {
 
 /// Appends a value as compact JSON (a decimal as its digits). `field` tells whether a
 /// string is JSON text already.
-fn render_json(column: &dyn Array, field: Option<&Field>, row: usize, out: &mut Vec<u8>) {
+fn render_json(
+    column: &dyn Array,
+    field: Option<&Field>,
+    row: usize,
+    floats: Floats,
+    out: &mut Vec<u8>,
+) {
     if column.is_null(row) {
         out.extend_from_slice(b"null");
         return;
@@ -143,7 +171,7 @@ fn render_json(column: &dyn Array, field: Option<&Field>, row: usize, out: &mut 
                 }
                 push_json_string(child_field.name(), out);
                 out.push(b':');
-                render_json(child.as_ref(), Some(child_field), row, out);
+                render_json(child.as_ref(), Some(child_field), row, floats, out);
             }
             out.push(b'}');
         }
@@ -156,7 +184,7 @@ fn render_json(column: &dyn Array, field: Option<&Field>, row: usize, out: &mut 
                 if i > start {
                     out.push(b',');
                 }
-                render_json(list.values().as_ref(), Some(item_field), i, out);
+                render_json(list.values().as_ref(), Some(item_field), i, floats, out);
             }
             out.push(b']');
         }
@@ -168,7 +196,7 @@ fn render_json(column: &dyn Array, field: Option<&Field>, row: usize, out: &mut 
             let text = column.as_primitive::<Decimal256Type>().value_as_string(row);
             out.extend_from_slice(text.as_bytes());
         }
-        _ => Column::new(column, field).render_json(row, out),
+        _ => Column::new(column, field).json_as(row, floats, out),
     }
 }
 
@@ -258,6 +286,15 @@ mod tests {
         let floats = arrow::array::Float64Array::from(vec![100.0, -0.0, 1e308, 0.1]);
         let rendered: Vec<String> = (0..4).map(|i| json_of(&floats, None, i)).collect();
         assert_eq!(rendered, ["100.0", "-0.0", "1e308", "0.1"]);
+        let list = arrow::array::ListArray::from_iter_primitive::<Float64Type, _, _>([Some(vec![
+            Some(-2.0),
+            None,
+            Some(1.5),
+        ])]);
+        assert_eq!(json_of(&list, None, 0), "[-2.0,null,1.5]");
+        let mut text = Vec::new();
+        Column::new(&list, None).render_text(0, &mut text);
+        assert_eq!(String::from_utf8(text).unwrap(), "[-2,null,1.5]");
         let decimal = Decimal128Array::from(vec![-1_i128, 12345678901234567890123456789])
             .with_precision_and_scale(38, 2)
             .unwrap();
