@@ -31,6 +31,8 @@ def main() -> None:
     for s in about["settings"]:
         out.append(f"    - name: {s['name']}")
         out.append(f"      kind: {'password' if s['secret'] else s['type']}")
+        if s.get("aliases"):
+            out.append(f"      aliases: {json.dumps(s['aliases'])}")
         if s["default"] is not None:
             value = s["default"] if s["type"] in ("integer", "boolean") else json.dumps(s["default"])
             out.append(f"      value: {value}")

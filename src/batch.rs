@@ -640,6 +640,8 @@ impl Builder {
 struct StructColumn {
     names: Vec<String>,
     children: Vec<Builder>,
+    /// Children whose fields are handed out as columns of their own (flattened).
+    flattened: Vec<bool>,
     fields: Fields,
     valid: Validity,
     len: usize,
@@ -662,6 +664,7 @@ impl StructColumn {
                 .iter()
                 .map(|c| Builder::new(&c.ty, child_path(&c.name)))
                 .collect(),
+            flattened: columns.iter().map(|c| c.flattened).collect(),
             fields: columns
                 .iter()
                 .map(|c| Arc::new(c.ty.field(&c.output_name)))
@@ -706,8 +709,25 @@ impl StructColumn {
     }
 
     fn finish_children(&mut self) -> Result<Vec<ArrayRef>, ArrowError> {
+        let mut arrays = Vec::with_capacity(self.children.len());
+        self.finish_into(&mut arrays)?;
+        Ok(arrays)
+    }
+
+    /// Appends the children's arrays, a flattened child's own children in its place:
+    /// a null object has already made each of its fields null.
+    fn finish_into(&mut self, arrays: &mut Vec<ArrayRef>) -> Result<(), ArrowError> {
         self.len = 0;
-        self.children.iter_mut().map(Builder::finish).collect()
+        for (child, &flattened) in self.children.iter_mut().zip(&self.flattened) {
+            match &mut child.kind {
+                Kind::Struct(s) if flattened => {
+                    s.valid.finish();
+                    s.finish_into(arrays)?;
+                }
+                _ => arrays.push(child.finish()?),
+            }
+        }
+        Ok(())
     }
 
     fn visit_fields<'de, A: MapAccess<'de>>(
@@ -1195,6 +1215,47 @@ mod tests {
         assert_eq!(versions.iter().collect::<Vec<_>>(), [Some(5), None]);
         b.append(r#"{"id": 6}"#, 6, NONE).unwrap();
         assert_eq!(b.finish().unwrap().num_rows(), 1);
+    }
+
+    #[test]
+    fn flattened_objects_are_handed_out_as_columns() {
+        let schema = r#"{"properties": {"id": {"type": "integer"},
+            "a": {"type": ["object", "null"], "properties": {"b": {"type": "string"},
+                "c": {"type": "object", "properties": {"d": {"type": "integer"}}}}}}}"#;
+        let options = TypeOptions {
+            flatten_max_depth: 1,
+            ..TypeOptions::default()
+        };
+        let schema = StreamSchema::from_json("s", schema, &["id".into()], &options).unwrap();
+        let mut b = Batch::new(Arc::new(schema), DecodeOptions::default());
+        b.append(r#"{"id": 1, "a": {"b": "x", "c": {"d": 4}}}"#, 1, NONE)
+            .unwrap();
+        b.append(r#"{"id": 2, "a": null}"#, 2, NONE).unwrap();
+        b.append(r#"{"id": 3, "a": {"c": null}}"#, 3, NONE).unwrap();
+        let e = b
+            .append(r#"{"id": 4, "a": {"b": 5}}"#, 4, NONE)
+            .unwrap_err();
+        assert!(e.contains(r#"field "a.b""#), "{e}");
+        let rb = b.finish().unwrap();
+        assert_eq!(rb.num_columns(), 3);
+        let names: Vec<_> = rb
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, ["id", "a__b", "a__c"]);
+        let ab = rb.column(1).as_string::<i32>();
+        assert_eq!(ab.value(0), "x");
+        assert!(ab.is_null(1) && ab.is_null(2));
+        let ac = rb.column(2).as_struct();
+        assert_eq!(ac.column(0).as_primitive::<Int64Type>().value(0), 4);
+        assert!(ac.is_null(1) && ac.is_null(2));
+        b.append(r#"{"id": 5, "a": {"b": "again"}}"#, 5, NONE)
+            .unwrap();
+        let rb = b.finish().unwrap();
+        assert_eq!(rb.column(1).as_string::<i32>().value(0), "again");
+        assert!(rb.column(1).nulls().is_none());
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct Setting {
     pub required: bool,
     pub default: Option<&'static str>,
     pub description: &'static str,
+    /// Other names the key is accepted under (a peer's name for the same setting).
+    pub aliases: &'static [&'static str],
 }
 
 const fn setting(name: &'static str, kind: Kind, description: &'static str) -> Setting {
@@ -53,6 +55,7 @@ const fn setting(name: &'static str, kind: Kind, description: &'static str) -> S
         required: false,
         default: None,
         description,
+        aliases: &[],
     }
 }
 
@@ -66,12 +69,18 @@ const fn with_default(mut s: Setting, default: &'static str) -> Setting {
     s
 }
 
-pub const FILE_TYPES: &[&str] = &["csv", "parquet"];
+const fn with_aliases(mut s: Setting, aliases: &'static [&'static str]) -> Setting {
+    s.aliases = aliases;
+    s
+}
+
+pub const FILE_TYPES: &[&str] = &["csv", "parquet", "jsonl"];
 pub const HEADER_FORMATS: &[&str] = &["upper", "lower"];
 pub const INVALID_RECORDS: &[&str] = &["fail", "skip", "quarantine"];
 pub const UNKNOWN_FIELDS: &[&str] = &["warn", "fail"];
 pub const INEXACT_NUMBERS: &[&str] = &["fail", "warn"];
 pub const TIMESTAMP_UNITS: &[&str] = &["us", "ms", "ns"];
+pub const COMPRESSIONS: &[&str] = &["none", "gzip", "zstd", "snappy", "lz4"];
 
 pub const DEFAULT_MAX_BATCH_ROWS: u64 = 1_000_000;
 pub const DEFAULT_MAX_BATCH_BYTES: u64 = 256 * 1024 * 1024;
@@ -89,7 +98,7 @@ pub const SETTINGS: &[Setting] = &[
     required(setting(
         "file_type",
         Kind::Choice(FILE_TYPES),
-        "Object format: `csv` or `parquet`.",
+        "Object format: `csv`, `parquet` or `jsonl`.",
     )),
     required(setting(
         "object_key_path",
@@ -316,6 +325,62 @@ pub const SETTINGS: &[Setting] = &[
         ),
         "false",
     ),
+    setting(
+        "compression",
+        Kind::Choice(COMPRESSIONS),
+        "CSV and JSONL: `none` (default), `gzip` or `zstd`, of the whole object (keys end `.gz` / `.zst`, Content-Encoding set). Parquet: `snappy` (default), `zstd`, `gzip`, `lz4` (LZ4_RAW) or `none`, of the pages inside the file.",
+    ),
+    setting(
+        "compression_level",
+        Kind::Integer { min: 0 },
+        "Level for `gzip` (0-9, default 6) or `zstd` (1-22, default 3); other codecs take none.",
+    ),
+    with_aliases(
+        with_default(
+            setting(
+                "csv_delimiter",
+                Kind::Text,
+                "CSV field delimiter: one ASCII character; `\\t` or `tab` for a tab. Also read as `delimiter`.",
+            ),
+            ",",
+        ),
+        &["delimiter"],
+    ),
+    with_aliases(
+        with_default(
+            setting(
+                "csv_quote_character",
+                Kind::Text,
+                "CSV quote character: one ASCII character, other than the delimiter. Also read as `quotechar`.",
+            ),
+            "\"",
+        ),
+        &["quotechar"],
+    ),
+    with_default(
+        setting(
+            "csv_header",
+            Kind::Boolean,
+            "Write a header row of column names first in every CSV object.",
+        ),
+        "true",
+    ),
+    with_default(
+        setting(
+            "csv_null_text",
+            Kind::Text,
+            "CSV text for a null (e.g. `\\N`). Empty by default, and then an empty string is written as two quotes; a value that reads the same as the null text is always quoted.",
+        ),
+        "",
+    ),
+    with_default(
+        setting(
+            "flatten_max_depth",
+            Kind::Integer { min: 0 },
+            "Levels of nested objects (with properties) turned into columns of their own, named `parent__child`; deeper objects stay nested (JSON text in CSV). 0: off.",
+        ),
+        "0",
+    ),
 ];
 
 /// A credential: shown as `***` by `Debug` and `Display`, readable only through `expose`.
@@ -348,6 +413,7 @@ impl fmt::Display for Secret {
 pub enum FileType {
     Csv,
     Parquet,
+    Jsonl,
 }
 
 impl FileType {
@@ -355,8 +421,102 @@ impl FileType {
         match self {
             FileType::Csv => "csv",
             FileType::Parquet => "parquet",
+            FileType::Jsonl => "jsonl",
         }
     }
+
+    /// The codecs this file type can be written with; the first is the default.
+    fn codecs(self) -> &'static [Codec] {
+        match self {
+            FileType::Csv | FileType::Jsonl => &[Codec::None, Codec::Gzip, Codec::Zstd],
+            FileType::Parquet => &[
+                Codec::Snappy,
+                Codec::Zstd,
+                Codec::Gzip,
+                Codec::Lz4,
+                Codec::None,
+            ],
+        }
+    }
+}
+
+/// A compression codec: of the whole object for CSV and JSONL, of the pages inside
+/// the file for Parquet (where `lz4` is Parquet's LZ4_RAW).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    None,
+    Gzip,
+    Zstd,
+    Snappy,
+    Lz4,
+}
+
+impl Codec {
+    fn from_name(name: &str) -> Codec {
+        match name {
+            "gzip" => Codec::Gzip,
+            "zstd" => Codec::Zstd,
+            "snappy" => Codec::Snappy,
+            "lz4" => Codec::Lz4,
+            _ => Codec::None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::None => "none",
+            Codec::Gzip => "gzip",
+            Codec::Zstd => "zstd",
+            Codec::Snappy => "snappy",
+            Codec::Lz4 => "lz4",
+        }
+    }
+
+    /// The levels the codec takes and its own default, if it has levels at all.
+    fn levels(self) -> Option<(std::ops::RangeInclusive<u32>, u32)> {
+        match self {
+            Codec::Gzip => Some((0..=9, 6)),
+            Codec::Zstd => Some((1..=22, 3)),
+            _ => None,
+        }
+    }
+}
+
+/// A codec and its level (present exactly when the codec has levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compression {
+    pub codec: Codec,
+    pub level: Option<u32>,
+}
+
+/// How CSV text is written. Checked so that no choice can make a file ambiguous: the
+/// delimiter, the quote and line breaks are three different characters, and the null
+/// text holds none of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvDialect {
+    pub delimiter: u8,
+    pub quote: u8,
+    pub header: bool,
+    /// What a null is written as; a value that would read the same is quoted.
+    pub null_text: String,
+}
+
+impl Default for CsvDialect {
+    fn default() -> Self {
+        CsvDialect {
+            delimiter: b',',
+            quote: b'"',
+            header: true,
+            null_text: String::new(),
+        }
+    }
+}
+
+/// How objects are written, beyond their file type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub compression: Compression,
+    pub csv: CsvDialect,
 }
 
 /// What happens to a record whose values do not fit its schema.
@@ -412,6 +572,8 @@ pub struct Reliability {
 pub struct Config {
     pub bucket: String,
     pub file_type: FileType,
+    /// Compression and the CSV dialect.
+    pub output: Output,
     /// Normalised: no leading, trailing or doubled slashes; may be empty.
     pub object_key_path: String,
     /// Normalised like `object_key_path`.
@@ -455,12 +617,40 @@ impl Config {
 
     /// Validates a merged settings object.
     pub fn from_map(map: &Map<String, Value>) -> Result<(Config, Vec<String>)> {
-        let warnings = map
+        let mut warnings: Vec<String> = map
             .keys()
-            .filter(|key| find_setting(key).is_none())
+            .filter(|key| find_setting(key).is_none() && alias_of(key).is_none())
             .map(|key| format!("config: unknown key {key:?} is ignored"))
             .collect();
+        let map = &resolve_aliases(map)?;
         let v = Values { map };
+        let file_type = match v.choice("file_type")?.as_deref() {
+            Some("csv") => FileType::Csv,
+            Some("jsonl") => FileType::Jsonl,
+            _ => FileType::Parquet,
+        };
+        if file_type != FileType::Csv {
+            // Defaults are not worth a warning: Meltano passes every setting's default.
+            let is_default = |s: &Setting, value: &Value| match value {
+                Value::String(text) => s.default == Some(text.as_str()),
+                other => s.default == Some(other.to_string().as_str()),
+            };
+            warnings.extend(
+                SETTINGS
+                    .iter()
+                    .filter(|s| s.name.starts_with("csv_"))
+                    .filter(|s| {
+                        map.get(s.name)
+                            .is_some_and(|v| !v.is_null() && !is_default(s, v))
+                    })
+                    .map(|s| {
+                        format!(
+                            "config: key {:?} applies to file_type \"csv\" only; ignored",
+                            s.name
+                        )
+                    }),
+            );
+        }
         let aws = AwsSettings {
             access_key_id: v.text("aws_access_key_id")?,
             secret_access_key: v.text("aws_secret_access_key")?.map(Secret),
@@ -475,9 +665,10 @@ impl Config {
         check_key_pair(&aws)?;
         let config = Config {
             bucket: check_bucket(v.text("bucket")?.unwrap_or_default())?,
-            file_type: match v.choice("file_type")?.as_deref() {
-                Some("csv") => FileType::Csv,
-                _ => FileType::Parquet,
+            file_type,
+            output: Output {
+                compression: v.compression(file_type)?,
+                csv: v.csv_dialect()?,
             },
             object_key_path: check_prefix(
                 "object_key_path",
@@ -502,6 +693,7 @@ impl Config {
                 },
                 overrides: v.column_types()?,
                 metadata_columns: v.boolean("add_metadata_columns")?,
+                flatten_max_depth: v.integer("flatten_max_depth")?,
             },
             decode: DecodeOptions {
                 lenient: !v.boolean("validate_records")?,
@@ -613,6 +805,9 @@ pub fn about() -> Value {
             if let Kind::Integer { min } = s.kind {
                 entry["minimum"] = serde_json::json!(min);
             }
+            if !s.aliases.is_empty() {
+                entry["aliases"] = serde_json::json!(s.aliases);
+            }
             entry
         })
         .collect();
@@ -660,6 +855,38 @@ pub fn about_markdown() -> String {
 
 pub fn find_setting(name: &str) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.name == name)
+}
+
+/// The setting a peer's name stands for.
+fn alias_of(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.aliases.contains(&name))
+}
+
+/// The settings with every alias replaced by its setting's own name. Both names set
+/// to different values is an error: neither can be said to win.
+fn resolve_aliases(map: &Map<String, Value>) -> Result<Map<String, Value>> {
+    let mut out = map.clone();
+    for (key, value) in map {
+        let Some(setting) = alias_of(key) else {
+            continue;
+        };
+        out.remove(key);
+        if value.is_null() {
+            continue;
+        }
+        match map.get(setting.name).filter(|v| !v.is_null()) {
+            Some(own) if own != value => {
+                return Err(Error::Config(format!(
+                    "keys {:?} and {key:?} (another name for it) are both set, to {own} and {value}; keep one",
+                    setting.name
+                )));
+            }
+            _ => {
+                out.insert(setting.name.to_owned(), value.clone());
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn read_object(path: &Path) -> Result<Map<String, Value>> {
@@ -766,6 +993,124 @@ impl Values<'_> {
             Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
             Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
             Some(value) => Err(wrong_value(setting, value, "true or false")),
+        }
+    }
+
+    /// The codec (the file type's default when absent) and its level, each checked
+    /// against what the file type and the codec take.
+    fn compression(&self, file_type: FileType) -> Result<Compression> {
+        let allowed = file_type.codecs();
+        let codec = match self.choice("compression")? {
+            None => allowed[0],
+            Some(name) => {
+                let codec = Codec::from_name(&name);
+                if !allowed.contains(&codec) {
+                    let names: Vec<&str> = allowed.iter().map(|c| c.name()).collect();
+                    return Err(invalid(
+                        "compression",
+                        &name,
+                        &format!(
+                            "{} for file_type {:?}",
+                            one_of(&names),
+                            file_type.extension()
+                        ),
+                    ));
+                }
+                codec
+            }
+        };
+        let setting = find_setting("compression_level").expect("in SETTINGS");
+        let level = match (self.raw("compression_level")?, codec.levels()) {
+            (None, levels) => levels.map(|(_, default)| default),
+            (Some(value), None) => {
+                return Err(Error::Config(format!(
+                    "key \"compression_level\" has value {value}; compression {:?} takes no level (gzip and zstd do)",
+                    codec.name()
+                )));
+            }
+            (Some(value), Some((range, _))) => {
+                let level = u32::try_from(self.integer("compression_level")?).ok();
+                let Some(level) = level.filter(|l| range.contains(l)) else {
+                    return Err(wrong_value(
+                        setting,
+                        value,
+                        &format!(
+                            "a whole number from {} to {} for compression {:?}",
+                            range.start(),
+                            range.end(),
+                            codec.name()
+                        ),
+                    ));
+                };
+                Some(level)
+            }
+        };
+        Ok(Compression { codec, level })
+    }
+
+    /// The CSV dialect, checked so that no combination can make a file ambiguous.
+    fn csv_dialect(&self) -> Result<CsvDialect> {
+        let delimiter = self.character("csv_delimiter")?;
+        let quote = self.character("csv_quote_character")?;
+        let null_text = self.exact_text("csv_null_text")?.unwrap_or_default();
+        if delimiter == quote {
+            return Err(Error::Config(format!(
+                "keys \"csv_delimiter\" and \"csv_quote_character\" are both {:?}; they must differ",
+                char::from(delimiter)
+            )));
+        }
+        if let Some(c) = null_text
+            .bytes()
+            .find(|&b| b == delimiter || b == quote || b == b'\n' || b == b'\r')
+        {
+            return Err(invalid(
+                "csv_null_text",
+                &null_text,
+                &format!(
+                    "text without the delimiter, the quote character or line breaks (it holds {:?})",
+                    char::from(c)
+                ),
+            ));
+        }
+        Ok(CsvDialect {
+            delimiter,
+            quote,
+            header: self.boolean("csv_header")?,
+            null_text,
+        })
+    }
+
+    /// One ASCII character other than a line break; a tab may be spelled `\t` or
+    /// `tab`. Absent: the setting's default.
+    fn character(&self, name: &str) -> Result<u8> {
+        let text = match self.exact_text(name)? {
+            Some(text) => text,
+            None => find_setting(name)
+                .and_then(|s| s.default)
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let character = match text.as_str() {
+            "\\t" | "tab" | "TAB" => "\t",
+            other => other,
+        };
+        match character.as_bytes() {
+            [b] if b.is_ascii() && *b != b'\n' && *b != b'\r' => Ok(*b),
+            _ => Err(invalid(
+                name,
+                &text,
+                "one ASCII character other than a line break, such as \",\", \";\", \"|\" or \"\\t\" (tab)",
+            )),
+        }
+    }
+
+    /// Text exactly as given: spaces and tabs can be the point.
+    fn exact_text(&self, name: &str) -> Result<Option<String>> {
+        let setting = find_setting(name).expect("every key read is in SETTINGS");
+        match self.raw(name)? {
+            None => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(value) => Err(wrong_value(setting, value, "a string")),
         }
     }
 
@@ -1132,6 +1477,113 @@ mod tests {
             .unwrap();
         assert_eq!(secret["secret"], true);
         assert!(about_markdown().contains("| `bucket` | string | yes |"));
+    }
+
+    #[test]
+    fn compression_defaults_and_checks_per_file_type_and_codec() {
+        let c = parse(base()).unwrap();
+        let snappy = Compression {
+            codec: Codec::Snappy,
+            level: None,
+        };
+        assert_eq!(c.output.compression, snappy);
+        let csv = parse(with("file_type", json!("csv"))).unwrap();
+        assert_eq!(csv.output.compression.codec, Codec::None);
+        let mut v = with("compression", json!("ZSTD"));
+        assert_eq!(parse(v.clone()).unwrap().output.compression.level, Some(3));
+        v["compression_level"] = json!(19);
+        assert_eq!(parse(v.clone()).unwrap().output.compression.level, Some(19));
+        v["compression_level"] = json!(23);
+        let e = error(v.clone());
+        assert!(
+            e.contains("compression_level") && e.contains("from 1 to 22") && e.contains("zstd"),
+            "{e}"
+        );
+        v["compression"] = json!("gzip");
+        v["compression_level"] = json!(0);
+        assert_eq!(parse(v.clone()).unwrap().output.compression.level, Some(0));
+        v["compression_level"] = json!(10);
+        assert!(error(v.clone()).contains("from 0 to 9"));
+        v["compression"] = json!("lz4");
+        let e = error(v);
+        assert!(e.contains("\"lz4\" takes no level"), "{e}");
+        let mut v = with("file_type", json!("jsonl"));
+        v["compression"] = json!("snappy");
+        let e = error(v);
+        assert!(
+            e.contains("\"none\", \"gzip\", \"zstd\" for file_type \"jsonl\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn csv_dialect_with_peer_names_and_unambiguous_choices() {
+        let mut v = with("file_type", json!("csv"));
+        let c = parse(v.clone()).unwrap();
+        assert_eq!(c.output.csv, CsvDialect::default());
+        for tab in ["\t", "\\t", "tab"] {
+            v["csv_delimiter"] = json!(tab);
+            assert_eq!(
+                parse(v.clone()).unwrap().output.csv.delimiter,
+                b'\t',
+                "{tab:?}"
+            );
+        }
+        v["csv_delimiter"] = json!(" ");
+        assert_eq!(parse(v.clone()).unwrap().output.csv.delimiter, b' ');
+        let mut peer = with("file_type", json!("csv"));
+        peer["delimiter"] = json!("|");
+        peer["quotechar"] = json!("'");
+        peer["csv_header"] = json!(false);
+        peer["csv_null_text"] = json!("\\N");
+        let (c, warnings) = Config::from_map(peer.as_object().unwrap()).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let csv = c.output.csv;
+        assert_eq!((csv.delimiter, csv.quote, csv.header), (b'|', b'\'', false));
+        assert_eq!(csv.null_text, "\\N");
+        let mut both = peer.clone();
+        both["csv_delimiter"] = json!(";");
+        let e = error(both);
+        assert!(e.contains("\"csv_delimiter\" and \"delimiter\""), "{e}");
+        for (key, value, expected) in [
+            ("csv_delimiter", json!(";;"), "one ASCII character"),
+            ("csv_delimiter", json!("\n"), "other than a line break"),
+            ("csv_delimiter", json!("§"), "one ASCII character"),
+            ("csv_quote_character", json!(""), "one ASCII character"),
+            ("csv_delimiter", json!("\""), "must differ"),
+            ("csv_null_text", json!("a,b"), "without the delimiter"),
+            ("csv_null_text", json!("\""), "without the delimiter"),
+            ("csv_null_text", json!("x\ny"), "line breaks"),
+            ("csv_header", json!("sometimes"), "true or false"),
+        ] {
+            let mut bad = with("file_type", json!("csv"));
+            bad[key] = value;
+            let e = error(bad);
+            assert!(e.contains(key) && e.contains(expected), "{key}: {e}");
+        }
+        let (_, warnings) =
+            Config::from_map(with("csv_delimiter", json!(";")).as_object().unwrap()).unwrap();
+        assert!(
+            warnings[0].contains("applies to file_type \"csv\" only"),
+            "{warnings:?}"
+        );
+        let mut defaults = with("csv_delimiter", json!(","));
+        defaults["csv_header"] = json!(true);
+        defaults["csv_null_text"] = json!("");
+        let (_, warnings) = Config::from_map(defaults.as_object().unwrap()).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn about_lists_aliases() {
+        let about = about();
+        let delimiter = about["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "csv_delimiter")
+            .unwrap();
+        assert_eq!(delimiter["aliases"], json!(["delimiter"]));
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl KeyBuilder {
             prefix: config.object_key_path.clone(),
             table: config.table.clone(),
             date_partition_format: config.date_partition_format.clone(),
-            extension: config.file_type.extension(),
+            extension: crate::encode::extension(config.file_type, config.output.compression.codec),
             run_id: random_run_id(),
             sequence: 0,
         }

@@ -2,10 +2,15 @@
 //! columns and the Arrow schema every object of that stream is written with.
 //!
 //! Owns: the type table of SPEC §6 (nested structs and lists, exact decimals, timestamp
-//! units), the per-column overrides of `column_types`, and the column names as they
-//! appear in files, including the Singer metadata columns `add_metadata_columns` appends.
-//! Must not touch: record values. Columns come from the schema alone, never from data,
-//! so every batch of a stream has the same columns and types.
+//! units), the per-column overrides of `column_types`, flattening (`flatten_max_depth`)
+//! and the column names as they appear in files, including the Singer metadata columns
+//! `add_metadata_columns` appends. Must not touch: record values. Columns come from the
+//! schema alone, never from data, so every batch of a stream has the same columns and
+//! types.
+//!
+//! Flattening keeps the tree the records are decoded into; it marks the struct columns
+//! whose fields become columns of their own (`parent__child`), and the Arrow schema
+//! lists those fields in the struct's place.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,6 +26,9 @@ pub const MAX_DECIMAL_PRECISION: u8 = 76;
 const DECIMAL128_PRECISION: u8 = 38;
 /// Scale used for `format: decimal` when the schema gives no `multipleOf`.
 const DEFAULT_DECIMAL_SCALE: i8 = 9;
+
+/// Joins a flattened object's name and its field's name into a column name.
+pub const FLATTEN_SEPARATOR: &str = "__";
 
 /// Arrow's canonical extension name for a string column holding JSON text.
 pub const JSON_EXTENSION: &str = "arrow.json";
@@ -113,9 +121,34 @@ fn fields_of<'c>(columns: impl IntoIterator<Item = &'c Column>) -> Fields {
 pub struct Column {
     /// The property name as records carry it.
     pub name: String,
-    /// The name written into files (top-level columns follow `column_header_format`).
+    /// The name written into files (top-level columns follow `column_header_format`;
+    /// the fields of a flattened object are `parent__child`).
     pub output_name: String,
     pub ty: ColumnType,
+    /// A struct whose fields are written as columns of their own, in its place.
+    pub flattened: bool,
+}
+
+/// The columns as written to files: each flattened struct replaced by its fields.
+pub fn file_columns(columns: &[Column]) -> Vec<&Column> {
+    let mut out = Vec::with_capacity(columns.len());
+    for column in columns {
+        match &column.ty {
+            ColumnType::Struct(fields) if column.flattened => out.extend(file_columns(fields)),
+            _ => out.push(column),
+        }
+    }
+    out
+}
+
+/// `file_columns`, to change.
+fn for_each_file_column(columns: &mut [Column], f: &mut impl FnMut(&mut Column)) {
+    for column in columns {
+        match &mut column.ty {
+            ColumnType::Struct(fields) if column.flattened => for_each_file_column(fields, f),
+            _ => f(column),
+        }
+    }
 }
 
 /// How JSON Schema types become column types, from the settings.
@@ -127,6 +160,8 @@ pub struct TypeOptions {
     pub overrides: HashMap<String, HashMap<String, ColumnType>>,
     /// `add_metadata_columns`: append the Singer metadata columns to every stream.
     pub metadata_columns: bool,
+    /// Levels of nested objects whose fields become columns of their own; 0: none.
+    pub flatten_max_depth: usize,
 }
 
 impl Default for TypeOptions {
@@ -136,6 +171,7 @@ impl Default for TypeOptions {
             timestamp_unit: TimeUnit::Microsecond,
             overrides: HashMap::new(),
             metadata_columns: false,
+            flatten_max_depth: 0,
         }
     }
 }
@@ -205,13 +241,6 @@ impl StreamSchema {
             unit: options.timestamp_unit,
         };
         let mut columns = mapper.columns(properties);
-        if let Some(overrides) = options.overrides.get(stream) {
-            for column in &mut columns {
-                if let Some(ty) = overrides.get(&column.name) {
-                    column.ty = ty.clone();
-                }
-            }
-        }
         let (mut metadata, mut replaced) = (Vec::new(), Vec::new());
         if options.metadata_columns {
             metadata = METADATA_COLUMNS
@@ -220,11 +249,17 @@ impl StreamSchema {
                     name: (*name).to_owned(),
                     output_name: (*name).to_owned(),
                     ty: metadata_type(name, options.timestamp_unit),
+                    flattened: false,
                 })
                 .collect();
             replaced = take_metadata_properties(&mut columns);
         }
-        apply_header_case(columns.iter_mut().chain(&mut metadata), options.header_case)?;
+        let shape = Shape {
+            overrides: options.overrides.get(stream),
+            sources: Vec::new(),
+        };
+        shape.apply(&mut columns, options.flatten_max_depth)?;
+        apply_header_case(&mut columns, &mut metadata, options.header_case)?;
         for key in key_properties {
             if !properties.contains_key(key) {
                 return Err(format!(
@@ -232,7 +267,11 @@ impl StreamSchema {
                 ));
             }
         }
-        let fields = fields_of(columns.iter().chain(&metadata));
+        let fields: Fields = file_columns(&columns)
+            .into_iter()
+            .chain(&metadata)
+            .map(|c| c.ty.field(&c.output_name))
+            .collect();
         Ok(StreamSchema {
             arrow: Arc::new(Schema::new(fields)),
             columns,
@@ -273,23 +312,77 @@ fn take_metadata_properties(columns: &mut Vec<Column>) -> Vec<String> {
     replaced
 }
 
-fn apply_header_case<'c>(
-    columns: impl Iterator<Item = &'c mut Column>,
+/// The overrides of `column_types` and flattening, applied in one walk: an override
+/// names a column as files show it before `column_header_format` (`a__b` reaches a
+/// flattened field), and is applied before its column is flattened or not.
+struct Shape<'a> {
+    overrides: Option<&'a HashMap<String, ColumnType>>,
+    /// Each file column's name and the property path it comes from, to report clashes.
+    sources: Vec<(String, String)>,
+}
+
+impl Shape<'_> {
+    fn apply(mut self, columns: &mut [Column], depth: usize) -> Result<(), String> {
+        self.walk(columns, None, depth);
+        let mut seen: HashMap<&str, &str> = HashMap::new();
+        for (name, path) in &self.sources {
+            if let Some(other) = seen.insert(name, path) {
+                return Err(format!(
+                    "properties {other:?} and {path:?} both become column {name:?} with flatten_max_depth; rename one in the tap or lower flatten_max_depth"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `parent`: the output name and property path of the flattened struct above.
+    fn walk(&mut self, columns: &mut [Column], parent: Option<(&str, &str)>, depth: usize) {
+        for column in columns {
+            let (name, path) = match parent {
+                Some((name, path)) => (
+                    format!("{name}{FLATTEN_SEPARATOR}{}", column.name),
+                    format!("{path}.{}", column.name),
+                ),
+                None => (column.name.clone(), column.name.clone()),
+            };
+            if let Some(ty) = self.overrides.and_then(|o| o.get(&name)) {
+                column.ty = ty.clone();
+            }
+            column.output_name = name;
+            match &mut column.ty {
+                ColumnType::Struct(fields) if depth > 0 => {
+                    column.flattened = true;
+                    self.walk(fields, Some((&column.output_name, &path)), depth - 1);
+                }
+                _ => self.sources.push((column.output_name.clone(), path)),
+            }
+        }
+    }
+}
+
+fn apply_header_case(
+    columns: &mut [Column],
+    metadata: &mut [Column],
     case: Option<HeaderCase>,
 ) -> Result<(), String> {
     let mut seen = HashSet::new();
-    for column in columns {
+    let mut clash = None;
+    let mut name = |column: &mut Column| {
         if let Some(case) = case {
-            column.output_name = case.apply(&column.name);
+            column.output_name = case.apply(&column.output_name);
         }
         if !seen.insert(column.output_name.clone()) {
-            return Err(format!(
-                "two properties become column {:?} after column_header_format; rename one in the tap or drop the setting",
-                column.output_name
-            ));
+            clash.get_or_insert_with(|| column.output_name.clone());
         }
+    };
+    for_each_file_column(columns, &mut name);
+    metadata.iter_mut().for_each(name);
+    match clash {
+        None => Ok(()),
+        Some(name) => Err(format!(
+            "two properties become column {name:?} after column_header_format; rename one in the tap or drop the setting"
+        )),
     }
-    Ok(())
 }
 
 /// Parses a `column_types` value: `decimal(P,S)`, `string`, `float64`, `int64`,
@@ -341,6 +434,7 @@ impl Mapper {
                 name: name.clone(),
                 output_name: name.clone(),
                 ty: self.column_type(property),
+                flattened: false,
             })
             .collect()
     }
@@ -648,6 +742,91 @@ mod tests {
         let s = StreamSchema::from_json("s", r#"{"properties": {"j": {}}}"#, &[], &options(None))
             .unwrap();
         assert_eq!(s.arrow.field(0).extension_type_name(), Some(JSON_EXTENSION));
+    }
+
+    fn flattened(
+        schema: &str,
+        depth: usize,
+        case: Option<HeaderCase>,
+    ) -> Result<StreamSchema, String> {
+        let opts = TypeOptions {
+            flatten_max_depth: depth,
+            header_case: case,
+            ..TypeOptions::default()
+        };
+        StreamSchema::from_json("s", schema, &[], &opts)
+    }
+
+    fn file_names(s: &StreamSchema) -> Vec<String> {
+        s.arrow.fields().iter().map(|f| f.name().clone()).collect()
+    }
+
+    const NESTED: &str = r#"{"properties": {"id": {"type": "integer"},
+        "a": {"type": ["object", "null"], "properties": {
+            "b": {"type": "string"},
+            "c": {"type": "object", "properties": {"d": {"type": "integer"}}},
+            "free": {"type": "object"}, "list": {"type": "array", "items": {"type": "integer"}}}},
+        "z": {"type": "boolean"}}}"#;
+
+    #[test]
+    fn flattens_objects_to_the_depth_asked() {
+        let off = flattened(NESTED, 0, None).unwrap();
+        assert_eq!(file_names(&off), ["id", "a", "z"]);
+        let one = flattened(NESTED, 1, None).unwrap();
+        assert_eq!(
+            file_names(&one),
+            ["id", "a__b", "a__c", "a__free", "a__list", "z"]
+        );
+        assert!(
+            matches!(one.arrow.field(2).data_type(), DataType::Struct(f) if f[0].name() == "d")
+        );
+        assert_eq!(
+            one.arrow.field(3).extension_type_name(),
+            Some(JSON_EXTENSION)
+        );
+        let two = flattened(NESTED, 2, Some(HeaderCase::Upper)).unwrap();
+        assert_eq!(
+            file_names(&two),
+            ["ID", "A__B", "A__C__D", "A__FREE", "A__LIST", "Z"]
+        );
+        assert!(two.columns[1].flattened && two.columns[1].name == "a");
+    }
+
+    #[test]
+    fn overrides_reach_flattened_columns() {
+        let mut opts = TypeOptions {
+            flatten_max_depth: 1,
+            ..TypeOptions::default()
+        };
+        let types = HashMap::from([
+            ("a__b".to_owned(), ColumnType::Json),
+            ("z".to_owned(), ColumnType::Literal),
+        ]);
+        opts.overrides.insert("s".into(), types);
+        let s = StreamSchema::from_json("s", NESTED, &[], &opts).unwrap();
+        assert_eq!(s.arrow.field(1).extension_type_name(), Some(JSON_EXTENSION));
+        opts.overrides.insert(
+            "s".into(),
+            HashMap::from([("a".to_owned(), ColumnType::Literal)]),
+        );
+        let s = StreamSchema::from_json("s", NESTED, &[], &opts).unwrap();
+        assert_eq!(file_names(&s), ["id", "a", "z"]);
+    }
+
+    #[test]
+    fn flattened_names_that_clash_are_refused() {
+        let schema = r#"{"properties": {"a__b": {"type": "integer"},
+            "a": {"type": "object", "properties": {"b": {"type": "string"}}}}}"#;
+        assert!(flattened(schema, 0, None).is_ok());
+        let e = flattened(schema, 1, None).unwrap_err();
+        assert!(
+            e.contains(r#"properties "a__b" and "a.b" both become column "a__b""#),
+            "{e}"
+        );
+        let schema = r#"{"properties": {"A__b": {"type": "integer"},
+            "a": {"type": "object", "properties": {"B": {"type": "string"}}}}}"#;
+        let e = flattened(schema, 1, Some(HeaderCase::Lower)).unwrap_err();
+        assert!(e.contains("column_header_format"), "{e}");
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::thread::JoinHandle;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
-use crate::config::FileType;
-use crate::encode::{Encoder, content_type};
+use crate::config::{FileType, Output};
+use crate::encode::{Encoder, Media, media};
 use crate::error::{Error, Result};
 use crate::store::{Upload, Uploader};
 
@@ -34,7 +34,7 @@ pub enum Job {
         object: u64,
         key: String,
         body: Vec<u8>,
-        content_type: &'static str,
+        media: Media,
     },
     /// Gives an open object up; nothing of it remains in the store.
     Abort { object: u64 },
@@ -53,12 +53,12 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub fn start(file_type: FileType, uploader: Uploader) -> Result<Sink> {
+    pub fn start(file_type: FileType, output: Output, uploader: Uploader) -> Result<Sink> {
         let (jobs, queue) = sync_channel(1);
         let (report, reports) = channel();
         let worker = std::thread::Builder::new()
             .name("encoder".into())
-            .spawn(move || Worker::new(file_type, uploader, report).run(queue))?;
+            .spawn(move || Worker::new(file_type, output, uploader, report).run(queue))?;
         Ok(Sink {
             jobs: Some(jobs),
             reports,
@@ -102,15 +102,22 @@ impl Drop for Sink {
 
 struct Worker {
     file_type: FileType,
+    output: Output,
     uploader: Uploader,
     reports: Sender<Report>,
     open: HashMap<u64, Encoder<Upload>>,
 }
 
 impl Worker {
-    fn new(file_type: FileType, uploader: Uploader, reports: Sender<Report>) -> Worker {
+    fn new(
+        file_type: FileType,
+        output: Output,
+        uploader: Uploader,
+        reports: Sender<Report>,
+    ) -> Worker {
         Worker {
             file_type,
+            output,
             uploader,
             reports,
             open: HashMap::new(),
@@ -151,8 +158,9 @@ impl Worker {
                 key,
                 schema,
             } => {
-                let upload = self.uploader.begin(key, content_type(self.file_type));
-                match Encoder::new(self.file_type, &schema, upload) {
+                let media = media(self.file_type, self.output.compression.codec);
+                let upload = self.uploader.begin(key, media);
+                match Encoder::new(self.file_type, &self.output, &schema, upload) {
                     Ok(encoder) => {
                         self.open.insert(object, encoder);
                     }
@@ -181,9 +189,9 @@ impl Worker {
                 object,
                 key,
                 body,
-                content_type,
+                media,
             } => {
-                let stored = self.uploader.put(key, body, content_type);
+                let stored = self.uploader.put(key, body, media);
                 self.report_later(object, stored);
             }
             Job::Abort { object } => {

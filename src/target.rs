@@ -82,7 +82,7 @@ pub fn run(
         limits.part_size,
         limits.max_concurrent_uploads,
     );
-    let sink = Sink::start(config.file_type, uploader)?;
+    let sink = Sink::start(config.file_type, config.output.clone(), uploader)?;
     let stop = watch_signals(&runtime)?;
     let blocks = Blocks::spawn(input, config.reliability.max_line_bytes)?;
     let mut target = Target::new(config, sink, output, stop);
@@ -664,7 +664,7 @@ impl<'c, W: Write> Target<'c, W> {
                 object: id,
                 key,
                 body,
-                content_type: "application/x-ndjson",
+                media: crate::encode::JSONL,
             })?;
         }
         self.collect(false)

@@ -21,7 +21,7 @@ def test_about_lists_every_setting_with_type_default_and_secrecy():
     settings = {s["name"]: s for s in about["settings"]}
     assert settings["aws_secret_access_key"]["secret"] is True
     assert settings["bucket"]["required"] is True
-    assert settings["file_type"]["allowed_values"] == ["csv", "parquet"]
+    assert settings["file_type"]["allowed_values"] == ["csv", "parquet", "jsonl"]
     assert settings["max_batch_rows"]["default"] == "1000000"
     readme = open(__file__.replace("tests/test_ecosystem.py", "README.md")).read()
     for name in settings:

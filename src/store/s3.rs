@@ -24,6 +24,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use crate::config::{AwsSettings, Config};
+use crate::encode::Media;
 use crate::error::{Error, Result};
 
 /// Region used with a custom endpoint when none is configured.
@@ -103,12 +104,13 @@ impl S3Store {
     }
 
     /// Stores one object; returns once S3 has acknowledged it.
-    pub async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<()> {
+    pub async fn put(&self, key: &str, body: Vec<u8>, media: Media) -> Result<()> {
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(content_type)
+            .content_type(media.content_type)
+            .set_content_encoding(media.content_encoding.map(str::to_owned))
             .body(ByteStream::from(body))
             .send()
             .await
@@ -117,13 +119,14 @@ impl S3Store {
     }
 
     /// Starts a multipart upload; returns its id.
-    pub async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String> {
+    pub async fn create_multipart(&self, key: &str, media: Media) -> Result<String> {
         let created = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(content_type)
+            .content_type(media.content_type)
+            .set_content_encoding(media.content_encoding.map(str::to_owned))
             .send()
             .await
             .map_err(|e| self.failed("CreateMultipartUpload", key, e))?;

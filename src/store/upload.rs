@@ -15,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::S3Store;
+use crate::encode::Media;
 use crate::error::{Error, Result};
 
 /// What every upload shares: the store, the runtime its requests run on, the slots.
@@ -36,11 +37,11 @@ impl Uploader {
         }
     }
 
-    pub fn begin(&self, key: String, content_type: &'static str) -> Upload {
+    pub fn begin(&self, key: String, media: Media) -> Upload {
         Upload {
             uploader: self.clone(),
             key,
-            content_type,
+            media,
             buffer: Vec::new(),
             multipart: None,
             bytes: 0,
@@ -59,13 +60,13 @@ impl Uploader {
         &self,
         key: String,
         body: Vec<u8>,
-        content_type: &'static str,
+        media: Media,
     ) -> impl Future<Output = Result<u64>> + Send + 'static {
         let slot = self.slot();
         let store = self.store.clone();
         async move {
             let bytes = body.len() as u64;
-            let stored = store.put(&key, body, content_type).await;
+            let stored = store.put(&key, body, media).await;
             drop(slot);
             stored.map(|()| bytes)
         }
@@ -84,7 +85,7 @@ struct Multipart {
 pub struct Upload {
     uploader: Uploader,
     key: String,
-    content_type: &'static str,
+    media: Media,
     buffer: Vec<u8>,
     multipart: Option<Multipart>,
     bytes: u64,
@@ -102,7 +103,7 @@ impl Upload {
         if self.multipart.is_none() {
             let id = u
                 .runtime
-                .block_on(u.store.create_multipart(&self.key, self.content_type))?;
+                .block_on(u.store.create_multipart(&self.key, self.media))?;
             self.multipart = Some(Multipart {
                 id,
                 parts: Vec::new(),
@@ -130,7 +131,7 @@ impl Upload {
     pub fn finish(mut self) -> Result<Stored> {
         let bytes = self.bytes;
         let Some(mut multipart) = self.multipart.take() else {
-            let put = self.uploader.put(self.key, self.buffer, self.content_type);
+            let put = self.uploader.put(self.key, self.buffer, self.media);
             return Ok(Box::pin(put));
         };
         if !self.buffer.is_empty() {

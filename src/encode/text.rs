@@ -1,0 +1,318 @@
+//! Value rendering shared by the text formats (CSV, JSONL): one cell of an Arrow column
+//! as plain text (what CSV writes, before quoting) or as a JSON value (what JSONL
+//! writes, and what CSV writes for structs and lists).
+//!
+//! Renderings: integers as digits; floats in their shortest round-trip form (in JSONL
+//! with `.0` on whole numbers, so they stay floats to readers that guess); decimals
+//! with all their digits at the column's scale (JSON numbers, never through a float);
+//! booleans `true`/`false`; date-times RFC 3339 in UTC with `Z`; dates `YYYY-MM-DD`;
+//! times `HH:MM:SS[.ffffff]`; structs and lists as compact JSON (fields in schema
+//! order); JSON columns as the compact JSON received. In JSON, date-times, dates and
+//! times are strings.
+
+use arrow::array::{Array, AsArray, BooleanArray, StringArray};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{
+    DataType, Date32Type, Decimal128Type, Decimal256Type, Field, Float64Type, Int64Type,
+    Time64MicrosecondType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
+
+use crate::schema::JSON_EXTENSION;
+use crate::values::{format_date, format_time, format_timestamp};
+
+/// A column, downcast once per batch rather than once per cell.
+pub struct Column<'a> {
+    nulls: Option<&'a NullBuffer>,
+    view: View<'a>,
+}
+
+enum View<'a> {
+    Int(&'a [i64]),
+    Float(&'a [f64]),
+    Bool(&'a BooleanArray),
+    Str(&'a StringArray),
+    /// JSON text (the `arrow.json` extension): written as it is, also in JSON.
+    Json(&'a StringArray),
+    Timestamp(&'a [i64], TimeUnit),
+    Date(&'a [i32]),
+    Time(&'a [i64]),
+    /// Decimals, structs and lists: rendered through the general path.
+    Other(&'a dyn Array),
+}
+
+impl<'a> Column<'a> {
+    /// `field` tells whether a string column holds JSON text.
+    pub fn new(array: &'a dyn Array, field: Option<&Field>) -> Column<'a> {
+        let is_json = field.and_then(Field::extension_type_name) == Some(JSON_EXTENSION);
+        let view = match array.data_type() {
+            DataType::Int64 => View::Int(array.as_primitive::<Int64Type>().values()),
+            DataType::Float64 => View::Float(array.as_primitive::<Float64Type>().values()),
+            DataType::Boolean => View::Bool(array.as_boolean()),
+            DataType::Utf8 if is_json => View::Json(array.as_string::<i32>()),
+            DataType::Utf8 => View::Str(array.as_string::<i32>()),
+            DataType::Timestamp(unit, _) => View::Timestamp(timestamps(array, *unit), *unit),
+            DataType::Date32 => View::Date(array.as_primitive::<Date32Type>().values()),
+            DataType::Time64(TimeUnit::Microsecond) => {
+                View::Time(array.as_primitive::<Time64MicrosecondType>().values())
+            }
+            _ => View::Other(array),
+        };
+        Column {
+            nulls: array.nulls(),
+            view,
+        }
+    }
+
+    pub fn is_null(&self, row: usize) -> bool {
+        self.nulls.is_some_and(|n| n.is_null(row))
+    }
+
+    /// The text of a string (or JSON text) value, which may need quoting in CSV.
+    pub fn text(&self, row: usize) -> Option<&'a str> {
+        match &self.view {
+            View::Str(a) | View::Json(a) => Some(a.value(row)),
+            _ => None,
+        }
+    }
+
+    /// Whether the value is a number, boolean, date or time: text of a small known
+    /// alphabet (digits, letters, `-+.:`).
+    pub fn is_scalar(&self) -> bool {
+        !matches!(self.view, View::Str(_) | View::Json(_) | View::Other(_))
+    }
+
+    /// Appends a non-null value as plain text (what CSV writes): strings as they are,
+    /// structs and lists as JSON, the rest in their renderings.
+    pub fn render_text(&self, row: usize, out: &mut Vec<u8>) {
+        self.text_as(row, Floats::Shortest, out);
+    }
+
+    /// Appends the value (null included) as JSON (what JSONL writes).
+    pub fn render_json(&self, row: usize, out: &mut Vec<u8>) {
+        self.json_as(row, Floats::Typed, out);
+    }
+
+    fn text_as(&self, row: usize, floats: Floats, out: &mut Vec<u8>) {
+        match &self.view {
+            View::Int(v) => out.extend_from_slice(itoa::Buffer::new().format(v[row]).as_bytes()),
+            View::Float(v) => push_float(v[row], floats, out),
+            View::Bool(a) => out.extend_from_slice(if a.value(row) { b"true" } else { b"false" }),
+            View::Str(a) | View::Json(a) => out.extend_from_slice(a.value(row).as_bytes()),
+            View::Timestamp(v, unit) => format_timestamp(v[row], *unit, out),
+            View::Date(v) => format_date(i64::from(v[row]), out),
+            View::Time(v) => format_time(v[row], out),
+            View::Other(array) => render_json(*array, None, row, floats, out),
+        }
+    }
+
+    fn json_as(&self, row: usize, floats: Floats, out: &mut Vec<u8>) {
+        if self.is_null(row) {
+            out.extend_from_slice(b"null");
+            return;
+        }
+        match &self.view {
+            View::Str(a) => push_json_string(a.value(row), out),
+            View::Timestamp(..) | View::Date(_) | View::Time(_) => {
+                out.push(b'"');
+                self.text_as(row, floats, out);
+                out.push(b'"');
+            }
+            _ => self.text_as(row, floats, out),
+        }
+    }
+}
+
+/// How a whole float is written: `-2` in CSV, as the CSV renderings have always been
+/// (JSON in a CSV cell included); `-2.0` in JSONL, so that it stays a float to JSON
+/// readers that guess types.
+#[derive(Clone, Copy)]
+enum Floats {
+    Shortest,
+    Typed,
+}
+
+fn push_float(v: f64, floats: Floats, out: &mut Vec<u8>) {
+    match floats {
+        Floats::Shortest => render_float(v, out),
+        Floats::Typed => out.extend_from_slice(ryu::Buffer::new().format(v).as_bytes()),
+    }
+}
+
+fn timestamps(array: &dyn Array, unit: TimeUnit) -> &[i64] {
+    match unit {
+        TimeUnit::Second => array.as_primitive::<TimestampSecondType>().values(),
+        TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().values(),
+        TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().values(),
+        TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().values(),
+    }
+}
+
+/// Appends a value as compact JSON (a decimal as its digits). `field` tells whether a
+/// string is JSON text already.
+fn render_json(
+    column: &dyn Array,
+    field: Option<&Field>,
+    row: usize,
+    floats: Floats,
+    out: &mut Vec<u8>,
+) {
+    if column.is_null(row) {
+        out.extend_from_slice(b"null");
+        return;
+    }
+    match column.data_type() {
+        DataType::Struct(fields) => {
+            let array = column.as_struct();
+            out.push(b'{');
+            for (i, (child, child_field)) in array.columns().iter().zip(fields).enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                push_json_string(child_field.name(), out);
+                out.push(b':');
+                render_json(child.as_ref(), Some(child_field), row, floats, out);
+            }
+            out.push(b'}');
+        }
+        DataType::List(item_field) => {
+            let list = column.as_list::<i32>();
+            let offsets = list.value_offsets();
+            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+            out.push(b'[');
+            for i in start..end {
+                if i > start {
+                    out.push(b',');
+                }
+                render_json(list.values().as_ref(), Some(item_field), i, floats, out);
+            }
+            out.push(b']');
+        }
+        DataType::Decimal128(..) => {
+            let text = column.as_primitive::<Decimal128Type>().value_as_string(row);
+            out.extend_from_slice(text.as_bytes());
+        }
+        DataType::Decimal256(..) => {
+            let text = column.as_primitive::<Decimal256Type>().value_as_string(row);
+            out.extend_from_slice(text.as_bytes());
+        }
+        _ => Column::new(column, field).json_as(row, floats, out),
+    }
+}
+
+/// Appends a JSON string literal; runs of plain bytes are copied whole.
+pub fn push_json_string(text: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = text.as_bytes();
+    let mut plain = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[plain..i]);
+        plain = i + 1;
+        if escaped.is_empty() {
+            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+        } else {
+            out.extend_from_slice(escaped);
+        }
+    }
+    out.extend_from_slice(&bytes[plain..]);
+    out.push(b'"');
+}
+
+/// Shortest text that reads back as the same float (Ryu); exponent form for very large
+/// or small magnitudes, so 1e308 is not 309 digits; no `.0` on whole numbers. Valid
+/// JSON too (NaN and infinities never reach a column).
+pub fn render_float(v: f64, out: &mut Vec<u8>) {
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format(v).as_bytes();
+    out.extend_from_slice(text.strip_suffix(b".0").unwrap_or(text));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use arrow::array::{Decimal128Array, Int64Array, StructArray, TimestampMicrosecondArray};
+
+    #[test]
+    fn floats_are_shortest_round_trip() {
+        for (v, text) in [
+            (1.5, "1.5"),
+            (100.0, "100"),
+            (0.1, "0.1"),
+            (1e308, "1e308"),
+            (-0.0, "-0"),
+            (1.25e-7, "1.25e-7"),
+            (5e-324, "5e-324"),
+            (1e15, "1000000000000000"),
+            (1e16, "1e16"),
+            (123456.789, "123456.789"),
+        ] {
+            let mut s = Vec::new();
+            render_float(v, &mut s);
+            let s = String::from_utf8(s).unwrap();
+            assert_eq!(s, text);
+            assert_eq!(s.parse::<f64>().unwrap().to_bits(), f64::to_bits(v));
+        }
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut out = Vec::new();
+        push_json_string("a\"b\\c\nd\u{1}é", &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\nd\u0001é""#);
+    }
+
+    fn json_of(array: &dyn Array, field: Option<&Field>, row: usize) -> String {
+        let mut out = Vec::new();
+        Column::new(array, field).render_json(row, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn json_values_keep_every_digit_and_quote_times() {
+        let big = Int64Array::from(vec![Some(i64::MAX), None]);
+        assert_eq!(json_of(&big, None, 0), "9223372036854775807");
+        assert_eq!(json_of(&big, None, 1), "null");
+        let floats = arrow::array::Float64Array::from(vec![100.0, -0.0, 1e308, 0.1]);
+        let rendered: Vec<String> = (0..4).map(|i| json_of(&floats, None, i)).collect();
+        assert_eq!(rendered, ["100.0", "-0.0", "1e308", "0.1"]);
+        let list = arrow::array::ListArray::from_iter_primitive::<Float64Type, _, _>([Some(vec![
+            Some(-2.0),
+            None,
+            Some(1.5),
+        ])]);
+        assert_eq!(json_of(&list, None, 0), "[-2.0,null,1.5]");
+        let mut text = Vec::new();
+        Column::new(&list, None).render_text(0, &mut text);
+        assert_eq!(String::from_utf8(text).unwrap(), "[-2,null,1.5]");
+        let decimal = Decimal128Array::from(vec![-1_i128, 12345678901234567890123456789])
+            .with_precision_and_scale(38, 2)
+            .unwrap();
+        assert_eq!(json_of(&decimal, None, 0), "-0.01");
+        assert_eq!(json_of(&decimal, None, 1), "123456789012345678901234567.89");
+        let ts = TimestampMicrosecondArray::from(vec![1_704_161_045_123_456]);
+        assert_eq!(json_of(&ts, None, 0), r#""2024-01-02T02:04:05.123456Z""#);
+        let text = StringArray::from(vec![r#"{"k":[1]}"#]);
+        let json_field = crate::schema::ColumnType::Json.field("j");
+        assert_eq!(json_of(&text, Some(&json_field), 0), r#"{"k":[1]}"#);
+        assert_eq!(json_of(&text, None, 0), r#""{\"k\":[1]}""#);
+        let nested = StructArray::from(vec![(
+            Arc::new(Field::new("ts", ts.data_type().clone(), true)),
+            Arc::new(ts) as Arc<dyn Array>,
+        )]);
+        assert_eq!(
+            json_of(&nested, None, 0),
+            r#"{"ts":"2024-01-02T02:04:05.123456Z"}"#
+        );
+    }
+}
