@@ -11,7 +11,8 @@
 //! batch      RECORD -> a row in the stream's typed column buffers (values: the
 //!            exact conversions of each JSON scalar)
 //! encode     RecordBatch chunks -> CSV or Parquet bytes, streamed
-//! object_key -> <prefix>/<table>/<partition>/<timestamp>-<unique>.<ext>
+//! partition  a chunk -> one part per partition_by value
+//! object_key -> <prefix>/<table>/<partition>/<timestamp>-<unique>.<ext> (a template)
 //! sink       the encoder thread: chunks of each open object -> encode -> store
 //! store      -> S3 (PutObject, or multipart parts while encoding), acknowledged
 //! state      -> the STATE lines the stored records now cover, on stdout
@@ -25,6 +26,7 @@ pub mod encode;
 pub mod error;
 pub mod input;
 pub mod object_key;
+pub mod partition;
 pub mod protocol;
 pub mod schema;
 pub mod sink;
