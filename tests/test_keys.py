@@ -309,3 +309,29 @@ def test_state_waits_for_every_partition_object(server, bucket):
             continue
         before = {key for key, ids in ids_in.items() if min(ids) < what["at"]}
         assert before <= stored, f"STATE {what} written before {sorted(before - stored)} were stored"
+
+
+def test_a_failed_partition_holds_back_every_later_state(server, bucket):
+    from fault_proxy import FaultProxy, Rule
+
+    proxy = FaultProxy(server.port)
+    try:
+        # PutObject of any object in the k=DE folder fails for good ('=' may be sent as %3D).
+        proxy.rules = [Rule(r"^PUT [^?]*/k(=|%3D)DE/.*x-id=PutObject", "500", times=None)]
+        props = {"id": {"type": "integer"}, "k": {"type": "string"}}
+        records = [{"id": n, "k": "DE" if n >= 50 and n % 2 else "FR"} for n in range(100)]
+        config = base_config(server, bucket, aws_endpoint=proxy.endpoint, partition_by=["k"],
+                             max_batch_rows=10, max_attempts=2)
+        run = run_target(config, singer("s", props, records, state_every=10))
+    finally:
+        proxy.stop()
+    assert run.returncode == 1
+    assert "k=DE/" in run.stderr.strip().splitlines()[-1]
+    assert any(r.hits for r in proxy.rules)
+    keys = list_keys(server, bucket)
+    assert keys and all("/k=FR/" in k for k in keys), keys
+    stored = sorted(n for k in keys for n in read_parquet(server, bucket, k).column("id").to_pylist())
+    assert max(stored) > 51, "FR objects after the first DE record were stored"
+    # The first DE record is id 51, after STATE {"at": 50}: no later STATE may be written.
+    at = [s["at"] for s in run.states]
+    assert at and max(at) <= 50, at
