@@ -366,9 +366,10 @@ mod tests {
     use super::*;
     use crate::schema::TypeOptions;
     use arrow::array::{
-        BooleanArray, Date32Array, Decimal128Array, Int64Array, StringArray,
+        BooleanArray, Date32Array, Decimal128Array, Decimal256Array, Int64Array, StringArray,
         TimestampMicrosecondArray,
     };
+    use arrow::datatypes::i256;
     use serde_json::json;
     use std::sync::Arc;
 
@@ -522,6 +523,19 @@ mod tests {
         let ids = part.column(0).as_primitive::<Int64Type>();
         assert_eq!(ids.values(), &[1, 3, 4]);
         assert_eq!(groups[1].rows(), 1);
+        let wide = schema(json!({"n": {"type": "integer", "maximum": 1e50}}));
+        let value = i256::from_string("-123456789012345678901234567890123456789012").unwrap();
+        let column = Decimal256Array::from(vec![value])
+            .with_precision_and_scale(51, 0)
+            .unwrap();
+        let batch_wide = RecordBatch::try_new(wide.arrow.clone(), vec![Arc::new(column)]).unwrap();
+        let p_wide = Partitioner::for_stream(&by(json!(["n"])), "s", &wide)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            p_wide.split(&batch_wide).unwrap()[0].folders,
+            "n=-123456789012345678901234567890123456789012"
+        );
         let p = Partitioner::for_stream(&by(json!(["id=d:%Y"])), "s", &s)
             .unwrap()
             .unwrap();

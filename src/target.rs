@@ -7,6 +7,7 @@
 //! object is completed when it reaches its limits, when its stream's schema changes,
 //! when memory runs over budget, and at the end. After every completed object the
 //! newest STATE it covers is written.
+//! Must not touch: formats, key layout or S3 details, which belong to the stages.
 //!
 //! A stream partitioned by `partition_by` has one open object per partition: each
 //! chunk is split by partition and every part goes to its partition's object. Every
@@ -14,7 +15,6 @@
 //! would not fit first completes the least recently written ones, so memory stays
 //! bounded however many partitions a stream has. An object's first input line is that
 //! of the first chunk it took rows from, so no STATE passes rows it holds.
-//! Must not touch: formats, key layout or S3 details, which belong to the stages.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -22,6 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use chrono::Utc;
 use serde::de::Deserializer;
 
@@ -37,7 +39,6 @@ use crate::sink::{Job, Sink};
 use crate::state::StateTracker;
 use crate::store::{S3Store, Uploader};
 use crate::values::compact_json;
-use arrow::record_batch::RecordBatch;
 
 /// Lines between checks of every stream's object age.
 const AGE_CHECK_LINES: u64 = 4096;
@@ -618,12 +619,11 @@ impl<'c, W: Write> Target<'c, W> {
         first_line: u64,
         size: (usize, usize),
     ) -> Result<()> {
-        let is_open = |t: &mut Self| {
-            t.streams
-                .get_mut(name)
-                .is_some_and(|s| s.objects.contains_key(folders))
-        };
-        if !is_open(self) {
+        let is_open = self
+            .streams
+            .get_mut(name)
+            .is_some_and(|s| s.objects.contains_key(folders));
+        if !is_open {
             self.open_object(name, folders, first_line, part.schema())?;
         }
         self.writes += 1;
@@ -650,7 +650,7 @@ impl<'c, W: Write> Target<'c, W> {
         name: &str,
         folders: &str,
         first_line: u64,
-        schema: arrow::datatypes::SchemaRef,
+        schema: SchemaRef,
     ) -> Result<()> {
         self.make_room()?;
         let key = self
