@@ -14,6 +14,8 @@ use serde_json::{Map, Value};
 
 use crate::batch::{DecodeOptions, InexactNumbers};
 use crate::error::{Error, Result};
+use crate::object_key::{DEFAULT_TEMPLATE, KeyTemplate};
+use crate::partition::PartitionBy;
 use crate::schema::{ColumnType, TypeOptions, parse_type_name};
 
 /// What form a setting's value takes.
@@ -34,6 +36,10 @@ pub enum Kind {
     Boolean,
     /// `column_types`: {"stream": {"column": "type"}}.
     ColumnTypes,
+    /// `object_key_template`: text with placeholders, checked by parsing it.
+    KeyTemplate,
+    /// `partition_by`: a list of fields, or lists by stream.
+    PartitionBy,
 }
 
 /// One accepted key: the single source for validation and documentation.
@@ -381,6 +387,19 @@ pub const SETTINGS: &[Setting] = &[
         ),
         "0",
     ),
+    with_default(
+        setting(
+            "object_key_template",
+            Kind::KeyTemplate,
+            "Key of every object, from placeholders: {object_key_path} {table} {stream} {date_partition} {date:<strftime>} {partition} {run_id} {part} {uuid} {ext}; empty segments are dropped. It must hold {run_id} and {part}, or {uuid}, so no object overwrites another.",
+        ),
+        DEFAULT_TEMPLATE,
+    ),
+    setting(
+        "partition_by",
+        Kind::PartitionBy,
+        "Record fields whose values make Hive-style folders (`country=FR/`) at {partition}, each object holding one partition's rows: a list of `field`, `field:<strftime>` (date and date-time fields) or `name=field:<strftime>`, for every stream (each must have the fields); or an object of such lists by stream name (streams not named are not partitioned).",
+    ),
 ];
 
 /// A credential: shown as `***` by `Debug` and `Display`, readable only through `expose`.
@@ -579,6 +598,8 @@ pub struct Config {
     /// Normalised like `object_key_path`.
     pub date_partition_format: Option<String>,
     pub table: Option<String>,
+    pub object_key_template: KeyTemplate,
+    pub partition_by: PartitionBy,
     pub aws: AwsSettings,
     /// Column names, timestamp unit and `column_types`.
     pub types: TypeOptions,
@@ -680,6 +701,8 @@ impl Config {
                 .transpose()?
                 .filter(|f| !f.is_empty()),
             table: v.text("table")?.filter(|t| !t.is_empty()),
+            object_key_template: v.key_template()?,
+            partition_by: v.partition_by()?,
             aws,
             types: TypeOptions {
                 header_case: v.choice("column_header_format")?.map(|c| match c.as_str() {
@@ -728,6 +751,7 @@ impl Config {
                 progress_interval: seconds(v.integer("progress_interval_seconds")?),
             },
         };
+        check_template_placeholders(&config)?;
         Ok((config, warnings))
     }
 }
@@ -789,6 +813,8 @@ pub fn about() -> Value {
                 Kind::Integer { .. } => ("integer", None),
                 Kind::Boolean => ("boolean", None),
                 Kind::ColumnTypes => ("object", None),
+                Kind::KeyTemplate => ("string", None),
+                Kind::PartitionBy => ("array", None),
                 Kind::Choice(words) => ("string", Some(words)),
             };
             let mut entry = serde_json::json!({
@@ -1146,6 +1172,24 @@ impl Values<'_> {
         Ok(out)
     }
 
+    fn key_template(&self) -> Result<KeyTemplate> {
+        let text = self.text_or_default("object_key_template")?;
+        KeyTemplate::parse(&text).map_err(|reason| {
+            Error::Config(format!(
+                "key \"object_key_template\" has value {text:?}: {reason}"
+            ))
+        })
+    }
+
+    fn partition_by(&self) -> Result<PartitionBy> {
+        let Some(value) = self.raw("partition_by")? else {
+            return Ok(PartitionBy::Off);
+        };
+        PartitionBy::from_value(value).map_err(|reason| {
+            Error::Config(format!("key \"partition_by\" has value {value}: {reason}"))
+        })
+    }
+
     fn integer(&self, name: &str) -> Result<usize> {
         let setting = find_setting(name).expect("every key read is in SETTINGS");
         let Kind::Integer { min } = setting.kind else {
@@ -1193,7 +1237,7 @@ fn invalid(name: &str, value: &str, expected: &str) -> Error {
     ))
 }
 
-fn is_valid_strftime(pattern: &str) -> bool {
+pub fn is_valid_strftime(pattern: &str) -> bool {
     !StrftimeItems::new(pattern).any(|item| matches!(item, Item::Error))
 }
 
@@ -1248,6 +1292,31 @@ fn check_role_arn(arn: String) -> Result<String> {
             "a role ARN such as \"arn:aws:iam::123456789012:role/loader\"",
         ))
     }
+}
+
+/// A setting that feeds a placeholder the template does not hold would be ignored
+/// silently; it is refused instead.
+fn check_template_placeholders(config: &Config) -> Result<()> {
+    let template = &config.object_key_template;
+    let feeds = [
+        ("object_key_path", !config.object_key_path.is_empty()),
+        ("date_partition", config.date_partition_format.is_some()),
+        ("table", config.table.is_some()),
+        ("partition", config.partition_by.is_on()),
+    ];
+    for (placeholder, set) in feeds {
+        if set && !template.uses(placeholder) {
+            let key = match placeholder {
+                "date_partition" => "date_partition_format",
+                "partition" => "partition_by",
+                key => key,
+            };
+            return Err(Error::Config(format!(
+                "key {key:?} is set but key \"object_key_template\" has no {{{placeholder}}} to put it in; add {{{placeholder}}} to the template or drop {key:?}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check_key_pair(aws: &AwsSettings) -> Result<()> {

@@ -10,8 +10,10 @@
 //! schema     SCHEMA -> ordered, typed columns and their Arrow schema
 //! batch      RECORD -> a row in the stream's typed column buffers (values: the
 //!            exact conversions of each JSON scalar; metadata: the `_sdc_` columns)
-//! encode     RecordBatch chunks -> CSV or Parquet bytes, streamed
-//! object_key -> <prefix>/<table>/<partition>/<timestamp>-<unique>.<ext>
+//! partition  a RecordBatch chunk -> one part per partition_by value
+//! encode     RecordBatch chunks -> CSV, JSONL or Parquet bytes, streamed
+//! object_key -> object_key_template filled in: by default
+//!            <prefix>/<table>/<date partition>/<partition>/<timestamp>-<unique>.<ext>
 //! sink       the encoder thread: chunks of each open object -> encode -> store
 //! store      -> S3 (PutObject, or multipart parts while encoding), acknowledged
 //! state      -> the STATE lines the stored records now cover, on stdout
@@ -26,6 +28,7 @@ pub mod error;
 pub mod input;
 pub mod metadata;
 pub mod object_key;
+pub mod partition;
 pub mod protocol;
 pub mod schema;
 pub mod sink;

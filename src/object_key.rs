@@ -1,22 +1,39 @@
-//! Object keys: `<object_key_path>/<table>/<date partition>/<timestamp>-<unique>.<ext>`.
+//! Object keys: `object_key_template` filled in for every object.
 //!
-//! Owns: the key layout of SPEC §5, the rule that makes a stream name key-safe, and the
-//! unique part that keeps two batches from ever sharing a key.
+//! Owns: the template and its placeholders, the rule that makes a stream name key-safe,
+//! the unique part that keeps two objects from ever sharing a key, and the fixed leading
+//! part of a stream's keys (`stream_prefix`).
 //! Must not touch: the store. A key is decided before upload and never reused.
+//!
+//! Placeholders: `{object_key_path}` (the prefix setting), `{table}` (the `table`
+//! setting, else the stream name, made key-safe), `{stream}` (the stream name made
+//! key-safe, whatever `table` says), `{date_partition}` (`date_partition_format` applied
+//! to the object's UTC start time; empty when unset), `{date:<strftime>}` (any pattern
+//! applied to that time), `{partition}` (the `partition_by` folders, `name=value/…`),
+//! `{run_id}` (16 random hex digits, new each run), `{part}` (a five-digit sequence that
+//! grows with every object the run writes), `{uuid}` (a random UUID per object) and
+//! `{ext}` (the file extension). After filling in, empty segments are dropped, so keys
+//! have no leading or doubled slashes. The default reproduces SPEC §5:
+//! `<object_key_path>/<table>/<date partition>/<YYYYMMDD-HHMMSS>-<run id>-<part>.<ext>`.
+//!
+//! Uniqueness: a template must hold `{run_id}` and `{part}` (unique within a run, and
+//! across runs by the run id) or `{uuid}`; any other template is refused at start-up,
+//! because an object must never overwrite another.
 //!
 //! Table rule: ASCII letters, digits, `-`, `_` and `.` are kept; every other character
 //! (slashes, colons, spaces, non-ASCII) becomes `_`; a name left empty or made of dots
 //! alone becomes `_`. `test:SpecialChars!in?attributes` → `test_SpecialChars_in_attributes`.
 //!
-//! Unique part: a random run id (16 hex digits, new each run) and a sequence number that
-//! grows with every object the run writes, so keys differ within one second and across
-//! concurrent runs.
+//! Quarantined records (`ObjectKind::Rejected`) take the same template with
+//! `{date_partition}` and `{partition}` empty, `jsonl` for `{ext}`, and a `_rejected`
+//! folder just before the file name.
 
+use std::fmt::Write;
 use std::hash::{BuildHasher, Hasher};
 
 use chrono::{DateTime, Utc};
 
-use crate::config::Config;
+use crate::config::{Config, is_valid_strftime};
 
 /// What an object holds, which decides its folder and extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,10 +44,162 @@ pub enum ObjectKind {
     Rejected,
 }
 
-/// The folder for quarantined records, under the table's folder.
+/// The folder for quarantined records, just above their file name.
 pub const REJECTED_FOLDER: &str = "_rejected";
 
+/// The key layout of SPEC §5, with the partition folders after the date partition.
+pub const DEFAULT_TEMPLATE: &str = "{object_key_path}/{table}/{date_partition}/{partition}/{date:%Y%m%d-%H%M%S}-{run_id}-{part}.{ext}";
+
+/// The longest key S3 accepts, in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Every placeholder name, as the template spells it.
+const PLACEHOLDERS: &[&str] = &[
+    "object_key_path",
+    "table",
+    "stream",
+    "date_partition",
+    "date:<strftime>",
+    "partition",
+    "run_id",
+    "part",
+    "uuid",
+    "ext",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    ObjectKeyPath,
+    Table,
+    Stream,
+    DatePartition,
+    Date(String),
+    Partition,
+    RunId,
+    Part,
+    Uuid,
+    Ext,
+}
+
+impl Piece {
+    /// The placeholder's name (`date` for any `{date:…}`); empty for text.
+    fn name(&self) -> &'static str {
+        match self {
+            Piece::Text(_) => "",
+            Piece::ObjectKeyPath => "object_key_path",
+            Piece::Table => "table",
+            Piece::Stream => "stream",
+            Piece::DatePartition => "date_partition",
+            Piece::Date(_) => "date",
+            Piece::Partition => "partition",
+            Piece::RunId => "run_id",
+            Piece::Part => "part",
+            Piece::Uuid => "uuid",
+            Piece::Ext => "ext",
+        }
+    }
+
+    /// The same for every key of a stream, whatever the object.
+    fn is_fixed(&self) -> bool {
+        matches!(
+            self,
+            Piece::Text(_) | Piece::ObjectKeyPath | Piece::Table | Piece::Stream
+        )
+    }
+}
+
+/// A checked `object_key_template`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTemplate {
+    pieces: Vec<Piece>,
+}
+
+impl KeyTemplate {
+    /// Parses and checks a template; the error says what is wrong with it.
+    pub fn parse(text: &str) -> Result<KeyTemplate, String> {
+        if text.contains("://") {
+            return Err("a key template holds no \"s3://\" and no bucket".into());
+        }
+        let mut pieces = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let at = rest.find(['{', '}']).unwrap_or(rest.len());
+            if at > 0 {
+                pieces.push(Piece::Text(rest[..at].to_owned()));
+            }
+            rest = &rest[at..];
+            if rest.starts_with('}') {
+                return Err(format!("\"}}\" at {:?} closes no placeholder", cut(rest)));
+            }
+            if let Some(inner) = rest.strip_prefix('{') {
+                let end = inner
+                    .find(['{', '}'])
+                    .filter(|&i| inner[i..].starts_with('}'));
+                let Some(end) = end else {
+                    return Err(format!("\"{{\" at {:?} has no closing \"}}\"", cut(rest)));
+                };
+                pieces.push(placeholder(&inner[..end])?);
+                rest = &inner[end + 1..];
+            }
+        }
+        let template = KeyTemplate { pieces };
+        if !(template.uses("run_id") && template.uses("part") || template.uses("uuid")) {
+            return Err(
+                "keys would not be unique: the template must hold {run_id} and {part}, or {uuid}, so that no object ever overwrites another"
+                    .into(),
+            );
+        }
+        Ok(template)
+    }
+
+    /// Whether the template holds the placeholder `name` (`date` for any `{date:…}`).
+    pub fn uses(&self, name: &str) -> bool {
+        self.pieces.iter().any(|p| p.name() == name)
+    }
+}
+
+/// The piece for the text between `{` and `}`.
+fn placeholder(inner: &str) -> Result<Piece, String> {
+    let piece = match inner {
+        "object_key_path" => Piece::ObjectKeyPath,
+        "table" => Piece::Table,
+        "stream" => Piece::Stream,
+        "date_partition" => Piece::DatePartition,
+        "partition" => Piece::Partition,
+        "run_id" => Piece::RunId,
+        "part" => Piece::Part,
+        "uuid" => Piece::Uuid,
+        "ext" => Piece::Ext,
+        "date" | "date:" => {
+            return Err("{date} needs a strftime pattern, such as {date:%Y%m%d}".into());
+        }
+        _ => match inner.strip_prefix("date:") {
+            Some(pattern) if is_valid_strftime(pattern) => Piece::Date(pattern.to_owned()),
+            Some(_) => {
+                return Err(format!(
+                    "{{{inner}}} is not a valid strftime pattern (such as {{date:%Y%m%d}})"
+                ));
+            }
+            None => {
+                let known: Vec<String> = PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect();
+                return Err(format!(
+                    "{{{inner}}} is not a placeholder; the placeholders are {}",
+                    known.join(" ")
+                ));
+            }
+        },
+    };
+    Ok(piece)
+}
+
+/// The start of `text`, for error messages.
+fn cut(text: &str) -> String {
+    text.chars().take(24).collect()
+}
+
 pub struct KeyBuilder {
+    template: KeyTemplate,
     prefix: String,
     table: Option<String>,
     date_partition_format: Option<String>,
@@ -39,14 +208,24 @@ pub struct KeyBuilder {
     sequence: u64,
 }
 
+/// What the placeholders stand for in one key.
+struct Fill<'a> {
+    stream: &'a str,
+    now: DateTime<Utc>,
+    date_partition: bool,
+    partition: &'a str,
+    extension: &'a str,
+}
+
 impl KeyBuilder {
     pub fn new(config: &Config) -> KeyBuilder {
         KeyBuilder {
+            template: config.object_key_template.clone(),
             prefix: config.object_key_path.clone(),
             table: config.table.clone(),
             date_partition_format: config.date_partition_format.clone(),
             extension: crate::encode::extension(config.file_type, config.output.compression.codec),
-            run_id: random_run_id(),
+            run_id: random_hex(),
             sequence: 0,
         }
     }
@@ -55,39 +234,135 @@ impl KeyBuilder {
         &self.run_id
     }
 
-    /// The key for the next object of `stream`, written at `now`.
-    pub fn next_key(&mut self, stream: &str, kind: ObjectKind, now: DateTime<Utc>) -> String {
+    /// The key for the next object of `stream`, written at `now`, in the partition
+    /// folders `partition` (empty for none). Refused when S3 could not store it.
+    pub fn next_key(
+        &mut self,
+        stream: &str,
+        kind: ObjectKind,
+        now: DateTime<Utc>,
+        partition: &str,
+    ) -> Result<String, String> {
         self.sequence += 1;
-        let table = table_name(self.table.as_deref().unwrap_or(stream));
-        let (partition, extension) = match kind {
-            ObjectKind::Data => (
-                self.date_partition_format
-                    .as_ref()
-                    .map(|f| now.format(f).to_string()),
-                self.extension,
-            ),
-            ObjectKind::Rejected => (Some(REJECTED_FOLDER.to_owned()), "jsonl"),
+        let fill = match kind {
+            ObjectKind::Data => Fill {
+                stream,
+                now,
+                date_partition: true,
+                partition,
+                extension: self.extension,
+            },
+            ObjectKind::Rejected => Fill {
+                stream,
+                now,
+                date_partition: false,
+                partition: "",
+                extension: "jsonl",
+            },
         };
-        let file = format!(
-            "{}-{}-{:05}.{extension}",
-            now.format("%Y%m%d-%H%M%S"),
-            self.run_id,
-            self.sequence,
-        );
-        let parts = [
-            Some(self.prefix.as_str()),
-            Some(&table),
-            partition.as_deref(),
-            Some(&file),
-        ];
-        let segments: Vec<&str> = parts
-            .into_iter()
-            .flatten()
-            .flat_map(|p| p.split('/'))
-            .filter(|s| !s.is_empty())
-            .collect();
-        segments.join("/")
+        let mut text = String::new();
+        for piece in &self.template.pieces {
+            self.fill(piece, &fill, &mut text);
+        }
+        let mut segments = segments(&text);
+        if kind == ObjectKind::Rejected {
+            segments.insert(segments.len().saturating_sub(1), REJECTED_FOLDER);
+        }
+        let key = segments.join("/");
+        if key.len() > MAX_KEY_BYTES {
+            return Err(format!(
+                "the key {:?}… would be {} bytes, more than the {MAX_KEY_BYTES} S3 allows; shorten object_key_path or object_key_template, or partition by a shorter field",
+                cut(&key),
+                key.len()
+            ));
+        }
+        Ok(key)
     }
+
+    /// The fixed leading part of every key of `stream`, ending in `/` (empty when the
+    /// template starts with a placeholder that changes from object to object): the
+    /// template's text and its {object_key_path}, {table} and {stream} up to the first
+    /// other placeholder, cut back to the last `/`. Every object of the stream this run
+    /// writes, quarantined records included, has a key under it. Other streams' keys
+    /// may be under it too unless `prefix_is_per_stream`.
+    pub fn stream_prefix(&self, stream: &str) -> String {
+        self.fixed_prefix(stream).0
+    }
+
+    /// Whether streams of different names have different `stream_prefix`es: the fixed
+    /// part holds {stream}, or {table} with no `table` setting. (Two names that the
+    /// table rule makes equal, such as `a:b` and `a_b`, still share one.)
+    pub fn prefix_is_per_stream(&self) -> bool {
+        self.fixed_prefix("").1
+    }
+
+    fn fixed_prefix(&self, stream: &str) -> (String, bool) {
+        let fill = Fill {
+            stream,
+            now: DateTime::UNIX_EPOCH,
+            date_partition: false,
+            partition: "",
+            extension: "",
+        };
+        let mut text = String::new();
+        // Where the first piece naming the stream ends.
+        let mut named_at = None;
+        for piece in self.template.pieces.iter().take_while(|p| p.is_fixed()) {
+            self.fill(piece, &fill, &mut text);
+            let names_stream = match piece {
+                Piece::Stream => true,
+                Piece::Table => self.table.is_none(),
+                _ => false,
+            };
+            if names_stream {
+                named_at.get_or_insert(text.len());
+            }
+        }
+        let folder = &text[..text.rfind('/').map_or(0, |i| i + 1)];
+        let prefix = segments(folder).join("/");
+        let per_stream = named_at.is_some_and(|at| at <= folder.len());
+        if prefix.is_empty() {
+            (prefix, per_stream)
+        } else {
+            (prefix + "/", per_stream)
+        }
+    }
+
+    fn fill(&self, piece: &Piece, fill: &Fill, out: &mut String) {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::ObjectKeyPath => out.push_str(&self.prefix),
+            Piece::Table => out.push_str(&table_name(self.table.as_deref().unwrap_or(fill.stream))),
+            Piece::Stream => out.push_str(&table_name(fill.stream)),
+            Piece::DatePartition => {
+                if let Some(format) = self.date_partition_format.as_ref()
+                    && fill.date_partition
+                {
+                    format_time(fill.now, format, out);
+                }
+            }
+            Piece::Date(format) => format_time(fill.now, format, out),
+            Piece::Partition => out.push_str(fill.partition),
+            Piece::RunId => out.push_str(&self.run_id),
+            Piece::Part => {
+                let _ = write!(out, "{:05}", self.sequence);
+            }
+            Piece::Uuid => out.push_str(&random_uuid()),
+            Piece::Ext => out.push_str(fill.extension),
+        }
+    }
+}
+
+/// `time` formatted by a pattern checked at start-up. chrono reports a specifier it
+/// cannot fill as a formatting error (never a panic here); the text written before it
+/// stays.
+fn format_time(time: DateTime<Utc>, format: &str, out: &mut String) {
+    let _ = write!(out, "{}", time.format(format));
+}
+
+/// The non-empty `/`-separated segments of `text`.
+fn segments(text: &str) -> Vec<&str> {
+    text.split('/').filter(|s| !s.is_empty()).collect()
 }
 
 /// A stream name made safe for one key segment (the rule in the module comment).
@@ -109,13 +384,31 @@ pub fn table_name(stream: &str) -> String {
     }
 }
 
-/// 64 random bits from the standard library's per-process random hash keys, mixed with
-/// the clock and process id.
-fn random_run_id() -> String {
+/// 64 random bits from the standard library's per-process random hash keys (a new key
+/// on every call), mixed with the clock and process id.
+fn random_bits() -> u64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128);
     hasher.write_u32(std::process::id());
-    format!("{:016x}", hasher.finish())
+    hasher.finish()
+}
+
+fn random_hex() -> String {
+    format!("{:016x}", random_bits())
+}
+
+/// A random UUID in the version 4 layout.
+fn random_uuid() -> String {
+    let high = (random_bits() & !0xf000) | 0x4000;
+    let low = (random_bits() & !(0b11 << 62)) | (0b10 << 62);
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        high >> 32,
+        (high >> 16) & 0xffff,
+        high & 0xffff,
+        low >> 48,
+        low & 0xffff_ffff_ffff
+    )
 }
 
 #[cfg(test)]
@@ -124,29 +417,43 @@ mod tests {
     use chrono::TimeZone;
     use serde_json::json;
 
-    fn builder(extra: serde_json::Value) -> KeyBuilder {
+    fn config(extra: serde_json::Value) -> Result<Config, String> {
         let mut v =
             json!({"bucket": "b", "file_type": "csv", "object_key_path": "/exports//daily/"});
         for (k, x) in extra.as_object().unwrap() {
             v[k] = x.clone();
         }
-        let (config, _) = Config::from_map(v.as_object().unwrap()).unwrap();
-        KeyBuilder::new(&config)
+        Config::from_map(v.as_object().unwrap())
+            .map(|(c, _)| c)
+            .map_err(|e| e.to_string())
+    }
+
+    fn builder(extra: serde_json::Value) -> KeyBuilder {
+        KeyBuilder::new(&config(extra).unwrap())
+    }
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 3, 9, 4, 5, 6).unwrap()
+    }
+
+    fn data_key(keys: &mut KeyBuilder, stream: &str, partition: &str) -> String {
+        keys.next_key(stream, ObjectKind::Data, at(), partition)
+            .unwrap()
     }
 
     #[test]
     fn layout_with_partition_and_unique_part() {
         let mut keys = builder(json!({"date_partition_format": "year=%Y/month=%m/"}));
-        let now = Utc.with_ymd_and_hms(2024, 3, 9, 4, 5, 6).unwrap();
-        let a = keys.next_key("public-users", ObjectKind::Data, now);
-        let b = keys.next_key("public-users", ObjectKind::Data, now);
-        let r = keys.next_key("public-users", ObjectKind::Rejected, now);
-        assert!(
-            r.starts_with("exports/daily/public-users/_rejected/20240309-040506-")
-                && r.ends_with("-00003.jsonl"),
-            "{r}"
-        );
+        let a = data_key(&mut keys, "public-users", "");
+        let b = data_key(&mut keys, "public-users", "");
+        let r = keys
+            .next_key("public-users", ObjectKind::Rejected, at(), "x=1")
+            .unwrap();
         let run = keys.run_id().to_owned();
+        assert_eq!(
+            r,
+            format!("exports/daily/public-users/_rejected/20240309-040506-{run}-00003.jsonl")
+        );
         assert_eq!(
             a,
             format!(
@@ -158,18 +465,195 @@ mod tests {
     }
 
     #[test]
-    fn table_key_and_empty_prefix() {
-        let mut keys = builder(json!({"object_key_path": "", "table": "orders"}));
-        let now = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
-        assert!(
-            keys.next_key("anything", ObjectKind::Data, now)
-                .starts_with("orders/20240101-000000-")
+    fn default_template_is_the_old_layout() {
+        let mut keys = builder(json!({}));
+        let run = keys.run_id().to_owned();
+        assert_eq!(
+            data_key(&mut keys, "s", ""),
+            format!("exports/daily/s/20240309-040506-{run}-00001.csv")
+        );
+        assert_eq!(
+            data_key(&mut keys, "s", "country=FR/n=1"),
+            format!("exports/daily/s/country=FR/n=1/20240309-040506-{run}-00002.csv")
+        );
+        let mut keys = builder(json!({"date_partition_format": "%Y%m%d"}));
+        let run = keys.run_id().to_owned();
+        assert_eq!(
+            data_key(&mut keys, "s", "country=FR"),
+            format!("exports/daily/s/20240309/country=FR/20240309-040506-{run}-00001.csv")
         );
     }
 
     #[test]
+    fn table_key_and_empty_prefix() {
+        let mut keys = builder(json!({"object_key_path": "", "table": "orders"}));
+        assert!(data_key(&mut keys, "anything", "").starts_with("orders/20240309-040506-"));
+    }
+
+    #[test]
+    fn every_placeholder_fills_in() {
+        let template = "{object_key_path}/{stream}/{table}/{date:%Y/%m}/{partition}/{uuid}-{run_id}-{part}.{ext}";
+        let mut keys = builder(
+            json!({"object_key_template": template, "table": "t:x", "partition_by": ["a"]}),
+        );
+        let key = data_key(&mut keys, "my stream", "a=1");
+        let run = keys.run_id().to_owned();
+        let (head, file) = key.rsplit_once('/').unwrap();
+        assert_eq!(head, "exports/daily/my_stream/t_x/2024/03/a=1");
+        let (uuid, rest) = file.split_at(36);
+        assert_eq!(rest, format!("-{run}-00001.csv"));
+        let groups: Vec<usize> = uuid.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12]);
+        assert!(uuid.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+        assert_eq!(&uuid[14..15], "4");
+        assert!("89ab".contains(&uuid[19..20]), "{uuid}");
+        let next = data_key(&mut keys, "my stream", "a=1");
+        assert_ne!(next.rsplit_once('/').unwrap().1[..36], *uuid);
+    }
+
+    #[test]
+    fn uuid_alone_is_unique_enough() {
+        let mut keys = builder(
+            json!({"object_key_template": "{object_key_path}/{table}/{uuid}.{ext}", "object_key_path": "p"}),
+        );
+        let a = data_key(&mut keys, "s", "");
+        let b = data_key(&mut keys, "s", "");
+        assert_ne!(a, b);
+        assert!(a.starts_with("p/s/") && a.ends_with(".csv"), "{a}");
+        let r = keys.next_key("s", ObjectKind::Rejected, at(), "").unwrap();
+        assert!(
+            r.starts_with("p/s/_rejected/") && r.ends_with(".jsonl"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn bad_templates_are_refused_with_the_reason() {
+        let cases = [
+            ("{object_key_path}/{table}/{run_id}-{part", "has no closing"),
+            (
+                "{object_key_path}/{table}}/{run_id}-{part}",
+                "closes no placeholder",
+            ),
+            (
+                "{object_key_path}/{tabel}/{run_id}-{part}",
+                "{tabel} is not a placeholder",
+            ),
+            ("{object_key_path}/{date:%Q}/{run_id}-{part}", "strftime"),
+            ("{object_key_path}/{date}/{run_id}-{part}", "strftime"),
+            (
+                "{object_key_path}/{table}/{date:%Y%m%d}.{ext}",
+                "{run_id} and {part}, or {uuid}",
+            ),
+            (
+                "{object_key_path}/{table}/{run_id}.{ext}",
+                "{run_id} and {part}, or {uuid}",
+            ),
+            (
+                "{object_key_path}/{table}/{part}.{ext}",
+                "{run_id} and {part}, or {uuid}",
+            ),
+            ("s3://b/{uuid}", "s3://"),
+            ("{object_key_path}/{{table}}/{uuid}", "has no closing"),
+        ];
+        for (template, reason) in cases {
+            let e = config(json!({"object_key_template": template})).unwrap_err();
+            assert!(
+                e.contains("\"object_key_template\"") && e.contains(reason),
+                "{template}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn settings_need_their_placeholder() {
+        let template = "{object_key_path}/{stream}/{run_id}-{part}.{ext}";
+        for (key, value, placeholder) in [
+            ("date_partition_format", json!("%Y"), "{date_partition}"),
+            ("table", json!("t"), "{table}"),
+            ("partition_by", json!(["a"]), "{partition}"),
+        ] {
+            let e = config(json!({"object_key_template": template, key: value})).unwrap_err();
+            assert!(e.contains(key) && e.contains(placeholder), "{e}");
+        }
+        let e = config(json!({"object_key_template": "{table}/{uuid}"})).unwrap_err();
+        assert!(e.contains("{object_key_path}"), "{e}");
+        config(json!({"object_key_template": "{table}/{uuid}", "object_key_path": ""})).unwrap();
+    }
+
+    #[test]
+    fn long_keys_are_refused() {
+        let mut keys = builder(json!({"partition_by": ["a"]}));
+        let long = format!("a={}", "x".repeat(1100));
+        let e = keys
+            .next_key("s", ObjectKind::Data, at(), &long)
+            .unwrap_err();
+        assert!(e.contains("1024"), "{e}");
+    }
+
+    #[test]
+    fn stream_prefixes() {
+        let prefix = |extra: serde_json::Value| {
+            let keys = builder(extra);
+            (keys.stream_prefix("a:b"), keys.prefix_is_per_stream())
+        };
+        assert_eq!(prefix(json!({})), ("exports/daily/a_b/".into(), true));
+        assert_eq!(
+            prefix(json!({"table": "orders", "date_partition_format": "%Y"})),
+            ("exports/daily/orders/".into(), false)
+        );
+        let template = |t: &str| json!({"object_key_template": t});
+        assert_eq!(
+            prefix(template(
+                "{object_key_path}/x/{stream}/{table}-{date:%Y}/{uuid}"
+            )),
+            ("exports/daily/x/a_b/".into(), true)
+        );
+        assert_eq!(
+            prefix(template("{object_key_path}/{table}-{date:%Y}/{uuid}")),
+            ("exports/daily/".into(), false)
+        );
+        assert_eq!(
+            prefix(template("{object_key_path}/{date:%Y}/{table}/{uuid}")),
+            ("exports/daily/".into(), false)
+        );
+        assert_eq!(
+            prefix(json!({"object_key_template": "{uuid}/{table}", "object_key_path": ""})),
+            ("".into(), false)
+        );
+        assert_eq!(
+            prefix(template("{object_key_path}//{table}//{run_id}/{part}")),
+            ("exports/daily/a_b/".into(), true)
+        );
+    }
+
+    #[test]
+    fn keys_start_with_their_stream_prefix() {
+        for template in [
+            DEFAULT_TEMPLATE,
+            "{object_key_path}/{table}/{run_id}/{part}/data.{ext}",
+            "{object_key_path}/{date:%Y}/{stream}/{partition}/{uuid}.{ext}",
+        ] {
+            let mut settings = json!({ "object_key_template": template });
+            if template.contains("{partition}") {
+                settings["partition_by"] = json!(["a"]);
+            }
+            if template.contains("{date_partition}") {
+                settings["date_partition_format"] = json!("%d");
+            }
+            let mut keys = builder(settings);
+            let prefix = keys.stream_prefix("s");
+            for kind in [ObjectKind::Data, ObjectKind::Rejected] {
+                let key = keys.next_key("s", kind, at(), "a=1").unwrap();
+                assert!(key.starts_with(&prefix), "{template}: {key} / {prefix}");
+            }
+        }
+    }
+
+    #[test]
     fn run_ids_differ() {
-        assert_ne!(random_run_id(), random_run_id());
+        assert_ne!(random_hex(), random_hex());
+        assert_ne!(random_uuid(), random_uuid());
     }
 
     #[test]

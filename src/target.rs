@@ -8,6 +8,13 @@
 //! when memory runs over budget, and at the end. After every completed object the
 //! newest STATE it covers is written.
 //! Must not touch: formats, key layout or S3 details, which belong to the stages.
+//!
+//! A stream partitioned by `partition_by` has one open object per partition: each
+//! chunk is split by partition and every part goes to its partition's object. Every
+//! open object counts one `part_size_bytes` against `max_buffer_bytes`; an object that
+//! would not fit first completes the least recently written ones, so memory stays
+//! bounded however many partitions a stream has. An object's first input line is that
+//! of the first chunk it took rows from, so no STATE passes rows it holds.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -15,6 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use chrono::Utc;
 use serde::de::Deserializer;
 
@@ -24,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::input::{self, Blocks, Next};
 use crate::metadata::{self, Envelope};
 use crate::object_key::{KeyBuilder, ObjectKind};
+use crate::partition::Partitioner;
 use crate::protocol::{self, Message, Record, RecordSink};
 use crate::schema::StreamSchema;
 use crate::sink::{Job, Sink};
@@ -119,7 +129,7 @@ fn watch_signals(runtime: &tokio::runtime::Runtime) -> Result<Stop> {
     Ok(stop)
 }
 
-/// A stream's buffers: rows not yet encoded, the object they go into, and refused
+/// A stream's buffers: rows not yet encoded, the objects they go into, and refused
 /// records waiting for the quarantine object.
 struct Stream {
     name: String,
@@ -127,7 +137,12 @@ struct Stream {
     records: u64,
     bytes: u64,
     batch: Batch,
-    object: Option<OpenObject>,
+    /// How `partition_by` splits its rows; None: not partitioned.
+    partitioner: Option<Partitioner>,
+    /// Open objects by partition folders ("" when not partitioned).
+    objects: HashMap<String, OpenObject>,
+    /// Rows and bytes of the fullest open object.
+    fullest: (usize, usize),
     rejected: Rejected,
     /// When the oldest record not yet in a completed object arrived.
     started: Option<Instant>,
@@ -135,11 +150,37 @@ struct Stream {
     table_version: Option<i64>,
 }
 
+impl Stream {
+    fn new(name: &str, batch: Batch, partitioner: Option<Partitioner>) -> Stream {
+        Stream {
+            name: name.to_owned(),
+            records: 0,
+            bytes: 0,
+            batch,
+            partitioner,
+            objects: HashMap::new(),
+            fullest: (0, 0),
+            rejected: Rejected::default(),
+            started: None,
+            table_version: None,
+        }
+    }
+
+    fn measure_fullest(&mut self) {
+        let rows = self.objects.values().map(|o| o.rows).max();
+        let bytes = self.objects.values().map(|o| o.bytes).max();
+        self.fullest = (rows.unwrap_or(0), bytes.unwrap_or(0));
+    }
+}
+
 /// An object that has received chunks and is not completed yet.
 struct OpenObject {
     id: u64,
     rows: usize,
     bytes: usize,
+    /// When it last took a chunk (a count of chunks written), to find the least
+    /// recently written object.
+    last_write: u64,
 }
 
 /// Records refused under `invalid_records: quarantine`, as JSONL lines.
@@ -304,6 +345,8 @@ struct Target<'c, W> {
     buffered: usize,
     /// ACTIVATE_VERSION of streams whose SCHEMA has not arrived yet.
     early_versions: HashMap<String, i64>,
+    /// Chunks written so far.
+    writes: u64,
     stop: Stop,
     progress: Progress,
 }
@@ -330,6 +373,7 @@ impl<'c, W: Write> Target<'c, W> {
             summary: Summary::default(),
             buffered: 0,
             early_versions: HashMap::new(),
+            writes: 0,
             stop,
             progress: Progress {
                 started: Instant::now(),
@@ -462,8 +506,11 @@ impl<'c, W: Write> Target<'c, W> {
     }
 
     fn on_schema(&mut self, stream: &str, schema: &str, keys: &[String], line: u64) -> Result<()> {
-        let parsed = StreamSchema::from_json(stream, schema, keys, &self.config.types)
-            .map_err(|e| Error::input(line, Some(stream), e))?;
+        let refused = |e| Error::input(line, Some(stream), e);
+        let parsed =
+            StreamSchema::from_json(stream, schema, keys, &self.config.types).map_err(refused)?;
+        let partitioner =
+            Partitioner::for_stream(&self.config.partition_by, stream, &parsed).map_err(refused)?;
         let batch = Batch::new(Arc::new(parsed), self.config.decode);
         let known = self.streams.get_mut(stream);
         if known
@@ -482,19 +529,12 @@ impl<'c, W: Write> Target<'c, W> {
                 self.complete(stream)?;
                 if let Some(known) = self.streams.get_mut(stream) {
                     known.batch = batch;
+                    known.partitioner = partitioner;
                 }
             }
             None => {
-                let new = Stream {
-                    name: stream.to_owned(),
-                    records: 0,
-                    bytes: 0,
-                    batch,
-                    object: None,
-                    rejected: Rejected::default(),
-                    started: None,
-                    table_version: self.early_versions.remove(stream),
-                };
+                let mut new = Stream::new(stream, batch, partitioner);
+                new.table_version = self.early_versions.remove(stream);
                 self.streams.insert(new);
             }
         }
@@ -539,8 +579,7 @@ impl<'c, W: Write> Target<'c, W> {
         self.buffered += bytes;
         stream.started.get_or_insert_with(Instant::now);
         let (rows, held) = (stream.batch.rows(), stream.batch.bytes());
-        let (object_rows, object_bytes) =
-            stream.object.as_ref().map_or((0, 0), |o| (o.rows, o.bytes));
+        let (object_rows, object_bytes) = stream.fullest;
         let limits = self.limits;
         if object_rows + rows >= limits.max_batch_rows
             || object_bytes + held >= limits.max_batch_bytes
@@ -576,17 +615,10 @@ impl<'c, W: Write> Target<'c, W> {
         }
     }
 
-    /// Encodes the stream's buffered rows into its open object, opening one if needed.
+    /// Encodes the stream's buffered rows into its open object, or each partition's
+    /// rows into that partition's open object, opening objects as needed.
     fn write_chunk(&mut self, name: &str) -> Result<()> {
-        let Target {
-            streams,
-            keys,
-            sink,
-            objects,
-            summary,
-            ..
-        } = self;
-        let Some(stream) = streams.get_mut(name) else {
+        let Some(stream) = self.streams.get_mut(name) else {
             return Ok(());
         };
         let Some(first_line) = stream.batch.first_line() else {
@@ -603,34 +635,140 @@ impl<'c, W: Write> Target<'c, W> {
             .finish()
             .map_err(|e| Error::Encode(e.to_string()))?;
         self.buffered -= bytes;
-        let object = match &mut stream.object {
-            Some(object) => object,
-            None => {
-                let key = keys.next_key(name, ObjectKind::Data, Utc::now());
-                let id = objects.start(first_line, name, &key, 0);
-                objects.open += 1;
-                summary.objects += 1;
-                tracing::info!("stream {name:?}: writing s3://{}/{key}", self.config.bucket);
-                let schema = batch.schema();
-                sink.send(Job::Open {
-                    object: id,
-                    key,
-                    schema,
-                })?;
-                stream.object.insert(OpenObject {
-                    id,
-                    rows: 0,
-                    bytes: 0,
-                })
-            }
+        let Some(partitioner) = &stream.partitioner else {
+            return self.write_part(name, "", batch, first_line, (rows, bytes));
         };
-        object.rows += rows;
-        object.bytes += bytes;
-        let id = object.id;
-        sink.send(Job::Chunk { object: id, batch })
+        let groups = partitioner
+            .split(&batch)
+            .map_err(|e| Error::Encode(format!("stream {name:?}: {e}")))?;
+        for group in groups {
+            let part = group
+                .take(&batch)
+                .map_err(|e| Error::Encode(e.to_string()))?;
+            // Record JSON is not kept per row: a part counts its share of the chunk's.
+            let share = bytes * group.rows() / rows.max(1);
+            self.write_part(
+                name,
+                &group.folders,
+                part,
+                first_line,
+                (group.rows(), share),
+            )?;
+        }
+        Ok(())
     }
 
-    /// Completes the stream's object with everything it buffers, and sends its
+    /// Sends rows to the open object of partition `folders`, opening it if needed.
+    /// `first_line` is that of the chunk the rows come from; `size` their rows and bytes.
+    fn write_part(
+        &mut self,
+        name: &str,
+        folders: &str,
+        part: RecordBatch,
+        first_line: u64,
+        size: (usize, usize),
+    ) -> Result<()> {
+        let is_open = self
+            .streams
+            .get_mut(name)
+            .is_some_and(|s| s.objects.contains_key(folders));
+        if !is_open {
+            self.open_object(name, folders, first_line, part.schema())?;
+        }
+        self.writes += 1;
+        let Some(stream) = self.streams.get_mut(name) else {
+            return Ok(());
+        };
+        let Some(object) = stream.objects.get_mut(folders) else {
+            return Ok(());
+        };
+        object.rows += size.0;
+        object.bytes += size.1;
+        object.last_write = self.writes;
+        let id = object.id;
+        let fullest = &mut stream.fullest;
+        *fullest = (fullest.0.max(object.rows), fullest.1.max(object.bytes));
+        self.sink.send(Job::Chunk {
+            object: id,
+            batch: part,
+        })
+    }
+
+    fn open_object(
+        &mut self,
+        name: &str,
+        folders: &str,
+        first_line: u64,
+        schema: SchemaRef,
+    ) -> Result<()> {
+        self.make_room()?;
+        let key = self
+            .keys
+            .next_key(name, ObjectKind::Data, Utc::now(), folders)
+            .map_err(|e| Error::Store(format!("stream {name:?}: {e}")))?;
+        let id = self.objects.start(first_line, name, &key, 0);
+        self.objects.open += 1;
+        self.summary.objects += 1;
+        tracing::info!("stream {name:?}: writing s3://{}/{key}", self.config.bucket);
+        self.sink.send(Job::Open {
+            object: id,
+            key,
+            schema,
+        })?;
+        let object = OpenObject {
+            id,
+            rows: 0,
+            bytes: 0,
+            last_write: 0,
+        };
+        if let Some(stream) = self.streams.get_mut(name) {
+            stream.objects.insert(folders.to_owned(), object);
+        }
+        Ok(())
+    }
+
+    /// Before an object opens: when one more open object would not fit the memory
+    /// budget, completes the least recently written open objects, of any stream.
+    fn make_room(&mut self) -> Result<()> {
+        let part = self.limits.part_size;
+        while self.objects.open > 0
+            && self.buffered + (self.objects.open + 1) * part > self.limits.max_buffer_bytes
+        {
+            let oldest = self
+                .streams
+                .list
+                .iter()
+                .flat_map(|s| s.objects.iter().map(move |(f, o)| (o.last_write, s, f)))
+                .min_by_key(|(last_write, _, _)| *last_write)
+                .map(|(_, s, f)| (s.name.clone(), f.clone()));
+            let Some((name, folders)) = oldest else { break };
+            self.close_object(&name, &folders)?;
+        }
+        Ok(())
+    }
+
+    /// Ends one open object: it is completed in the background and reported.
+    fn close_object(&mut self, name: &str, folders: &str) -> Result<()> {
+        let Some(stream) = self.streams.get_mut(name) else {
+            return Ok(());
+        };
+        let Some(object) = stream.objects.remove(folders) else {
+            return Ok(());
+        };
+        stream.measure_fullest();
+        tracing::debug!(
+            "stream {name:?}: completing object {} ({} rows)",
+            object.id,
+            object.rows
+        );
+        self.objects.open -= 1;
+        if let Some(in_flight) = self.objects.in_flight.get_mut(&object.id) {
+            in_flight.rows = object.rows;
+        }
+        self.sink.send(Job::Close { object: object.id })
+    }
+
+    /// Completes the stream's objects with everything it buffers, and sends its
     /// quarantined records.
     fn complete(&mut self, name: &str) -> Result<()> {
         self.write_chunk(name)?;
@@ -638,22 +776,20 @@ impl<'c, W: Write> Target<'c, W> {
             return Ok(());
         };
         stream.started = None;
-        if let Some(object) = stream.object.take() {
-            tracing::debug!(
-                "stream {name:?}: completing object {} ({} rows)",
-                object.id,
-                object.rows
-            );
-            self.objects.open -= 1;
-            if let Some(in_flight) = self.objects.in_flight.get_mut(&object.id) {
-                in_flight.rows = object.rows;
-            }
-            self.sink.send(Job::Close { object: object.id })?;
+        let open: Vec<String> = stream.objects.keys().cloned().collect();
+        for folders in open {
+            self.close_object(name, &folders)?;
         }
+        let Some(stream) = self.streams.get_mut(name) else {
+            return Ok(());
+        };
         if let Some(first_line) = stream.rejected.first_line.take() {
             let body = std::mem::take(&mut stream.rejected.jsonl);
             let rows = std::mem::take(&mut stream.rejected.rows);
-            let key = self.keys.next_key(name, ObjectKind::Rejected, Utc::now());
+            let key = self
+                .keys
+                .next_key(name, ObjectKind::Rejected, Utc::now(), "")
+                .map_err(|e| Error::Store(format!("stream {name:?}: {e}")))?;
             let id = self.objects.start(first_line, name, &key, rows);
             self.summary.objects += 1;
             tracing::info!(
@@ -674,7 +810,7 @@ impl<'c, W: Write> Target<'c, W> {
     /// the heaviest stream's object until back within it.
     fn keep_within_budget(&mut self) -> Result<()> {
         let part = self.limits.part_size;
-        let weight = |s: &Stream| s.batch.bytes() + if s.object.is_some() { part } else { 0 };
+        let weight = |s: &Stream| s.batch.bytes() + s.objects.len() * part;
         while self.buffered + self.objects.open * part > self.limits.max_buffer_bytes {
             let heaviest = self
                 .streams
@@ -791,7 +927,7 @@ impl<'c, W: Write> Target<'c, W> {
             return;
         }
         for stream in &mut self.streams.list {
-            if let Some(object) = stream.object.take() {
+            for (_, object) in stream.objects.drain() {
                 self.objects.abandoned.push(object.id);
                 let _ = self.sink.send(Job::Abort { object: object.id });
             }

@@ -1,0 +1,546 @@
+//! Partitioning by record values, Hive style: the `partition_by` fields of a row name
+//! the `name=value/…` folders of the object it goes into.
+//!
+//! Owns: reading `partition_by`, checking it against each stream's columns when its
+//! SCHEMA arrives, the encoding of folder names and values, and splitting a chunk of
+//! rows into one part per partition.
+//! Must not touch: the rest of the key (object_key), objects or the store (target).
+//!
+//! Encoding, as Hive and Spark write it, so that Athena, Spark, Trino, DuckDB and
+//! pyarrow read the values back: a null or empty value is `__HIVE_DEFAULT_PARTITION__`;
+//! in names and values the ASCII control characters, `"` `#` `%` `'` `*` `/` `:` `=`
+//! `?` `\` DEL `{` `[` `]` `^` become `%` and two upper-case hex digits (`F/R` →
+//! `F%2FR`); everything else, spaces and non-ASCII letters included, stays as it is.
+//! Values are written the way the columns print them: integers and decimals in digits,
+//! `true`/`false`, dates `YYYY-MM-DD`, date-times through the field's strftime pattern
+//! (in UTC). The rows keep every column: the folder is only a copy of the value.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use arrow::array::{Array, AsArray, UInt32Array};
+use arrow::compute::{cast, take_record_batch};
+use arrow::datatypes::{DataType, Int32Type, Int64Type, TimeUnit};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
+
+use crate::config::is_valid_strftime;
+use crate::schema::{ColumnType, StreamSchema};
+
+/// The folder value of a null or empty field, as Hive and Spark write it.
+pub const DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// One `partition_by` entry: `[name=]field[:<strftime>]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionField {
+    /// The folder name; by default the column's name in files.
+    pub name: Option<String>,
+    /// The property, as records carry it.
+    pub field: String,
+    /// The pattern a date or date-time value is formatted with.
+    pub format: Option<String>,
+}
+
+/// The `partition_by` setting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PartitionBy {
+    #[default]
+    Off,
+    /// The same fields for every stream: each stream must have them.
+    Every(Vec<PartitionField>),
+    /// Fields per stream name: streams not named are not partitioned.
+    PerStream(HashMap<String, Vec<PartitionField>>),
+}
+
+impl PartitionBy {
+    /// Reads a list of entries (or one entry), or an object of such lists by stream.
+    pub fn from_value(value: &Value) -> Result<PartitionBy, String> {
+        match value {
+            Value::Object(streams) => {
+                let mut out = HashMap::new();
+                for (stream, fields) in streams {
+                    out.insert(stream.clone(), fields_of(fields)?);
+                }
+                Ok(PartitionBy::PerStream(out))
+            }
+            _ => Ok(PartitionBy::Every(fields_of(value)?)),
+        }
+    }
+
+    pub fn is_on(&self) -> bool {
+        *self != PartitionBy::Off
+    }
+
+    fn fields_for(&self, stream: &str) -> Option<&[PartitionField]> {
+        match self {
+            PartitionBy::Off => None,
+            PartitionBy::Every(fields) => Some(fields.as_slice()),
+            PartitionBy::PerStream(streams) => streams.get(stream).map(Vec::as_slice),
+        }
+        .filter(|fields| !fields.is_empty())
+    }
+}
+
+const FORMS: &str = "entries \"field\", \"field:<strftime>\" or \"name=field:<strftime>\" in a list such as [\"created_at:%Y-%m-%d\", \"country\"], or such lists by stream: {\"orders\": [\"country\"]}";
+
+fn fields_of(value: &Value) -> Result<Vec<PartitionField>, String> {
+    let entries = match value {
+        Value::String(_) => std::slice::from_ref(value),
+        Value::Array(entries) => entries.as_slice(),
+        _ => return Err(format!("expected {FORMS}")),
+    };
+    let mut fields: Vec<PartitionField> = Vec::new();
+    for entry in entries {
+        let Value::String(text) = entry else {
+            return Err(format!("entry {entry} is not a string; expected {FORMS}"));
+        };
+        let field = parse_field(text)?;
+        if fields.contains(&field) {
+            return Err(format!("entry {text:?} is given twice"));
+        }
+        fields.push(field);
+    }
+    Ok(fields)
+}
+
+/// `[name=]field[:<strftime>]`: the name ends at the first `=`, the pattern starts at
+/// the first `:%` (field names may hold colons).
+fn parse_field(text: &str) -> Result<PartitionField, String> {
+    let (name, spec) = match text.split_once('=') {
+        Some((name, spec)) => (Some(name.trim()), spec),
+        None => (None, text),
+    };
+    let (field, format) = match spec.find(":%") {
+        Some(at) => (&spec[..at], Some(&spec[at + 1..])),
+        None => (spec, None),
+    };
+    let field = field.trim();
+    if field.is_empty() || name.is_some_and(str::is_empty) {
+        return Err(format!(
+            "entry {text:?} names no field or an empty folder; expected {FORMS}"
+        ));
+    }
+    if let Some(format) = format.filter(|f| !is_valid_strftime(f)) {
+        return Err(format!(
+            "entry {text:?}: {format:?} is not a valid strftime pattern (such as %Y-%m-%d)"
+        ));
+    }
+    Ok(PartitionField {
+        name: name.map(str::to_owned),
+        field: field.to_owned(),
+        format: format.map(str::to_owned),
+    })
+}
+
+/// A stream's partition fields, checked against its columns.
+#[derive(Debug)]
+pub struct Partitioner {
+    fields: Vec<Resolved>,
+}
+
+#[derive(Debug)]
+struct Resolved {
+    column: usize,
+    /// The escaped folder name and `=`.
+    folder: String,
+    format: Option<String>,
+}
+
+/// The rows of a chunk that share one partition.
+pub struct Group {
+    /// `name=value/…`, escaped.
+    pub folders: String,
+    rows: Vec<u32>,
+}
+
+impl Group {
+    pub fn rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// These rows of `batch`, in their order (the batch itself when it is all of them).
+    pub fn take(&self, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+        if self.rows.len() == batch.num_rows() {
+            return Ok(batch.clone());
+        }
+        take_record_batch(batch, &UInt32Array::from(self.rows.clone()))
+    }
+}
+
+impl Partitioner {
+    /// The partitioning of `stream`, or None when `partition_by` leaves it whole. The
+    /// error names the field that the stream lacks or cannot be partitioned by.
+    pub fn for_stream(
+        by: &PartitionBy,
+        stream: &str,
+        schema: &StreamSchema,
+    ) -> Result<Option<Partitioner>, String> {
+        let Some(fields) = by.fields_for(stream) else {
+            return Ok(None);
+        };
+        let mut resolved: Vec<Resolved> = Vec::new();
+        for field in fields {
+            let Some(column) = schema.columns.iter().position(|c| c.name == field.field) else {
+                return Err(format!(
+                    "partition_by field {:?} is not among the schema's properties",
+                    field.field
+                ));
+            };
+            check_type(field, &schema.columns[column].ty)?;
+            let name = field
+                .name
+                .as_deref()
+                .unwrap_or(&schema.columns[column].output_name);
+            let folder = format!("{}=", escape(name));
+            if resolved.iter().any(|r| r.folder == folder) {
+                return Err(format!(
+                    "two partition_by entries make the folder {name:?}; give one another name (\"other={}\")",
+                    field.field
+                ));
+            }
+            resolved.push(Resolved {
+                column,
+                folder,
+                format: field.format.clone(),
+            });
+        }
+        Ok(Some(Partitioner { fields: resolved }))
+    }
+
+    /// The chunk's rows grouped by partition, groups in the order they first appear.
+    pub fn split(&self, batch: &RecordBatch) -> Result<Vec<Group>, String> {
+        let values = self
+            .fields
+            .iter()
+            .map(|f| values(f, batch))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut groups: Vec<Group> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut folders = String::new();
+        for row in 0..batch.num_rows() {
+            folders.clear();
+            for (field, values) in self.fields.iter().zip(&values) {
+                if !folders.is_empty() {
+                    folders.push('/');
+                }
+                folders.push_str(&field.folder);
+                match values[row].as_deref() {
+                    None | Some("") => folders.push_str(DEFAULT_PARTITION),
+                    Some(value) => escape_into(value, &mut folders),
+                }
+            }
+            let at = match index.get(&folders) {
+                Some(&at) => at,
+                None => {
+                    index.insert(folders.clone(), groups.len());
+                    groups.push(Group {
+                        folders: folders.clone(),
+                        rows: Vec::new(),
+                    });
+                    groups.len() - 1
+                }
+            };
+            groups[at].rows.push(row as u32);
+        }
+        Ok(groups)
+    }
+}
+
+fn check_type(field: &PartitionField, ty: &ColumnType) -> Result<(), String> {
+    use ColumnType as T;
+    let name = &field.field;
+    match (ty, &field.format) {
+        (T::Date | T::Timestamp(_), Some(_)) => Ok(()),
+        (T::Integer | T::Boolean | T::Text | T::Literal | T::Decimal { .. } | T::Date, None) => {
+            Ok(())
+        }
+        (T::Timestamp(_), None) => Err(format!(
+            "partition_by field {name:?} is a date-time: give it a strftime pattern, such as \"{name}:%Y-%m-%d\""
+        )),
+        (_, Some(_)) => Err(format!(
+            "partition_by field {name:?} has a strftime pattern, which only date and date-time fields take (column_types can make a string column a timestamp)"
+        )),
+        (ty, None) => Err(format!(
+            "partition_by field {name:?} holds {}; only strings, integers, booleans, decimals, dates and date-times can name a partition",
+            ty.expected()
+        )),
+    }
+}
+
+/// Each row's value of `field` as folder text (before escaping); None for null.
+fn values(field: &Resolved, batch: &RecordBatch) -> Result<Vec<Option<String>>, String> {
+    let array = batch.column(field.column);
+    let failed = |e: ArrowError| format!("cannot read partition values: {e}");
+    let Some(format) = &field.format else {
+        let text = cast(array, &DataType::Utf8).map_err(failed)?;
+        let text = text.as_string::<i32>();
+        return Ok(text.iter().map(|v| v.map(str::to_owned)).collect());
+    };
+    let times: Vec<Option<DateTime<Utc>>> = match array.data_type() {
+        DataType::Timestamp(unit, _) => {
+            let unit = *unit;
+            let numbers = cast(array, &DataType::Int64).map_err(failed)?;
+            let numbers = numbers.as_primitive::<Int64Type>();
+            numbers
+                .iter()
+                .map(|v| v.and_then(|v| time_of(v, unit)))
+                .collect()
+        }
+        DataType::Date32 => {
+            let days = cast(array, &DataType::Int32).map_err(failed)?;
+            let days = days.as_primitive::<Int32Type>();
+            days.iter().map(|v| v.and_then(midnight_of)).collect()
+        }
+        other => return Err(format!("cannot format a {other} column as a date")),
+    };
+    Ok(times
+        .into_iter()
+        .map(|t| {
+            t.map(|t| {
+                let mut text = String::new();
+                let _ = write!(text, "{}", t.format(format));
+                text
+            })
+        })
+        .collect())
+}
+
+fn time_of(value: i64, unit: TimeUnit) -> Option<DateTime<Utc>> {
+    match unit {
+        TimeUnit::Second => DateTime::from_timestamp(value, 0),
+        TimeUnit::Millisecond => DateTime::from_timestamp_millis(value),
+        TimeUnit::Microsecond => DateTime::from_timestamp_micros(value),
+        TimeUnit::Nanosecond => Some(DateTime::from_timestamp_nanos(value)),
+    }
+}
+
+fn midnight_of(days: i32) -> Option<DateTime<Utc>> {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
+    let date = epoch.checked_add_signed(chrono::Duration::days(days.into()))?;
+    Some(date.and_hms_opt(0, 0, 0)?.and_utc())
+}
+
+fn needs_escaping(c: char) -> bool {
+    matches!(
+        c,
+        '\0'..='\x1f'
+            | '"'
+            | '#'
+            | '%'
+            | '\''
+            | '*'
+            | '/'
+            | ':'
+            | '='
+            | '?'
+            | '\\'
+            | '\x7f'
+            | '{'
+            | '['
+            | ']'
+            | '^'
+    )
+}
+
+fn escape_into(text: &str, out: &mut String) {
+    for c in text.chars() {
+        if needs_escaping(c) {
+            let _ = write!(out, "%{:02X}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// A folder name or value escaped as Hive and Spark do (see the module comment).
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    escape_into(text, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::TypeOptions;
+    use arrow::array::{
+        BooleanArray, Date32Array, Decimal128Array, Decimal256Array, Int64Array, StringArray,
+        TimestampMicrosecondArray,
+    };
+    use arrow::datatypes::i256;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn schema(properties: Value) -> StreamSchema {
+        let text = json!({ "properties": properties }).to_string();
+        StreamSchema::from_json("s", &text, &[], &TypeOptions::default()).unwrap()
+    }
+
+    fn by(value: Value) -> PartitionBy {
+        PartitionBy::from_value(&value).unwrap()
+    }
+
+    #[test]
+    fn reads_entries() {
+        assert_eq!(
+            by(json!(["created_at:%Y-%m-%d", "agent:os", "day=ts:%H:%M"])),
+            PartitionBy::Every(vec![
+                PartitionField {
+                    name: None,
+                    field: "created_at".into(),
+                    format: Some("%Y-%m-%d".into())
+                },
+                PartitionField {
+                    name: None,
+                    field: "agent:os".into(),
+                    format: None
+                },
+                PartitionField {
+                    name: Some("day".into()),
+                    field: "ts".into(),
+                    format: Some("%H:%M".into())
+                },
+            ])
+        );
+        assert_eq!(by(json!("country")), by(json!(["country"])));
+        let PartitionBy::PerStream(streams) = by(json!({"orders": ["country"], "users": "id"}))
+        else {
+            panic!()
+        };
+        assert_eq!(streams["users"][0].field, "id");
+        for (bad, reason) in [
+            (json!(["a:%Q"]), "strftime"),
+            (json!([""]), "names no field"),
+            (json!(["=a"]), "names no field"),
+            (json!(["a", "a"]), "twice"),
+            (json!([1]), "not a string"),
+            (json!(5), "expected entries"),
+            (json!({"s": 5}), "expected entries"),
+        ] {
+            let e = PartitionBy::from_value(&bad).unwrap_err();
+            assert!(e.contains(reason), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn escapes_as_hive_does() {
+        assert_eq!(escape("F/R= x é"), "F%2FR%3D x é");
+        assert_eq!(
+            escape("a:b%c#d?e*f\"g'h\\i{j[k]l^m"),
+            "a%3Ab%25c%23d%3Fe%2Af%22g%27h%5Ci%7Bj%5Bk%5Dl%5Em"
+        );
+        assert_eq!(
+            escape("tab\there\nnul\0del\x7f"),
+            "tab%09here%0Anul%00del%7F"
+        );
+        assert_eq!(
+            escape("naïve ✓ 東京 -_.~!@$&()+,;"),
+            "naïve ✓ 東京 -_.~!@$&()+,;"
+        );
+    }
+
+    #[test]
+    fn checks_fields_against_the_schema() {
+        let s = schema(json!({
+            "id": {"type": "integer"}, "ts": {"type": "string", "format": "date-time"},
+            "obj": {"type": "object", "properties": {"a": {"type": "integer"}}},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "f": {"type": "number"}, "name": {"type": "string"}
+        }));
+        let err = |v: Value| Partitioner::for_stream(&by(v), "s", &s).unwrap_err();
+        assert!(err(json!(["nope"])).contains("\"nope\" is not among"));
+        assert!(err(json!(["ts"])).contains("strftime pattern, such as \"ts:%Y-%m-%d\""));
+        assert!(err(json!(["name:%Y"])).contains("only date and date-time"));
+        assert!(err(json!(["obj"])).contains("holds an object"));
+        assert!(err(json!(["tags"])).contains("holds an array"));
+        assert!(err(json!(["f"])).contains("holds a number"));
+        assert!(err(json!(["id", "id=name"])).contains("folder \"id\""));
+        let ok = |v: Value| Partitioner::for_stream(&by(v), "s", &s).unwrap();
+        assert!(ok(json!(["id", "ts:%Y", "name"])).is_some());
+        assert!(ok(json!({"other": ["nope"]})).is_none());
+        assert!(ok(json!([])).is_none());
+    }
+
+    #[test]
+    fn splits_a_chunk_by_value() {
+        let s = schema(json!({
+            "id": {"type": "integer"}, "country": {"type": ["string", "null"]},
+            "ts": {"type": "string", "format": "date-time"}, "ok": {"type": "boolean"},
+            "d": {"type": "string", "format": "date"},
+            "amount": {"type": "number", "multipleOf": 0.01}
+        }));
+        let ts = 1_704_067_200_000_000; // 2024-01-01T00:00:00Z
+        let batch = RecordBatch::try_new(
+            s.arrow.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
+                Arc::new(StringArray::from(vec![
+                    Some("FR"),
+                    None,
+                    Some("a/b"),
+                    Some(""),
+                ])),
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![ts, ts + 86_400_000_000, ts, ts])
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(BooleanArray::from(vec![true, false, true, true])),
+                Arc::new(Date32Array::from(vec![19723, 0, 19723, 19723])),
+                Arc::new(
+                    Decimal128Array::from(vec![1230, 5, 1230, 1230])
+                        .with_precision_and_scale(38, 2)
+                        .unwrap(),
+                ),
+            ],
+        )
+        .unwrap();
+        let p = Partitioner::for_stream(
+            &by(json!(["day=ts:%Y-%m-%d", "country", "ok", "d", "amount"])),
+            "s",
+            &s,
+        )
+        .unwrap()
+        .unwrap();
+        let groups = p.split(&batch).unwrap();
+        let folders: Vec<&str> = groups.iter().map(|g| g.folders.as_str()).collect();
+        assert_eq!(
+            folders,
+            [
+                "day=2024-01-01/country=FR/ok=true/d=2024-01-01/amount=12.30",
+                "day=2024-01-02/country=__HIVE_DEFAULT_PARTITION__/ok=false/d=1970-01-01/amount=0.05",
+                "day=2024-01-01/country=a%2Fb/ok=true/d=2024-01-01/amount=12.30",
+                "day=2024-01-01/country=__HIVE_DEFAULT_PARTITION__/ok=true/d=2024-01-01/amount=12.30",
+            ]
+        );
+        let p = Partitioner::for_stream(&by(json!(["ok"])), "s", &s)
+            .unwrap()
+            .unwrap();
+        let groups = p.split(&batch).unwrap();
+        assert_eq!(groups.len(), 2);
+        let part = groups[0].take(&batch).unwrap();
+        let ids = part.column(0).as_primitive::<Int64Type>();
+        assert_eq!(ids.values(), &[1, 3, 4]);
+        assert_eq!(groups[1].rows(), 1);
+        let wide = schema(json!({"n": {"type": "integer", "maximum": 1e50}}));
+        let value = i256::from_string("-123456789012345678901234567890123456789012").unwrap();
+        let column = Decimal256Array::from(vec![value])
+            .with_precision_and_scale(51, 0)
+            .unwrap();
+        let batch_wide = RecordBatch::try_new(wide.arrow.clone(), vec![Arc::new(column)]).unwrap();
+        let p_wide = Partitioner::for_stream(&by(json!(["n"])), "s", &wide)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            p_wide.split(&batch_wide).unwrap()[0].folders,
+            "n=-123456789012345678901234567890123456789012"
+        );
+        let p = Partitioner::for_stream(&by(json!(["id=d:%Y"])), "s", &s)
+            .unwrap()
+            .unwrap();
+        let whole = p.split(&batch.slice(0, 1)).unwrap();
+        assert_eq!(whole[0].folders, "id=2024");
+        assert_eq!(whole[0].take(&batch.slice(0, 1)).unwrap().num_rows(), 1);
+    }
+}
