@@ -1,7 +1,9 @@
-//! Object keys: `<object_key_path>/<table>/<date partition>/<timestamp>-<unique>.<ext>`.
+//! Object keys: `<object_key_path>/<table>/<date partition>/<timestamp>-<unique>.<ext>`,
+//! and `<object_key_path>/<table>/_rejected/…` and `…/_manifests/…` beside them.
 //!
-//! Owns: the key layout of SPEC §5, the rule that makes a stream name key-safe, and the
-//! unique part that keeps two batches from ever sharing a key.
+//! Owns: the key layout of SPEC §5, the stream's folder every one of its keys starts
+//! with, the rule that makes a stream name key-safe, and the unique part that keeps two
+//! batches from ever sharing a key.
 //! Must not touch: the store. A key is decided before upload and never reused.
 //!
 //! Table rule: ASCII letters, digits, `-`, `_` and `.` are kept; every other character
@@ -25,10 +27,14 @@ pub enum ObjectKind {
     Data,
     /// Records refused under `invalid_records: quarantine`, as JSONL, in `_rejected/`.
     Rejected,
+    /// A stream's manifest of one run, as JSON, in `_manifests/`.
+    Manifest,
 }
 
 /// The folder for quarantined records, under the table's folder.
 pub const REJECTED_FOLDER: &str = "_rejected";
+/// The folder for manifests, under the table's folder.
+pub const MANIFEST_FOLDER: &str = "_manifests";
 
 pub struct KeyBuilder {
     prefix: String,
@@ -55,10 +61,17 @@ impl KeyBuilder {
         &self.run_id
     }
 
+    /// The folder every key of `stream` starts with, `<object_key_path>/<table>/`, with
+    /// its trailing slash, so that it never matches another table whose name merely
+    /// begins the same way. Streams that share a `table` share this folder.
+    pub fn stream_prefix(&self, stream: &str) -> String {
+        let table = table_name(self.table.as_deref().unwrap_or(stream));
+        format!("{}/", joined(&[&self.prefix, &table]))
+    }
+
     /// The key for the next object of `stream`, written at `now`.
     pub fn next_key(&mut self, stream: &str, kind: ObjectKind, now: DateTime<Utc>) -> String {
         self.sequence += 1;
-        let table = table_name(self.table.as_deref().unwrap_or(stream));
         let (partition, extension) = match kind {
             ObjectKind::Data => (
                 self.date_partition_format
@@ -67,6 +80,7 @@ impl KeyBuilder {
                 self.extension,
             ),
             ObjectKind::Rejected => (Some(REJECTED_FOLDER.to_owned()), "jsonl"),
+            ObjectKind::Manifest => (Some(MANIFEST_FOLDER.to_owned()), "json"),
         };
         let file = format!(
             "{}-{}-{:05}.{extension}",
@@ -74,20 +88,19 @@ impl KeyBuilder {
             self.run_id,
             self.sequence,
         );
-        let parts = [
-            Some(self.prefix.as_str()),
-            Some(&table),
-            partition.as_deref(),
-            Some(&file),
-        ];
-        let segments: Vec<&str> = parts
-            .into_iter()
-            .flatten()
-            .flat_map(|p| p.split('/'))
-            .filter(|s| !s.is_empty())
-            .collect();
-        segments.join("/")
+        let rest = joined(&[partition.as_deref().unwrap_or(""), &file]);
+        format!("{}{rest}", self.stream_prefix(stream))
     }
+}
+
+/// Parts joined by single slashes, with no empty segments.
+fn joined(parts: &[&str]) -> String {
+    let segments: Vec<&str> = parts
+        .iter()
+        .flat_map(|p| p.split('/'))
+        .filter(|s| !s.is_empty())
+        .collect();
+    segments.join("/")
 }
 
 /// A stream name made safe for one key segment (the rule in the module comment).
@@ -165,6 +178,27 @@ mod tests {
             keys.next_key("anything", ObjectKind::Data, now)
                 .starts_with("orders/20240101-000000-")
         );
+    }
+
+    #[test]
+    fn every_key_of_a_stream_starts_with_its_prefix() {
+        let now = Utc.with_ymd_and_hms(2024, 3, 9, 4, 5, 6).unwrap();
+        let mut keys = builder(json!({"date_partition_format": "%Y/%m"}));
+        assert_eq!(keys.stream_prefix("a:b"), "exports/daily/a_b/");
+        for kind in [ObjectKind::Data, ObjectKind::Rejected, ObjectKind::Manifest] {
+            let key = keys.next_key("a:b", kind, now);
+            assert!(key.starts_with("exports/daily/a_b/"), "{key}");
+        }
+        let manifest = keys.next_key("a", ObjectKind::Manifest, now);
+        assert!(
+            manifest.starts_with("exports/daily/a/_manifests/20240309-040506-")
+                && manifest.ends_with(".json"),
+            "{manifest}"
+        );
+        let bare = builder(json!({"object_key_path": ""}));
+        assert_eq!(bare.stream_prefix("s"), "s/");
+        let shared = builder(json!({"table": "orders"}));
+        assert_eq!(shared.stream_prefix("x"), shared.stream_prefix("y"));
     }
 
     #[test]
