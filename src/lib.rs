@@ -13,8 +13,10 @@
 //! encode     RecordBatch chunks -> CSV or Parquet bytes, streamed
 //! object_key -> <prefix>/<table>/<partition>/<timestamp>-<unique>.<ext>
 //! sink       the encoder thread: chunks of each open object -> encode -> store
-//! store      -> S3 (PutObject, or multipart parts while encoding), acknowledged
+//! store      -> S3 (PutObject, or multipart parts while encoding) or a local
+//!            folder (temporary file, fsync, rename), acknowledged
 //! state      -> the STATE lines the stored records now cover, on stdout
+//! publish    the run's end: manifests, overwrite's deletions, then the held STATE
 //! ```
 //!
 //! `target` drives the stages; `config` validates the settings they all read.
@@ -26,6 +28,7 @@ pub mod error;
 pub mod input;
 pub mod object_key;
 pub mod protocol;
+pub mod publish;
 pub mod schema;
 pub mod sink;
 pub mod state;

@@ -152,7 +152,7 @@ impl Worker {
                 schema,
             } => {
                 let upload = self.uploader.begin(key, content_type(self.file_type));
-                match Encoder::new(self.file_type, &schema, upload) {
+                match upload.and_then(|u| Encoder::new(self.file_type, &schema, u)) {
                     Ok(encoder) => {
                         self.open.insert(object, encoder);
                     }
