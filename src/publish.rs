@@ -57,6 +57,12 @@ pub struct StreamEnd {
     pub version: Option<i64>,
 }
 
+/// Where the run's end writes and deletes: the store, and the runtime its requests run on.
+pub struct Destination {
+    pub store: Store,
+    pub runtime: Handle,
+}
+
 /// What the end of the run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
@@ -67,17 +73,16 @@ pub struct Published {
 /// Writes the manifests, then deletes the replaced streams' older objects. Every key
 /// written here joins `written`. `stop` is asked before each step that changes the
 /// store, so a signal leaves older objects in place.
-#[allow(clippy::too_many_arguments)]
 pub fn publish(
     config: &Config,
-    store: &Store,
-    runtime: &Handle,
+    destination: &Destination,
     keys: &mut KeyBuilder,
     streams: &[StreamEnd],
     stored: &[StoredObject],
     written: &mut HashSet<String>,
     stop: &dyn Fn() -> Result<()>,
 ) -> Result<Published> {
+    let Destination { store, runtime } = destination;
     let mut published = Published::default();
     if config.store.manifest {
         for stream in streams {

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::input::{self, Blocks, Next};
 use crate::object_key::{KeyBuilder, ObjectKind};
 use crate::protocol::{self, Message, Record, RecordSink};
-use crate::publish::{self, StoredObject, StreamEnd};
+use crate::publish::{self, Destination, StoredObject, StreamEnd};
 use crate::schema::StreamSchema;
 use crate::sink::{Job, Sink};
 use crate::state::StateTracker;
@@ -100,11 +100,11 @@ pub fn run(
     let sink = Sink::start(config.file_type, uploader)?;
     let stop = watch_signals(&runtime)?;
     let blocks = Blocks::spawn(input, config.reliability.max_line_bytes)?;
-    let ends = RunEnd {
+    let destination = Destination {
         store,
         runtime: runtime.handle().clone(),
     };
-    let mut target = Target::new(config, sink, ends, output, stop);
+    let mut target = Target::new(config, sink, destination, output, stop);
     let consumed = target.consume(blocks).and_then(|()| target.finish());
     let outcome = match consumed.and_then(|()| target.publish()) {
         Ok(()) => {
@@ -354,20 +354,14 @@ fn log_metrics(object: &InFlight, bytes: Option<u64>) {
     }
 }
 
-/// What the run's end works with: the store (for manifests and deletions) and the
-/// runtime its requests run on.
-struct RunEnd {
-    store: Store,
-    runtime: tokio::runtime::Handle,
-}
-
 struct Target<'c, W> {
     config: &'c Config,
     limits: &'c Limits,
     streams: Streams,
     keys: KeyBuilder,
     sink: Sink,
-    ends: RunEnd,
+    /// Where objects go; also used by the run's end (`publish`).
+    destination: Destination,
     objects: Objects,
     states: StateTracker,
     /// The newest covered STATE, held back while `holds_state`.
@@ -387,14 +381,20 @@ struct Progress {
 }
 
 impl<'c, W: Write> Target<'c, W> {
-    fn new(config: &'c Config, sink: Sink, ends: RunEnd, output: W, stop: Stop) -> Self {
+    fn new(
+        config: &'c Config,
+        sink: Sink,
+        destination: Destination,
+        output: W,
+        stop: Stop,
+    ) -> Self {
         Target {
             config,
             limits: &config.limits,
             streams: Streams::default(),
             keys: KeyBuilder::new(config),
             sink,
-            ends,
+            destination,
             objects: Objects {
                 remember: config.store.holds_state(),
                 ..Objects::default()
@@ -622,7 +622,7 @@ impl<'c, W: Write> Target<'c, W> {
             streams,
             keys,
             sink,
-            ends,
+            destination,
             objects,
             summary,
             ..
@@ -653,7 +653,10 @@ impl<'c, W: Write> Target<'c, W> {
                 let id = objects.start(started);
                 objects.open += 1;
                 summary.objects += 1;
-                tracing::info!("stream {name:?}: writing {}", ends.store.location(&key));
+                tracing::info!(
+                    "stream {name:?}: writing {}",
+                    destination.store.location(&key)
+                );
                 let schema = batch.schema();
                 sink.send(Job::Open {
                     object: id,
@@ -702,7 +705,7 @@ impl<'c, W: Write> Target<'c, W> {
             self.summary.objects += 1;
             tracing::info!(
                 "stream {name:?}: writing {rows} rejected records to {}",
-                self.ends.store.location(&key)
+                self.destination.store.location(&key)
             );
             self.sink.send(Job::Put {
                 object: id,
@@ -835,8 +838,7 @@ impl<'c, W: Write> Target<'c, W> {
         let stop = self.stop.clone();
         let published = publish::publish(
             self.config,
-            &self.ends.store,
-            &self.ends.runtime,
+            &self.destination,
             &mut self.keys,
             &streams,
             &self.objects.stored,
