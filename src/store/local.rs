@@ -180,24 +180,33 @@ impl LocalFile {
     /// Flushes and syncs the file, renames it to its key and syncs the folder; returns
     /// the object's size. Blocking: run it off the encoder thread.
     pub fn commit(mut self) -> Result<u64> {
-        let failed =
-            |e: io::Error| Error::Store(format!("writing {} failed: {e}", self.path.display()));
         let Some(writer) = self.file.take() else {
             return Err(Error::Store(format!(
                 "writing {} failed: abandoned",
                 self.path.display()
             )));
         };
-        let file = writer.into_inner().map_err(|e| failed(e.into_error()))?;
-        file.sync_all().map_err(failed)?;
-        drop(file);
-        fs::rename(&self.temporary, &self.path).map_err(failed)?;
-        if let Some(folder) = self.path.parent() {
-            File::open(folder)
-                .and_then(|f| f.sync_all())
-                .map_err(failed)?;
+        match self.put_in_place(writer) {
+            Ok(()) => Ok(self.bytes),
+            Err(e) => {
+                let _ = fs::remove_file(&self.temporary);
+                Err(Error::Store(format!(
+                    "writing {} failed: {e}",
+                    self.path.display()
+                )))
+            }
         }
-        Ok(self.bytes)
+    }
+
+    fn put_in_place(&self, writer: BufWriter<File>) -> io::Result<()> {
+        let file = writer.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&self.temporary, &self.path)?;
+        match self.path.parent() {
+            Some(folder) => File::open(folder)?.sync_all(),
+            None => Ok(()),
+        }
     }
 
     /// Gives the object up: the temporary file is removed, nothing else remains.
