@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow::datatypes::TimeUnit;
 use chrono::format::{Item, StrftimeItems};
@@ -87,6 +87,21 @@ pub const UNKNOWN_FIELDS: &[&str] = &["warn", "fail"];
 pub const INEXACT_NUMBERS: &[&str] = &["fail", "warn"];
 pub const TIMESTAMP_UNITS: &[&str] = &["us", "ms", "ns"];
 pub const COMPRESSIONS: &[&str] = &["none", "gzip", "zstd", "snappy", "lz4"];
+pub const ENCRYPTIONS: &[&str] = &["AES256", "aws:kms"];
+/// The storage classes a PutObject may ask for (a unit test in `store::s3` checks each
+/// against the SDK's enum).
+pub const STORAGE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "GLACIER_IR",
+    "DEEP_ARCHIVE",
+    "REDUCED_REDUNDANCY",
+    "EXPRESS_ONEZONE",
+];
+pub const LOAD_METHODS: &[&str] = &["append", "overwrite"];
 
 pub const DEFAULT_MAX_BATCH_ROWS: u64 = 1_000_000;
 pub const DEFAULT_MAX_BATCH_BYTES: u64 = 256 * 1024 * 1024;
@@ -154,7 +169,7 @@ pub const SETTINGS: &[Setting] = &[
     setting(
         "aws_endpoint",
         Kind::Text,
-        "Endpoint URL of an S3-compatible service (http:// or https://), addressed path-style.",
+        "Endpoint URL of an S3-compatible service (http:// or https://), addressed path-style; or `file:///absolute/folder` to write into a local folder instead (the bucket is a folder under it; no AWS credentials are used).",
     ),
     setting(
         "role_arn",
@@ -178,7 +193,7 @@ pub const SETTINGS: &[Setting] = &[
         setting(
             "preflight",
             Kind::Boolean,
-            "Check at start-up, before any input is read, that the endpoint answers, the credentials are valid and the bucket exists (one ListObjectsV2 of at most one key under the prefix). Access denied to that call is reported as a warning, since the load itself needs only s3:PutObject.",
+            "Check at start-up, before any input is read, that the endpoint answers, the credentials are valid and the bucket exists (one ListObjectsV2 of at most one key under the prefix). Access denied to that call is reported as a warning, since the load itself needs only s3:PutObject; with load_method overwrite it is an error, since replacing needs s3:ListBucket and s3:DeleteObject. For a local folder: that it can be written.",
         ),
         "true",
     ),
@@ -400,6 +415,37 @@ pub const SETTINGS: &[Setting] = &[
         Kind::PartitionBy,
         "Record fields whose values make Hive-style folders (`country=FR/`) at {partition}, each object holding one partition's rows: a list of `field`, `field:<strftime>` (date and date-time fields) or `name=field:<strftime>`, for every stream (each must have the fields); or an object of such lists by stream name (streams not named are not partitioned).",
     ),
+    setting(
+        "server_side_encryption",
+        Kind::Choice(ENCRYPTIONS),
+        "Server-side encryption S3 applies to every object written (data, rejected records, manifests): `AES256` (SSE-S3) or `aws:kms` (SSE-KMS); null: the bucket's default. Ignored, with a warning, for a local folder.",
+    ),
+    setting(
+        "kms_key_id",
+        Kind::Text,
+        "KMS key (id, ARN or alias) for `aws:kms`; null: the account's aws/s3 key. Only valid with server_side_encryption `aws:kms`; the credentials need kms:GenerateDataKey on it.",
+    ),
+    setting(
+        "storage_class",
+        Kind::Choice(STORAGE_CLASSES),
+        "Storage class of every object written: STANDARD, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, GLACIER, GLACIER_IR, DEEP_ARCHIVE, REDUCED_REDUNDANCY or EXPRESS_ONEZONE; null: the bucket's default. Ignored, with a warning, for a local folder.",
+    ),
+    with_default(
+        setting(
+            "load_method",
+            Kind::Choice(LOAD_METHODS),
+            "`append` adds objects; `overwrite` replaces: at the end of a successful run, every object under `<object_key_path>/<table>/` that the run did not write is deleted, for each stream that received records or an ACTIVATE_VERSION. Needs s3:ListBucket and s3:DeleteObject. STATE is held until the end of the run.",
+        ),
+        "append",
+    ),
+    with_default(
+        setting(
+            "manifest",
+            Kind::Boolean,
+            "Write a manifest per stream and run, `<object_key_path>/<table>/_manifests/<timestamp>-<run id>-<sequence>.json`, once all its objects are stored: Redshift COPY's manifest format (entries with url, mandatory and meta.content_length) plus record counts and the columns with their types. STATE is held until the manifests are stored.",
+        ),
+        "false",
+    ),
 ];
 
 /// A credential: shown as `***` by `Debug` and `Display`, readable only through `expose`.
@@ -607,6 +653,35 @@ pub struct Config {
     pub invalid_records: InvalidRecords,
     pub limits: Limits,
     pub reliability: Reliability,
+    pub store: StoreSettings,
+}
+
+/// Where objects go, how S3 keeps them, and what a run leaves behind besides them.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// `aws_endpoint: file:///dir`: objects go to `<dir>/<bucket>/<key>` instead of S3.
+    pub local_folder: Option<PathBuf>,
+    /// `AES256` or `aws:kms`, as S3 spells them.
+    pub server_side_encryption: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub storage_class: Option<String>,
+    pub load_method: LoadMethod,
+    pub manifest: bool,
+}
+
+impl StoreSettings {
+    /// Whether STATE waits for the end of the run: the run's manifests and deletions
+    /// make it one unit, and a STATE written before them could let a re-run skip
+    /// records that no manifest lists or that a replacement would delete.
+    pub fn holds_state(&self) -> bool {
+        self.manifest || self.load_method == LoadMethod::Overwrite
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMethod {
+    Append,
+    Overwrite,
 }
 
 /// Sizes that bound objects and memory.
@@ -672,13 +747,19 @@ impl Config {
                     }),
             );
         }
+        let endpoint = v.text("aws_endpoint")?.map(check_endpoint).transpose()?;
+        let (endpoint, local_folder) = match endpoint {
+            Some(Endpoint::Url(url)) => (Some(url), None),
+            Some(Endpoint::Folder(folder)) => (None, Some(folder)),
+            None => (None, None),
+        };
         let aws = AwsSettings {
             access_key_id: v.text("aws_access_key_id")?,
             secret_access_key: v.text("aws_secret_access_key")?.map(Secret),
             session_token: v.text("aws_session_token")?.map(Secret),
             profile: v.text("aws_profile")?,
             region: v.text("aws_region")?,
-            endpoint: v.text("aws_endpoint")?.map(check_endpoint).transpose()?,
+            endpoint,
             role_arn: v.text("role_arn")?.map(check_role_arn).transpose()?,
             role_session_name: v.text_or_default("role_session_name")?,
             external_id: v.text("external_id")?,
@@ -750,10 +831,73 @@ impl Config {
                 max_line_bytes: v.integer("max_line_bytes")?,
                 progress_interval: seconds(v.integer("progress_interval_seconds")?),
             },
+            store: store_settings(&v, local_folder)?,
         };
         check_template_placeholders(&config)?;
+        warnings.extend(local_folder_warnings(&config, map));
         Ok((config, warnings))
     }
+}
+
+fn store_settings(v: &Values, local_folder: Option<PathBuf>) -> Result<StoreSettings> {
+    let server_side_encryption = v.choice("server_side_encryption")?;
+    let kms_key_id = v.text("kms_key_id")?.filter(|k| !k.is_empty());
+    if kms_key_id.is_some() && server_side_encryption.as_deref() != Some("aws:kms") {
+        return Err(Error::Config(
+            "key \"kms_key_id\" is set but \"server_side_encryption\" is not \"aws:kms\"; set server_side_encryption to \"aws:kms\" or drop kms_key_id".into(),
+        ));
+    }
+    Ok(StoreSettings {
+        local_folder,
+        server_side_encryption,
+        kms_key_id,
+        storage_class: v.choice("storage_class")?,
+        load_method: match v.choice_or_default("load_method")?.as_str() {
+            "overwrite" => LoadMethod::Overwrite,
+            _ => LoadMethod::Append,
+        },
+        manifest: v.boolean("manifest")?,
+    })
+}
+
+/// A local folder takes no AWS settings: say which of the given ones go unused. The
+/// S3 object settings are warnings, not errors, so one config can serve a dry run.
+fn local_folder_warnings(config: &Config, map: &Map<String, Value>) -> Vec<String> {
+    let Some(folder) = &config.store.local_folder else {
+        return Vec::new();
+    };
+    let given = |names: &[&str]| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| map.get(**n).is_some_and(|v| !v.is_null()))
+            .map(|n| n.to_string())
+            .collect()
+    };
+    let aws = given(&[
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_profile",
+        "aws_region",
+        "role_arn",
+        "external_id",
+    ]);
+    let s3 = given(&["server_side_encryption", "kms_key_id", "storage_class"]);
+    let shown = folder.display();
+    let mut warnings = Vec::new();
+    if !aws.is_empty() {
+        warnings.push(format!(
+            "config: aws_endpoint is the local folder {shown}, so these settings are not used: {}",
+            aws.join(", ")
+        ));
+    }
+    if !s3.is_empty() {
+        warnings.push(format!(
+            "config: aws_endpoint is the local folder {shown}, so these S3 settings are ignored (files are written unencrypted, with no storage class): {}",
+            s3.join(", ")
+        ));
+    }
+    warnings
 }
 
 fn seconds(n: usize) -> std::time::Duration {
@@ -998,10 +1142,12 @@ impl Values<'_> {
         let Some(value) = self.raw(name)? else {
             return Ok(None);
         };
-        let word = value.as_str().map(str::to_ascii_lowercase);
-        match word {
-            Some(word) if allowed.contains(&word.as_str()) => Ok(Some(word)),
-            _ => Err(wrong_value(setting, value, &one_of(allowed))),
+        let found = value
+            .as_str()
+            .and_then(|word| allowed.iter().find(|a| a.eq_ignore_ascii_case(word)));
+        match found {
+            Some(word) => Ok(Some((*word).to_owned())),
+            None => Err(wrong_value(setting, value, &one_of(allowed))),
         }
     }
 
@@ -1266,20 +1412,56 @@ fn check_prefix(name: &str, value: &str) -> Result<String> {
     Ok(parts.join("/"))
 }
 
-fn check_endpoint(url: String) -> Result<String> {
+/// What `aws_endpoint` names: an S3-compatible service, or a local folder.
+#[derive(Debug, PartialEq)]
+enum Endpoint {
+    Url(String),
+    Folder(PathBuf),
+}
+
+fn check_endpoint(url: String) -> Result<Endpoint> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return match percent_decoded(path) {
+            Some(folder) if folder.starts_with('/') => Ok(Endpoint::Folder(PathBuf::from(folder))),
+            _ => Err(invalid(
+                "aws_endpoint",
+                &url,
+                "a local folder as a file URL with an absolute path, such as \"file:///var/data/lake\"",
+            )),
+        };
+    }
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"));
     match rest {
         Some(host) if !host.is_empty() && !host.starts_with('/') => {
-            Ok(url.trim_end_matches('/').to_owned())
+            Ok(Endpoint::Url(url.trim_end_matches('/').to_owned()))
         }
         _ => Err(invalid(
             "aws_endpoint",
             &url,
-            "a URL such as \"http://127.0.0.1:9000\" or \"https://s3.example.com\"",
+            "a URL such as \"http://127.0.0.1:9000\" or \"https://s3.example.com\", or a folder such as \"file:///var/data/lake\"",
         )),
     }
+}
+
+/// A URL path with its `%XX` escapes decoded; None when an escape is broken or the
+/// result is not UTF-8.
+fn percent_decoded(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn check_role_arn(arn: String) -> Result<String> {
@@ -1653,6 +1835,57 @@ mod tests {
             .find(|s| s["name"] == "csv_delimiter")
             .unwrap();
         assert_eq!(delimiter["aliases"], json!(["delimiter"]));
+    }
+
+    #[test]
+    fn store_settings() {
+        let c = parse(base()).unwrap();
+        assert_eq!(c.store.load_method, LoadMethod::Append);
+        assert!(!c.store.manifest && !c.store.holds_state());
+        assert!(c.store.local_folder.is_none() && c.store.storage_class.is_none());
+        let mut v = with("server_side_encryption", json!("aes256"));
+        v["storage_class"] = json!("glacier_ir");
+        v["load_method"] = json!("OVERWRITE");
+        v["manifest"] = json!("true");
+        let c = parse(v).unwrap();
+        assert_eq!(c.store.server_side_encryption.as_deref(), Some("AES256"));
+        assert_eq!(c.store.storage_class.as_deref(), Some("GLACIER_IR"));
+        assert_eq!(c.store.load_method, LoadMethod::Overwrite);
+        assert!(c.store.manifest && c.store.holds_state());
+        let e = error(with("kms_key_id", json!("alias/x")));
+        assert!(
+            e.contains("\"kms_key_id\"") && e.contains("\"aws:kms\""),
+            "{e}"
+        );
+        let e = error(with("storage_class", json!("COLD")));
+        assert!(
+            e.contains("storage_class") && e.contains("\"DEEP_ARCHIVE\""),
+            "{e}"
+        );
+        let e = error(with("load_method", json!("upsert")));
+        assert!(e.contains("\"append\", \"overwrite\""), "{e}");
+    }
+
+    #[test]
+    fn a_file_endpoint_is_a_local_folder() {
+        let mut v = with("aws_endpoint", json!("file:///var/lake%20data/"));
+        v["aws_access_key_id"] = json!("AKID");
+        v["aws_secret_access_key"] = json!("secret");
+        v["storage_class"] = json!("STANDARD_IA");
+        let Value::Object(map) = v else { panic!() };
+        let (c, warnings) = Config::from_map(&map).unwrap();
+        assert_eq!(
+            c.store.local_folder.as_deref(),
+            Some(Path::new("/var/lake data/"))
+        );
+        assert!(c.aws.endpoint.is_none());
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("aws_access_key_id, aws_secret_access_key"));
+        assert!(warnings[1].contains("storage_class") && !warnings[1].contains("secret"));
+        for bad in ["file://relative/dir", "file://", "file:///bad%zz"] {
+            let e = error(with("aws_endpoint", json!(bad)));
+            assert!(e.contains("aws_endpoint") && e.contains("file:///"), "{e}");
+        }
     }
 
     #[test]

@@ -15,8 +15,10 @@
 //! object_key -> object_key_template filled in: by default
 //!            <prefix>/<table>/<date partition>/<partition>/<timestamp>-<unique>.<ext>
 //! sink       the encoder thread: chunks of each open object -> encode -> store
-//! store      -> S3 (PutObject, or multipart parts while encoding), acknowledged
+//! store      -> S3 (PutObject, or multipart parts while encoding) or a local
+//!            folder (temporary file, fsync, rename), acknowledged
 //! state      -> the STATE lines the stored records now cover, on stdout
+//! publish    the run's end: manifests, overwrite's deletions, then the held STATE
 //! ```
 //!
 //! `target` drives the stages; `config` validates the settings they all read.
@@ -30,6 +32,7 @@ pub mod metadata;
 pub mod object_key;
 pub mod partition;
 pub mod protocol;
+pub mod publish;
 pub mod schema;
 pub mod sink;
 pub mod state;

@@ -1,4 +1,5 @@
-//! Object keys: `object_key_template` filled in for every object.
+//! Object keys: `object_key_template` filled in for every object, and the `_rejected/`
+//! and `_manifests/` folders beside the data of a stream.
 //!
 //! Owns: the template and its placeholders, the rule that makes a stream name key-safe,
 //! the unique part that keeps two objects from ever sharing a key, and the fixed leading
@@ -42,10 +43,14 @@ pub enum ObjectKind {
     Data,
     /// Records refused under `invalid_records: quarantine`, as JSONL, in `_rejected/`.
     Rejected,
+    /// A stream's manifest of one run, as JSON, in `_manifests/`.
+    Manifest,
 }
 
 /// The folder for quarantined records, just above their file name.
 pub const REJECTED_FOLDER: &str = "_rejected";
+/// The folder for manifests, under the table's folder.
+pub const MANIFEST_FOLDER: &str = "_manifests";
 
 /// The key layout of SPEC §5, with the partition folders after the date partition.
 pub const DEFAULT_TEMPLATE: &str = "{object_key_path}/{table}/{date_partition}/{partition}/{date:%Y%m%d-%H%M%S}-{run_id}-{part}.{ext}";
@@ -259,14 +264,26 @@ impl KeyBuilder {
                 partition: "",
                 extension: "jsonl",
             },
+            ObjectKind::Manifest => Fill {
+                stream,
+                now,
+                date_partition: false,
+                partition: "",
+                extension: "json",
+            },
         };
         let mut text = String::new();
         for piece in &self.template.pieces {
             self.fill(piece, &fill, &mut text);
         }
         let mut segments = segments(&text);
-        if kind == ObjectKind::Rejected {
-            segments.insert(segments.len().saturating_sub(1), REJECTED_FOLDER);
+        let folder = match kind {
+            ObjectKind::Data => None,
+            ObjectKind::Rejected => Some(REJECTED_FOLDER),
+            ObjectKind::Manifest => Some(MANIFEST_FOLDER),
+        };
+        if let Some(folder) = folder {
+            segments.insert(segments.len().saturating_sub(1), folder);
         }
         let key = segments.join("/");
         if key.len() > MAX_KEY_BYTES {
@@ -296,7 +313,15 @@ impl KeyBuilder {
         self.fixed_prefix("").1
     }
 
-    fn fixed_prefix(&self, stream: &str) -> (String, bool) {
+    /// Whether `stream_prefix` holds the table's folder ({table} or {stream}), so that
+    /// what lies under it belongs to that table alone (and to streams sharing a `table`
+    /// setting): what `load_method: overwrite` needs before it may delete there.
+    pub fn prefix_is_per_table(&self) -> bool {
+        self.fixed_prefix("").2
+    }
+
+    /// The prefix, whether it names the stream, and whether it names the table.
+    fn fixed_prefix(&self, stream: &str) -> (String, bool, bool) {
         let fill = Fill {
             stream,
             now: DateTime::UNIX_EPOCH,
@@ -305,8 +330,8 @@ impl KeyBuilder {
             extension: "",
         };
         let mut text = String::new();
-        // Where the first piece naming the stream ends.
-        let mut named_at = None;
+        // Where the first pieces naming the stream and the table end.
+        let (mut stream_at, mut table_at) = (None, None);
         for piece in self.template.pieces.iter().take_while(|p| p.is_fixed()) {
             self.fill(piece, &fill, &mut text);
             let names_stream = match piece {
@@ -315,16 +340,20 @@ impl KeyBuilder {
                 _ => false,
             };
             if names_stream {
-                named_at.get_or_insert(text.len());
+                stream_at.get_or_insert(text.len());
+            }
+            if matches!(piece, Piece::Stream | Piece::Table) {
+                table_at.get_or_insert(text.len());
             }
         }
         let folder = &text[..text.rfind('/').map_or(0, |i| i + 1)];
         let prefix = segments(folder).join("/");
-        let per_stream = named_at.is_some_and(|at| at <= folder.len());
+        let within = |at: Option<usize>| at.is_some_and(|at| at <= folder.len());
+        let (per_stream, per_table) = (within(stream_at), within(table_at));
         if prefix.is_empty() {
-            (prefix, per_stream)
+            (prefix, per_stream, per_table)
         } else {
-            (prefix + "/", per_stream)
+            (prefix + "/", per_stream, per_table)
         }
     }
 
@@ -648,6 +677,31 @@ mod tests {
                 assert!(key.starts_with(&prefix), "{template}: {key} / {prefix}");
             }
         }
+    }
+
+    #[test]
+    fn every_key_of_a_stream_starts_with_its_prefix() {
+        let now = Utc.with_ymd_and_hms(2024, 3, 9, 4, 5, 6).unwrap();
+        let mut keys = builder(json!({"date_partition_format": "%Y/%m"}));
+        assert_eq!(keys.stream_prefix("a:b"), "exports/daily/a_b/");
+        for kind in [ObjectKind::Data, ObjectKind::Rejected, ObjectKind::Manifest] {
+            let key = keys.next_key("a:b", kind, now, "").unwrap();
+            assert!(key.starts_with("exports/daily/a_b/"), "{key}");
+        }
+        let manifest = keys.next_key("a", ObjectKind::Manifest, now, "").unwrap();
+        assert!(
+            manifest.starts_with("exports/daily/a/_manifests/20240309-040506-")
+                && manifest.ends_with(".json"),
+            "{manifest}"
+        );
+        let bare = builder(json!({"object_key_path": ""}));
+        assert_eq!(bare.stream_prefix("s"), "s/");
+        let shared = builder(json!({"table": "orders"}));
+        assert_eq!(shared.stream_prefix("x"), shared.stream_prefix("y"));
+        assert!(shared.prefix_is_per_table() && !shared.prefix_is_per_stream());
+        let dated =
+            builder(json!({"object_key_template": "{object_key_path}/{date:%Y}/{table}/{uuid}"}));
+        assert!(!dated.prefix_is_per_table());
     }
 
     #[test]

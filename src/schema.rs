@@ -90,6 +90,29 @@ impl ColumnType {
         ]))
     }
 
+    /// The column's type as SQL engines that read these files spell it (Athena, Hive,
+    /// Spark DDL): `bigint`, `decimal(38,9)`, `struct<a:string>`, `array<date>`…
+    pub fn sql_name(&self) -> String {
+        match self {
+            ColumnType::Integer => "bigint".into(),
+            ColumnType::Number => "double".into(),
+            ColumnType::Decimal { precision, scale } => format!("decimal({precision},{scale})"),
+            ColumnType::Boolean => "boolean".into(),
+            ColumnType::Text | ColumnType::Literal | ColumnType::Json => "string".into(),
+            ColumnType::Timestamp(_) => "timestamp".into(),
+            ColumnType::Date => "date".into(),
+            ColumnType::Time => "time".into(),
+            ColumnType::Struct(fields) => {
+                let fields: Vec<String> = fields
+                    .iter()
+                    .map(|f| format!("{}:{}", f.output_name, f.ty.sql_name()))
+                    .collect();
+                format!("struct<{}>", fields.join(","))
+            }
+            ColumnType::List(item) => format!("array<{}>", item.sql_name()),
+        }
+    }
+
     /// What a record value must look like, for error messages.
     pub fn expected(&self) -> String {
         match self {
@@ -604,6 +627,21 @@ mod tests {
 
     fn decimal(precision: u8, scale: i8) -> ColumnType {
         ColumnType::Decimal { precision, scale }
+    }
+
+    #[test]
+    fn sql_names_for_manifests() {
+        let nested = ty(json!({"type": "object", "properties": {
+            "at": {"type": "string", "format": "date-time"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "n": {"type": "number", "multipleOf": 0.01, "maximum": 1000}
+        }}));
+        assert_eq!(
+            nested.sql_name(),
+            "struct<at:timestamp,tags:array<string>,n:decimal(6,2)>"
+        );
+        assert_eq!(ty(json!({"type": "integer"})).sql_name(), "bigint");
+        assert_eq!(ty(json!({})).sql_name(), "string");
     }
 
     #[test]

@@ -160,7 +160,7 @@ impl Worker {
             } => {
                 let media = media(self.file_type, self.output.compression.codec);
                 let upload = self.uploader.begin(key, media);
-                match Encoder::new(self.file_type, &self.output, &schema, upload) {
+                match upload.and_then(|u| Encoder::new(self.file_type, &self.output, &schema, u)) {
                     Ok(encoder) => {
                         self.open.insert(object, encoder);
                     }

@@ -6,7 +6,8 @@
 //! open object, which the encoder thread (`sink`) encodes and streams to the store; an
 //! object is completed when it reaches its limits, when its stream's schema changes,
 //! when memory runs over budget, and at the end. After every completed object the
-//! newest STATE it covers is written.
+//! newest STATE it covers is written — or, when `manifest` or `load_method: overwrite`
+//! make the run one unit, held until `publish` has finished the run's end.
 //! Must not touch: formats, key layout or S3 details, which belong to the stages.
 //!
 //! A stream partitioned by `partition_by` has one open object per partition: each
@@ -16,7 +17,7 @@
 //! bounded however many partitions a stream has. An object's first input line is that
 //! of the first chunk it took rows from, so no STATE passes rows it holds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -28,17 +29,18 @@ use chrono::Utc;
 use serde::de::Deserializer;
 
 use crate::batch::Batch;
-use crate::config::{Config, InvalidRecords, Limits};
+use crate::config::{Config, InvalidRecords, Limits, LoadMethod};
 use crate::error::{Error, Result};
 use crate::input::{self, Blocks, Next};
 use crate::metadata::{self, Envelope};
 use crate::object_key::{KeyBuilder, ObjectKind};
 use crate::partition::Partitioner;
 use crate::protocol::{self, Message, Record, RecordSink};
+use crate::publish::{self, Destination, StoredObject, StreamEnd};
 use crate::schema::StreamSchema;
 use crate::sink::{Job, Sink};
 use crate::state::StateTracker;
-use crate::store::{S3Store, Uploader};
+use crate::store::{Store, Uploader};
 use crate::values::compact_json;
 
 /// Lines between checks of every stream's object age.
@@ -56,18 +58,26 @@ pub struct Summary {
     pub states: u64,
     pub skipped: u64,
     pub quarantined: u64,
+    pub manifests: u64,
+    pub deleted: u64,
 }
 
 /// Checks that the store can be reached with the configured credentials and the bucket
-/// exists (the preflight check, whatever `preflight` says), and nothing more.
+/// exists, or that the local folder can be written (the preflight check, whatever
+/// `preflight` says), and nothing more.
 pub fn test_connection(config: &Config) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let store = S3Store::connect(config).await?;
-        store.preflight(&config.object_key_path).await
+        let store = Store::connect(config).await?;
+        preflight(config, &store).await
     })
+}
+
+async fn preflight(config: &Config, store: &Store) -> Result<()> {
+    let overwrite = config.store.load_method == LoadMethod::Overwrite;
+    store.preflight(&config.object_key_path, overwrite).await
 }
 
 /// Runs the whole load: connects, reads `input` to its end, stores every record, and
@@ -81,13 +91,26 @@ pub fn run(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let store = runtime.block_on(S3Store::connect(config))?;
+    if config.store.load_method == LoadMethod::Overwrite
+        && !KeyBuilder::new(config).prefix_is_per_table()
+    {
+        return Err(Error::Config(
+            "load_method \"overwrite\" deletes under each table's folder, so object_key_template must name {table} or {stream} before any placeholder that changes per object (such as {date:...})".into(),
+        ));
+    }
+    let store = runtime.block_on(Store::connect(config))?;
     if config.reliability.preflight {
-        runtime.block_on(store.preflight(&config.object_key_path))?;
+        runtime.block_on(preflight(config, &store))?;
+    }
+    if config.store.load_method == LoadMethod::Overwrite {
+        tracing::info!(
+            "load_method overwrite: at the end of a successful run, each stream's older objects under {} are deleted (this needs s3:ListBucket and s3:DeleteObject besides s3:PutObject); STATE is written only then",
+            store.location(&format!("{}/<table>/", config.object_key_path))
+        );
     }
     let limits = &config.limits;
     let uploader = Uploader::new(
-        store,
+        store.clone(),
         runtime.handle().clone(),
         limits.part_size,
         limits.max_concurrent_uploads,
@@ -95,9 +118,17 @@ pub fn run(
     let sink = Sink::start(config.file_type, config.output.clone(), uploader)?;
     let stop = watch_signals(&runtime)?;
     let blocks = Blocks::spawn(input, config.reliability.max_line_bytes)?;
-    let mut target = Target::new(config, sink, output, stop);
-    let outcome = match target.consume(blocks).and_then(|()| target.finish()) {
-        Ok(()) => Ok(target.summary.clone()),
+    let destination = Destination {
+        store,
+        runtime: runtime.handle().clone(),
+    };
+    let mut target = Target::new(config, sink, destination, output, stop);
+    let consumed = target.consume(blocks).and_then(|()| target.finish());
+    let outcome = match consumed.and_then(|()| target.publish()) {
+        Ok(()) => {
+            target.log_summary();
+            Ok(target.summary.clone())
+        }
         Err(error) => {
             target.settle_after(&error);
             Err(error)
@@ -109,6 +140,15 @@ pub fn run(
 
 /// Which signal asked the run to stop: 0 while none has.
 type Stop = Arc<AtomicU8>;
+
+/// The error for a stop that was asked for, if one was.
+fn stopped(stop: &Stop) -> Result<()> {
+    match stop.load(Ordering::Relaxed) {
+        0 => Ok(()),
+        2 => Err(Error::Interrupted("SIGINT")),
+        _ => Err(Error::Interrupted("SIGTERM")),
+    }
+}
 
 /// Installs SIGTERM and SIGINT handlers that only raise a flag; the run looks at it
 /// between lines and while input is quiet.
@@ -265,8 +305,25 @@ struct InFlight {
     first_line: u64,
     stream: String,
     key: String,
+    kind: ObjectKind,
     rows: usize,
+    /// The columns of a data object.
+    schema: Option<Arc<StreamSchema>>,
     started: Instant,
+}
+
+impl InFlight {
+    fn new(first_line: u64, stream: &str, key: &str, kind: ObjectKind, rows: usize) -> Self {
+        InFlight {
+            first_line,
+            stream: stream.to_owned(),
+            key: key.to_owned(),
+            kind,
+            rows,
+            schema: None,
+            started: Instant::now(),
+        }
+    }
 }
 
 /// Objects started and not yet reported.
@@ -279,21 +336,36 @@ struct Objects {
     abandoned: Vec<u64>,
     next_id: u64,
     open: usize,
+    /// Kept only when the run's end needs them (`publish`): the objects stored, and
+    /// the key of every object this run started.
+    stored: Vec<StoredObject>,
+    written: HashSet<String>,
+    remember: bool,
 }
 
 impl Objects {
-    fn start(&mut self, first_line: u64, stream: &str, key: &str, rows: usize) -> u64 {
+    fn start(&mut self, object: InFlight) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        let object = InFlight {
-            first_line,
-            stream: stream.to_owned(),
-            key: key.to_owned(),
-            rows,
-            started: Instant::now(),
-        };
+        if self.remember {
+            self.written.insert(object.key.clone());
+        }
         self.in_flight.insert(id, object);
         id
+    }
+
+    fn stored(&mut self, id: u64, object: InFlight, bytes: u64) {
+        if self.remember {
+            self.stored.push(StoredObject {
+                id,
+                stream: object.stream,
+                key: object.key,
+                kind: object.kind,
+                rows: object.rows,
+                bytes,
+                schema: object.schema,
+            });
+        }
     }
 
     /// The oldest input line whose record is not known to be stored.
@@ -337,8 +409,12 @@ struct Target<'c, W> {
     streams: Streams,
     keys: KeyBuilder,
     sink: Sink,
+    /// Where objects go; also used by the run's end (`publish`).
+    destination: Destination,
     objects: Objects,
     states: StateTracker,
+    /// The newest covered STATE, held back while `holds_state`.
+    held: Option<String>,
     output: W,
     summary: Summary,
     /// Input bytes of the records all streams hold before encoding.
@@ -358,7 +434,13 @@ struct Progress {
 }
 
 impl<'c, W: Write> Target<'c, W> {
-    fn new(config: &'c Config, sink: Sink, output: W, stop: Stop) -> Self {
+    fn new(
+        config: &'c Config,
+        sink: Sink,
+        destination: Destination,
+        output: W,
+        stop: Stop,
+    ) -> Self {
         // The metadata columns' clock starts with the run.
         metadata::now_ns();
         Target {
@@ -367,8 +449,13 @@ impl<'c, W: Write> Target<'c, W> {
             streams: Streams::default(),
             keys: KeyBuilder::new(config),
             sink,
-            objects: Objects::default(),
+            destination,
+            objects: Objects {
+                remember: config.store.holds_state(),
+                ..Objects::default()
+            },
             states: StateTracker::default(),
+            held: None,
             output,
             summary: Summary::default(),
             buffered: 0,
@@ -406,11 +493,7 @@ impl<'c, W: Write> Target<'c, W> {
     }
 
     fn check_stop(&self) -> Result<()> {
-        match self.stop.load(Ordering::Relaxed) {
-            0 => Ok(()),
-            2 => Err(Error::Interrupted("SIGINT")),
-            _ => Err(Error::Interrupted("SIGTERM")),
-        }
+        stopped(&self.stop)
     }
 
     fn consume(&mut self, blocks: Blocks) -> Result<()> {
@@ -706,10 +789,13 @@ impl<'c, W: Write> Target<'c, W> {
             .keys
             .next_key(name, ObjectKind::Data, Utc::now(), folders)
             .map_err(|e| Error::Store(format!("stream {name:?}: {e}")))?;
-        let id = self.objects.start(first_line, name, &key, 0);
+        let mut started = InFlight::new(first_line, name, &key, ObjectKind::Data, 0);
+        started.schema = self.streams.get_mut(name).map(|s| s.batch.schema().clone());
+        let id = self.objects.start(started);
         self.objects.open += 1;
         self.summary.objects += 1;
-        tracing::info!("stream {name:?}: writing s3://{}/{key}", self.config.bucket);
+        let location = self.destination.store.location(&key);
+        tracing::info!("stream {name:?}: writing {location}");
         self.sink.send(Job::Open {
             object: id,
             key,
@@ -790,11 +876,12 @@ impl<'c, W: Write> Target<'c, W> {
                 .keys
                 .next_key(name, ObjectKind::Rejected, Utc::now(), "")
                 .map_err(|e| Error::Store(format!("stream {name:?}: {e}")))?;
-            let id = self.objects.start(first_line, name, &key, rows);
+            let started = InFlight::new(first_line, name, &key, ObjectKind::Rejected, rows);
+            let id = self.objects.start(started);
             self.summary.objects += 1;
             tracing::info!(
-                "stream {name:?}: writing {rows} rejected records to s3://{}/{key}",
-                self.config.bucket
+                "stream {name:?}: writing {rows} rejected records to {}",
+                self.destination.store.location(&key)
             );
             self.sink.send(Job::Put {
                 object: id,
@@ -864,15 +951,19 @@ impl<'c, W: Write> Target<'c, W> {
                 continue;
             };
             log_metrics(&object, report.result.as_ref().ok().copied());
-            if let Err(e) = report.result {
-                let objects = &mut self.objects;
-                let lost = objects.lost_from.unwrap_or(u64::MAX).min(object.first_line);
-                objects.lost_from = Some(lost);
-                if !objects.abandoned.contains(&report.object) {
-                    first_error.get_or_insert(e);
+            match report.result {
+                Err(e) => {
+                    let objects = &mut self.objects;
+                    let lost = objects.lost_from.unwrap_or(u64::MAX).min(object.first_line);
+                    objects.lost_from = Some(lost);
+                    if !objects.abandoned.contains(&report.object) {
+                        first_error.get_or_insert(e);
+                    }
                 }
-            } else {
-                self.summary.stored_objects += 1;
+                Ok(bytes) => {
+                    self.summary.stored_objects += 1;
+                    self.objects.stored(report.object, object, bytes);
+                }
             }
         }
         self.release_states()?;
@@ -889,30 +980,80 @@ impl<'c, W: Write> Target<'c, W> {
             .chain(self.objects.oldest_line())
             .min()
             .unwrap_or(u64::MAX);
-        if let Some(value) = self.states.release(watermark) {
-            writeln!(self.output, "{value}")?;
-            self.output.flush()?;
-            self.summary.states += 1;
+        match self.states.release(watermark) {
+            Some(value) if self.config.store.holds_state() => self.held = Some(value),
+            Some(value) => self.write_state(&value)?,
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn write_state(&mut self, value: &str) -> Result<()> {
+        writeln!(self.output, "{value}")?;
+        self.output.flush()?;
+        self.summary.states += 1;
+        Ok(())
+    }
+
+    /// After a successful `finish`: the run's manifests, then overwrite's deletions,
+    /// then the STATE held back for them. Nothing here runs after a failure.
+    fn publish(&mut self) -> Result<()> {
+        if !self.config.store.holds_state() {
+            return Ok(());
+        }
+        let streams: Vec<StreamEnd> = self
+            .streams
+            .list
+            .iter()
+            .map(|s| StreamEnd {
+                name: s.name.clone(),
+                schema: s.batch.schema().clone(),
+                version: s.table_version,
+            })
+            .collect();
+        let stop = self.stop.clone();
+        let published = publish::publish(
+            self.config,
+            &self.destination,
+            &mut self.keys,
+            &streams,
+            &self.objects.stored,
+            &mut self.objects.written,
+            &|| stopped(&stop),
+        )?;
+        self.summary.manifests = published.manifests;
+        self.summary.deleted = published.deleted;
+        if let Some(value) = self.held.take() {
+            self.write_state(&value)?;
         }
         Ok(())
     }
 
     /// End of input: completes every stream's object and waits for every upload.
     fn finish(&mut self) -> Result<()> {
+        for stream in self.early_versions.keys() {
+            tracing::warn!(
+                "ACTIVATE_VERSION for stream {stream:?}, which never had a SCHEMA; ignored"
+            );
+        }
         for stream in self.streams.names() {
             self.complete(&stream)?;
         }
-        self.collect(true)?;
+        self.collect(true)
+    }
+
+    fn log_summary(&self) {
         let s = &self.summary;
         tracing::info!(
-            "done: {} records in {} objects, {} STATE lines written, {} invalid records skipped, {} quarantined",
+            "done: {} records in {} objects, {} STATE lines written, {} invalid records skipped, {} quarantined, {} manifests, {} older objects deleted",
             s.records,
             s.objects,
             s.states,
             s.skipped,
-            s.quarantined
+            s.quarantined,
+            s.manifests,
+            s.deleted
         );
-        Ok(())
     }
 
     /// After a failure: input errors still store what came before them, so a re-run

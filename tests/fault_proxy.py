@@ -1,6 +1,6 @@
 """A fault-injecting HTTP proxy for the tests: forwards requests to the S3 server and,
-for requests that match a rule, answers 503 or 500, resets the connection, stalls, or
-answers 200 with an S3 `<Error>` body instead. Listens on a free loopback port."""
+for requests that match a rule, answers 503 or 500, resets the connection, stalls,
+answers 200 with an S3 `<Error>` body, or gives an answer of the test's own instead. Listens on a free loopback port."""
 
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ class Rule:
     first `times` matches (None: all of them)."""
 
     pattern: str
-    action: str  # "503", "500", "reset", "stall", "200-error"
+    action: str  # "503", "500", "reset", "stall", "200-error", or "answer"
     times: int | None = 1
     hits: int = 0
+    answer: tuple[int, bytes] | None = None  # for "answer": the status and XML body
 
     def take(self, line: str) -> bool:
         if not re.search(self.pattern, line):
@@ -73,9 +74,12 @@ class FaultProxy:
                     time.sleep(5)
                     self.close_connection = True
                     return
-                status, code = {"503": (503, "SlowDown"), "500": (500, "InternalError"),
-                                "200-error": (200, "InternalError")}[rule.action]
-                payload = ERROR_BODY.replace(b"{code}", code.encode())
+                if rule.action == "answer" and rule.answer is not None:
+                    status, payload = rule.answer
+                else:
+                    status, code = {"503": (503, "SlowDown"), "500": (500, "InternalError"),
+                                    "200-error": (200, "InternalError")}[rule.action]
+                    payload = ERROR_BODY.replace(b"{code}", code.encode())
                 self.send_response(status)
                 self.send_header("Content-Type", "application/xml")
                 self.send_header("Content-Length", str(len(payload)))

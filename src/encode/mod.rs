@@ -35,6 +35,12 @@ pub const JSONL: Media = Media {
     content_encoding: None,
 };
 
+/// A manifest: one JSON document.
+pub const JSON: Media = Media {
+    content_type: "application/json",
+    content_encoding: None,
+};
+
 pub fn media(file_type: FileType, codec: Codec) -> Media {
     let content_type = match file_type {
         FileType::Csv => "text/csv",

@@ -1,7 +1,9 @@
 //! Amazon S3 and S3-compatible stores, through aws-sdk-s3.
 //!
 //! Owns: region and credential resolution (static keys, the standard chain or a named
-//! profile, then an optional STS role), endpoint and path-style addressing, uploads.
+//! profile, then an optional STS role), endpoint and path-style addressing, uploads
+//! (with the configured encryption and storage class on every object), and the
+//! listing and batched deletion that `load_method: overwrite` needs.
 //! Request checksums are calculated only when an operation requires them: the SDK's
 //! default CRC32 trailers are refused by many S3-compatible stores.
 
@@ -21,7 +23,10 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, ServerSideEncryption,
+    StorageClass,
+};
 
 use crate::config::{AwsSettings, Config};
 use crate::encode::Media;
@@ -30,12 +35,48 @@ use crate::error::{Error, Result};
 /// Region used with a custom endpoint when none is configured.
 const ENDPOINT_DEFAULT_REGION: &str = "us-east-1";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most keys one DeleteObjects request may name.
+const DELETE_BATCH: usize = 1000;
+
+/// Sets the configured encryption and storage class on a request that creates an object
+/// (PutObject, CreateMultipartUpload).
+macro_rules! with_object_options {
+    ($request:expr, $options:expr) => {
+        $request
+            .set_server_side_encryption($options.encryption.clone())
+            .set_ssekms_key_id($options.kms_key_id.clone())
+            .set_storage_class($options.storage_class.clone())
+    };
+}
 
 #[derive(Clone, Debug)]
 pub struct S3Store {
     client: Client,
     bucket: String,
     max_attempts: u32,
+    options: ObjectOptions,
+}
+
+/// How S3 keeps every object this target writes.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct ObjectOptions {
+    encryption: Option<ServerSideEncryption>,
+    kms_key_id: Option<String>,
+    storage_class: Option<StorageClass>,
+}
+
+impl ObjectOptions {
+    fn from_config(config: &Config) -> ObjectOptions {
+        let store = &config.store;
+        ObjectOptions {
+            encryption: store
+                .server_side_encryption
+                .as_deref()
+                .map(ServerSideEncryption::from),
+            kms_key_id: store.kms_key_id.clone(),
+            storage_class: store.storage_class.as_deref().map(StorageClass::from),
+        }
+    }
 }
 
 impl S3Store {
@@ -88,6 +129,7 @@ impl S3Store {
             client: Client::from_conf(s3_config),
             bucket: config.bucket.clone(),
             max_attempts: reliability.max_attempts,
+            options: ObjectOptions::from_config(config),
         })
     }
 
@@ -105,13 +147,15 @@ impl S3Store {
 
     /// Stores one object; returns once S3 has acknowledged it.
     pub async fn put(&self, key: &str, body: Vec<u8>, media: Media) -> Result<()> {
-        self.client
+        let request = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type(media.content_type)
             .set_content_encoding(media.content_encoding.map(str::to_owned))
-            .body(ByteStream::from(body))
+            .body(ByteStream::from(body));
+        with_object_options!(request, self.options)
             .send()
             .await
             .map_err(|e| self.failed("PutObject", key, e))?;
@@ -120,13 +164,14 @@ impl S3Store {
 
     /// Starts a multipart upload; returns its id.
     pub async fn create_multipart(&self, key: &str, media: Media) -> Result<String> {
-        let created = self
+        let request = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .content_type(media.content_type)
-            .set_content_encoding(media.content_encoding.map(str::to_owned))
+            .set_content_encoding(media.content_encoding.map(str::to_owned));
+        let created = with_object_options!(request, self.options)
             .send()
             .await
             .map_err(|e| self.failed("CreateMultipartUpload", key, e))?;
@@ -199,10 +244,81 @@ impl S3Store {
         }
     }
 
+    /// Every key under `prefix`, page by page.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| self.failed("ListObjectsV2", prefix, e))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
+    /// Deletes the objects, 1000 keys a request. S3 answers a batch with an error per key
+    /// it could not delete; any such error fails the call, naming the key and the code.
+    pub async fn delete(&self, keys: &[String]) -> Result<()> {
+        for batch in keys.chunks(DELETE_BATCH) {
+            let built = batch
+                .iter()
+                .map(|key| ObjectIdentifier::builder().key(key).build())
+                .collect::<Result<Vec<_>, _>>()
+                .and_then(|objects| {
+                    Delete::builder()
+                        .set_objects(Some(objects))
+                        .quiet(true)
+                        .build()
+                });
+            let first = batch.first().map_or("", String::as_str);
+            let delete = built.map_err(|e| self.failed("DeleteObjects", first, e))?;
+            let answer = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| self.failed("DeleteObjects", first, e))?;
+            if let Some(error) = answer.errors().first() {
+                let code = error.code().unwrap_or("unknown");
+                let hint = if code == "AccessDenied" {
+                    " (load_method overwrite needs s3:DeleteObject on the prefix)"
+                } else {
+                    ""
+                };
+                return Err(Error::Store(format!(
+                    "DeleteObjects: {} of {} keys were not deleted; s3://{}/{} failed: {code}: {}{hint}",
+                    answer.errors().len(),
+                    batch.len(),
+                    self.bucket,
+                    error.key().unwrap_or(""),
+                    error.message().unwrap_or(""),
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Start-up check: one ListObjectsV2 of at most one key under `prefix` tells an
     /// unreachable endpoint, bad credentials or a missing bucket from a good set-up.
-    /// Access denied to the listing itself only means it cannot be verified.
-    pub async fn preflight(&self, prefix: &str) -> Result<()> {
+    /// Access denied to the listing itself only means it cannot be verified, unless the
+    /// load lists and deletes (`overwrite`): then it is an error.
+    pub async fn preflight(&self, prefix: &str, overwrite: bool) -> Result<()> {
         let listed = self
             .client
             .list_objects_v2()
@@ -221,6 +337,9 @@ impl S3Store {
             .map(str::to_owned);
         let detail = DisplayErrorContext(&error).to_string();
         let message = match code.as_deref() {
+            Some("AccessDenied" | "AllAccessDisabled") if overwrite => format!(
+                "the credentials may not list bucket {bucket:?} (AccessDenied on ListObjectsV2); load_method overwrite needs s3:ListBucket on the bucket and s3:DeleteObject on the prefix, besides s3:PutObject"
+            ),
             Some("AccessDenied" | "AllAccessDisabled") => {
                 tracing::warn!(
                     "cannot verify access to bucket {bucket:?} (AccessDenied on ListObjectsV2); going on, since the load needs only s3:PutObject"
@@ -286,4 +405,40 @@ async fn resolve_region(aws: &AwsSettings) -> Result<String> {
     Err(Error::Config(
         "key \"aws_region\" is missing and neither AWS_REGION nor the AWS profile names a region; set aws_region to the bucket's region, e.g. \"eu-west-1\"".into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ENCRYPTIONS, STORAGE_CLASSES};
+
+    #[test]
+    fn every_accepted_option_is_a_known_sdk_value() {
+        for name in STORAGE_CLASSES {
+            assert!(
+                StorageClass::values().contains(name),
+                "{name} is not in the SDK's StorageClass"
+            );
+        }
+        for name in ENCRYPTIONS {
+            assert!(
+                ServerSideEncryption::values().contains(name),
+                "{name} is not in the SDK's ServerSideEncryption"
+            );
+        }
+    }
+
+    #[test]
+    fn options_come_from_the_config() {
+        let map = serde_json::json!({
+            "bucket": "b", "file_type": "csv", "object_key_path": "p",
+            "server_side_encryption": "AWS:KMS", "kms_key_id": "alias/lake",
+            "storage_class": "standard_ia",
+        });
+        let (config, _) = Config::from_map(map.as_object().unwrap()).unwrap();
+        let options = ObjectOptions::from_config(&config);
+        assert_eq!(options.encryption, Some(ServerSideEncryption::AwsKms));
+        assert_eq!(options.kms_key_id.as_deref(), Some("alias/lake"));
+        assert_eq!(options.storage_class, Some(StorageClass::StandardIa));
+    }
 }

@@ -1,4 +1,5 @@
-//! One object on its way to S3, written as a byte stream.
+//! One object on its way to S3, written as a byte stream; and the `Uploader` every
+//! object of a run starts from, whichever the store.
 //!
 //! Bytes are gathered until `part_size`, then sent as a multipart part while writing
 //! goes on; at most `max_concurrent_uploads` requests are in flight across all objects
@@ -6,7 +7,6 @@
 //! PutObject. A failed multipart upload is aborted, so no orphaned parts remain.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use aws_sdk_s3::types::CompletedPart;
@@ -14,21 +14,21 @@ use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::S3Store;
+use super::{S3Store, Store, Stored, Upload};
 use crate::encode::Media;
 use crate::error::{Error, Result};
 
 /// What every upload shares: the store, the runtime its requests run on, the slots.
 #[derive(Clone)]
 pub struct Uploader {
-    pub store: S3Store,
+    pub store: Store,
     pub runtime: Handle,
     pub part_size: usize,
     slots: Arc<Semaphore>,
 }
 
 impl Uploader {
-    pub fn new(store: S3Store, runtime: Handle, part_size: usize, concurrency: usize) -> Self {
+    pub fn new(store: Store, runtime: Handle, part_size: usize, concurrency: usize) -> Self {
         Uploader {
             store,
             runtime,
@@ -37,14 +37,19 @@ impl Uploader {
         }
     }
 
-    pub fn begin(&self, key: String, media: Media) -> Upload {
-        Upload {
-            uploader: self.clone(),
-            key,
-            media,
-            buffer: Vec::new(),
-            multipart: None,
-            bytes: 0,
+    /// Starts an object at `key`.
+    pub fn begin(&self, key: String, media: Media) -> Result<Upload> {
+        match &self.store {
+            Store::S3(s3) => Ok(Upload::S3(Box::new(S3Upload {
+                uploader: self.clone(),
+                s3: s3.clone(),
+                key,
+                media,
+                buffer: Vec::new(),
+                multipart: None,
+                bytes: 0,
+            }))),
+            Store::Local(local) => local.begin(&key).map(Upload::Local),
         }
     }
 
@@ -66,24 +71,22 @@ impl Uploader {
         let store = self.store.clone();
         async move {
             let bytes = body.len() as u64;
-            let stored = store.put(&key, body, media).await;
+            let stored = store.put(key, body, media).await;
             drop(slot);
             stored.map(|()| bytes)
         }
     }
 }
 
-/// The end of an upload: yields the object's size once it is stored.
-pub type Stored = Pin<Box<dyn Future<Output = Result<u64>> + Send>>;
-
 struct Multipart {
     id: String,
     parts: Vec<JoinHandle<Result<CompletedPart>>>,
 }
 
-/// An object being written; `std::io::Write` so encoders can write straight into it.
-pub struct Upload {
+/// An object being written to S3; `std::io::Write` so encoders can write straight into it.
+pub struct S3Upload {
     uploader: Uploader,
+    s3: S3Store,
     key: String,
     media: Media,
     buffer: Vec<u8>,
@@ -91,11 +94,7 @@ pub struct Upload {
     bytes: u64,
 }
 
-impl Upload {
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
+impl S3Upload {
     /// Sends the buffered bytes as the next part, starting the multipart upload first
     /// when this is the first part.
     fn send_part(&mut self) -> Result<()> {
@@ -103,7 +102,7 @@ impl Upload {
         if self.multipart.is_none() {
             let id = u
                 .runtime
-                .block_on(u.store.create_multipart(&self.key, self.media))?;
+                .block_on(self.s3.create_multipart(&self.key, self.media))?;
             self.multipart = Some(Multipart {
                 id,
                 parts: Vec::new(),
@@ -117,7 +116,7 @@ impl Upload {
         let number = i32::try_from(multipart.parts.len() + 1)
             .map_err(|_| Error::Store(format!("too many parts for s3://{}", self.key)))?;
         let slot = u.slot();
-        let (store, key, id) = (u.store.clone(), self.key.clone(), multipart.id.clone());
+        let (store, key, id) = (self.s3.clone(), self.key.clone(), multipart.id.clone());
         multipart.parts.push(u.runtime.spawn(async move {
             let part = store.upload_part(&key, &id, number, body).await;
             drop(slot);
@@ -142,7 +141,7 @@ impl Upload {
             };
             multipart = sent;
         }
-        let store = self.uploader.store.clone();
+        let store = self.s3.clone();
         let key = self.key;
         Ok(Box::pin(async move {
             let mut parts = Vec::with_capacity(multipart.parts.len());
@@ -172,7 +171,7 @@ impl Upload {
     /// Gives the object up: the future aborts its multipart upload, if one was started.
     /// Nothing written afterwards is sent.
     pub fn abandon(&mut self) -> impl Future<Output = ()> + Send + 'static {
-        let store = self.uploader.store.clone();
+        let store = self.s3.clone();
         let multipart = self.multipart.take();
         let key = self.key.clone();
         self.buffer = Vec::new();
@@ -190,7 +189,7 @@ impl Upload {
     }
 }
 
-impl io::Write for Upload {
+impl io::Write for S3Upload {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.buffer.extend_from_slice(data);
         self.bytes += data.len() as u64;
