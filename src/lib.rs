@@ -26,6 +26,7 @@ pub mod error;
 pub mod input;
 pub mod object_key;
 pub mod protocol;
+pub mod scan;
 pub mod schema;
 pub mod sink;
 pub mod state;

@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::input::{self, Blocks, Next};
 use crate::object_key::{KeyBuilder, ObjectKind};
 use crate::protocol::{self, Message, Record, RecordSink};
+use crate::scan::Scanner;
 use crate::schema::StreamSchema;
 use crate::sink::{Job, Sink};
 use crate::state::StateTracker;
@@ -203,6 +204,17 @@ impl RecordSink for Streams {
         match self.get_mut(stream) {
             Some(s) => s.batch.decode(d),
             None => Err(serde::de::Error::custom("no such stream")),
+        }
+    }
+
+    fn decode_plain(&mut self, stream: &str, scanner: &mut Scanner) -> bool {
+        self.get_mut(stream)
+            .is_some_and(|s| s.batch.decode_plain(scanner))
+    }
+
+    fn discard(&mut self, stream: &str) {
+        if let Some(s) = self.get_mut(stream) {
+            s.batch.discard_row();
         }
     }
 }
