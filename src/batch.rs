@@ -29,6 +29,7 @@ use serde_json::value::RawValue;
 
 use crate::metadata::{Envelope, MetaColumns};
 use crate::protocol::BorrowedStr;
+use crate::scan::{Scanner, same};
 use crate::schema::{Column, ColumnType, StreamSchema};
 use crate::values::{self, Shown, ShownNumber};
 
@@ -150,6 +151,23 @@ impl Batch {
             ctx: &mut ctx,
         }
         .deserialize(d)
+    }
+
+    /// Decodes a record object at the scanner's position into a new row, which
+    /// `end_row` then keeps or drops, when the record is plain: no escapes, no fields
+    /// outside the schema (other than ones already warned about), every value of its
+    /// column's type. Otherwise leaves no trace and answers false; the caller decodes
+    /// the record with `decode`, which accepts or refuses it with the full rules.
+    pub fn decode_plain(&mut self, scanner: &mut Scanner) -> bool {
+        if self.options.lenient {
+            return false;
+        }
+        let skip_ignored = !self.options.refuse_unknown_fields;
+        let decoded = self.root.plain_fields(scanner, skip_ignored);
+        if !decoded {
+            self.discard_row();
+        }
+        decoded
     }
 
     /// Keeps the row just decoded (when `decoded`, its keys are present and its
@@ -623,6 +641,58 @@ impl Builder {
         Ok(())
     }
 
+    /// One plain value for this builder, or false when it needs the full decoder.
+    fn plain_value(&mut self, scanner: &mut Scanner, skip_ignored: bool) -> bool {
+        match (scanner.peek(), &mut self.kind) {
+            (Some(b'n'), _) if scanner.word("null") => {
+                self.push_null();
+                true
+            }
+            (Some(b't'), Kind::Bool(..)) => scanner.word("true") && self.push_bool(true),
+            (Some(b'f'), Kind::Bool(..)) => scanner.word("false") && self.push_bool(false),
+            (
+                Some(b'"'),
+                Kind::Str {
+                    kind: TextKind::Text,
+                    ..
+                }
+                | Kind::Timestamp(..)
+                | Kind::Date(_)
+                | Kind::Time(_),
+            ) => scanner
+                .plain_str()
+                .is_some_and(|text| self.push_str_value(text).is_ok()),
+            (
+                Some(b'-' | b'0'..=b'9'),
+                Kind::Int(_) | Kind::Float { .. } | Kind::Decimal128(..) | Kind::Decimal256(..),
+            ) => scanner
+                .number()
+                .is_some_and(|text| self.push_number(text).is_ok()),
+            (Some(b'{'), Kind::Struct(s)) => s.plain_fields(scanner, skip_ignored),
+            (
+                Some(b'['),
+                Kind::List {
+                    offsets,
+                    item,
+                    valid,
+                    ..
+                },
+            ) => {
+                scanner.eat(b'[');
+                if !scanner.items(b']', |s| item.plain_value(s, skip_ignored)) {
+                    return false;
+                }
+                let Ok(end) = i32::try_from(item.len()) else {
+                    return false;
+                };
+                offsets.push(end);
+                valid.0.append(true);
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn push_bool(&mut self, value: bool) -> bool {
         match &mut self.kind {
             Kind::Bool(values, valid) => {
@@ -681,8 +751,8 @@ impl StructColumn {
     /// are small, and comparing a few short strings beats hashing each key).
     fn child_index(&self, name: &str, guess: usize) -> Option<usize> {
         match self.names.get(guess) {
-            Some(n) if n == name => Some(guess),
-            _ => self.names.iter().position(|n| n == name),
+            Some(n) if same(n, name) => Some(guess),
+            _ => self.names.iter().position(|n| same(n, name)),
         }
     }
 
@@ -761,6 +831,40 @@ impl StructColumn {
         self.valid.0.append(true);
         self.len += 1;
         Ok(())
+    }
+
+    /// The plain-JSON twin of `visit_fields` (see `Batch::decode_plain`).
+    fn plain_fields(&mut self, scanner: &mut Scanner, skip_ignored: bool) -> bool {
+        if !scanner.eat(b'{') {
+            return false;
+        }
+        let row = self.len;
+        let mut guess = 0;
+        let read = scanner.items(b'}', |scanner| {
+            let Some(key) = scanner.plain_str() else {
+                return false;
+            };
+            if !scanner.eat(b':') {
+                return false;
+            }
+            let Some(i) = self.child_index(key, guess) else {
+                return skip_ignored && self.ignored.contains(key) && scanner.skip_value();
+            };
+            guess = i + 1;
+            let child = &mut self.children[i];
+            child.len() == row && child.plain_value(scanner, skip_ignored)
+        });
+        if !read {
+            return false;
+        }
+        for child in &mut self.children {
+            if child.len() == row {
+                child.push_null();
+            }
+        }
+        self.valid.0.append(true);
+        self.len += 1;
+        true
     }
 
     fn unknown_field<E: de::Error>(&mut self, key: &str, ctx: &mut Ctx) -> Result<(), E> {
@@ -1025,6 +1129,62 @@ mod tests {
         "d": {"type": "string", "format": "date"}, "t": {"type": "string", "format": "time"},
         "j": {}, "price": {"type": "number", "multipleOf": 0.01},
         "o": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "array", "items": {"type": "string"}}}}}}"#;
+
+    /// Decodes `records` both ways: plainly where the fast path takes a record, fully
+    /// otherwise; and fully only. The two batches must be the same.
+    fn both_ways(schema: &str, records: &[&str]) -> (RecordBatch, RecordBatch, usize) {
+        let mut plain = batch(schema, &[]);
+        let mut full = batch(schema, &[]);
+        let mut taken = 0;
+        for (line, record) in records.iter().enumerate() {
+            let rows = plain.rows();
+            let mut scanner = Scanner::new(record);
+            let ok = if plain.decode_plain(&mut scanner) && scanner.at_end() {
+                taken += 1;
+                plain.end_row(true, line as u64, record.len(), NONE)
+            } else {
+                assert_eq!(
+                    plain.root.children[0].len(),
+                    rows,
+                    "a declined record left a trace"
+                );
+                plain.discard_row();
+                plain.append(record, line as u64, NONE)
+            };
+            assert_eq!(ok, full.append(record, line as u64, NONE), "{record}");
+        }
+        (plain.finish().unwrap(), full.finish().unwrap(), taken)
+    }
+
+    #[test]
+    fn plain_path_decodes_as_the_full_one() {
+        let records = [
+            r#"{"id": 7, "x": 1.5, "ok": true, "s": "plain", "ts": "2024-01-02T03:04:05.123456+01:00", "d": "0001-01-01", "t": "23:59:59.5", "price": 12345678901234567.89, "o": {"b": ["p", "q"], "a": 3}}"#,
+            r#"{"id":-0,"x":-2.5e-3,"ok":false,"s":"","o":null,"price":null}"#,
+            r#"{ "id" : 1 , "x" : 0 , "o" : { "a" : null , "b" : [ ] } }"#,
+            r#"{"o": {"a": 1, "b": null}, "id": 2, "s": "héllo wörld, a longer text than eight bytes"}"#,
+            r#"{"id": 3, "s": "a\"b", "o": {"b": ["x\ny"]}}"#,
+            r#"{"id": 4, "extra": {"deep": [1, {"k": "v"}]}, "s": "after"}"#,
+            r#"{"id": 5, "extra": 2}"#,
+            r#"{"id": 6, "x": 0.1}"#,
+            r#"{"id": 7, "x": "1.5"}"#,
+            r#"{"id": 8, "id": 9}"#,
+            r#"{"id": 10, "j": {"k": [1, 2]}}"#,
+            r#"{"id": 11, "s": 5}"#,
+            r#"{"id": 12, "ts": "not a time"}"#,
+            r#"{"id": 13, "o": {"a": 1.5}}"#,
+            r#"{"id": 14, "ok": tru}"#,
+            r#"{"id": 15, "x": 01}"#,
+            r#"{"id": 16,}"#,
+            r#"{"id": 17, "s": "tab	inside"}"#,
+            r#"{"id": 18, "o": {"b": ["a", 1]}}"#,
+            r#"{"id": 99999999999999999999}"#,
+        ];
+        let (plain, full, taken) = both_ways(SCHEMA, &records);
+        assert_eq!(plain, full);
+        // Records 1-4, 7 (a field already warned about) and 8 take the fast path.
+        assert_eq!(taken, 6);
+    }
 
     #[test]
     fn decodes_every_column_type() {

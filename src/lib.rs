@@ -33,6 +33,7 @@ pub mod object_key;
 pub mod partition;
 pub mod protocol;
 pub mod publish;
+pub mod scan;
 pub mod schema;
 pub mod sink;
 pub mod state;

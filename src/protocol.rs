@@ -12,6 +12,8 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::scan::{Scanner, same};
+
 /// One Singer message, borrowing from the input line.
 #[derive(Debug)]
 pub enum Message<'a> {
@@ -57,6 +59,13 @@ pub trait RecordSink {
     /// Decodes one record value of `stream`. An error refuses the record; the sink keeps
     /// the reason.
     fn decode<'de, D: Deserializer<'de>>(&mut self, stream: &str, d: D) -> Result<(), D::Error>;
+    /// Decodes one plain record value of `stream` at the scanner's position, or leaves
+    /// no trace and answers false (see `Batch::decode_plain`).
+    fn decode_plain(&mut self, _stream: &str, _scanner: &mut Scanner) -> bool {
+        false
+    }
+    /// Drops the record value just decoded by `decode_plain`.
+    fn discard(&mut self, _stream: &str) {}
 }
 
 /// A sink that takes nothing: every record stays raw.
@@ -85,6 +94,9 @@ pub fn parse_line<'a, S: RecordSink>(
     line: &'a str,
     sink: &mut S,
 ) -> Result<Message<'a>, ParseError> {
+    if let Some(message) = plain_record(line, sink) {
+        return Ok(message);
+    }
     let mut fields = Fields::default();
     let mut deserializer = serde_json::Deserializer::from_str(line);
     let parsed = EnvelopeSeed {
@@ -108,6 +120,72 @@ pub fn parse_line<'a, S: RecordSink>(
             message: format!("not a JSON object: {}", describe_json_error(&e)),
         }),
     }
+}
+
+/// The fast path for the line taps write most: `{"type":"RECORD","stream":...,
+/// "record":{...}` in that order, plain JSON throughout (see `scan`), the record taken by
+/// the sink. Any other line, or any doubt, gives None and nothing decoded: the full
+/// parser then reads the line and gives the same result or the error.
+fn plain_record<'a, S: RecordSink>(line: &'a str, sink: &mut S) -> Option<Message<'a>> {
+    let mut scanner = Scanner::new(line);
+    let key = |scanner: &mut Scanner<'a>, name: &str| {
+        scanner.plain_str().is_some_and(|k| same(k, name)) && scanner.eat(b':')
+    };
+    let head = scanner.eat(b'{')
+        && key(&mut scanner, "type")
+        && scanner.plain_str().is_some_and(|t| same(t, "RECORD"))
+        && scanner.eat(b',')
+        && key(&mut scanner, "stream");
+    let stream = head.then(|| scanner.plain_str()).flatten()?;
+    if !(scanner.eat(b',') && key(&mut scanner, "record") && sink.accepts(stream)) {
+        return None;
+    }
+    if !sink.decode_plain(stream, &mut scanner) {
+        return None;
+    }
+    // The rest: time_extracted, version, and fields the target does not read.
+    let (mut time_extracted, mut version) = (None, None);
+    let rest = loop {
+        if scanner.eat(b'}') {
+            break scanner.at_end();
+        }
+        let read = scanner.eat(b',')
+            && match scanner.plain_str() {
+                Some("time_extracted") => {
+                    scanner.eat(b':') && {
+                        time_extracted = scanner.value_text().and_then(raw_value);
+                        time_extracted.is_some()
+                    }
+                }
+                Some("version") => {
+                    scanner.eat(b':') && {
+                        version = scanner.number().and_then(|n| n.parse::<i64>().ok());
+                        version.is_some()
+                    }
+                }
+                Some("type" | "stream" | "record" | "schema" | "key_properties" | "value")
+                | None => false,
+                Some(_) => scanner.eat(b':') && scanner.skip_value(),
+            };
+        if !read {
+            break false;
+        }
+    };
+    if !rest {
+        sink.discard(stream);
+        return None;
+    }
+    Some(Message::Record {
+        stream: Cow::Borrowed(stream),
+        record: Record::Decoded,
+        time_extracted,
+        version,
+    })
+}
+
+/// A plain value's text as a `RawValue`, borrowed from the line.
+fn raw_value(text: &str) -> Option<&RawValue> {
+    serde_json::from_str(text).ok()
 }
 
 /// The envelope's fields, as far as they were read.

@@ -128,9 +128,9 @@ impl Worker {
         for job in queue {
             self.handle(job);
         }
-        for (_, mut encoder) in self.open.drain() {
-            let abandoned = encoder.writer_mut().abandon();
-            self.uploader.runtime.block_on(abandoned);
+        let objects: Vec<u64> = self.open.keys().copied().collect();
+        for object in objects {
+            self.give_up(object);
         }
     }
 
@@ -207,8 +207,9 @@ impl Worker {
         let Some(mut encoder) = self.open.remove(&object) else {
             return false;
         };
-        let abandoned = encoder.writer_mut().abandon();
-        self.uploader.runtime.block_on(abandoned);
+        if let Some(upload) = encoder.writer_mut() {
+            self.uploader.runtime.block_on(upload.abandon());
+        }
         true
     }
 }

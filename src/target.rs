@@ -37,6 +37,7 @@ use crate::object_key::{KeyBuilder, ObjectKind};
 use crate::partition::Partitioner;
 use crate::protocol::{self, Message, Record, RecordSink};
 use crate::publish::{self, Destination, StoredObject, StreamEnd};
+use crate::scan::Scanner;
 use crate::schema::StreamSchema;
 use crate::sink::{Job, Sink};
 use crate::state::StateTracker;
@@ -287,6 +288,17 @@ impl RecordSink for Streams {
         match self.get_mut(stream) {
             Some(s) => s.batch.decode(d),
             None => Err(serde::de::Error::custom("no such stream")),
+        }
+    }
+
+    fn decode_plain(&mut self, stream: &str, scanner: &mut Scanner) -> bool {
+        self.get_mut(stream)
+            .is_some_and(|s| s.batch.decode_plain(scanner))
+    }
+
+    fn discard(&mut self, stream: &str) {
+        if let Some(s) = self.get_mut(stream) {
+            s.batch.discard_row();
         }
     }
 }

@@ -104,11 +104,11 @@ impl<W: Write + Send> Encoder<W> {
         }
     }
 
-    /// The writer the object goes into.
-    pub fn writer_mut(&mut self) -> &mut W {
+    /// The writer the object goes into; None once a failed start has dropped it.
+    pub fn writer_mut(&mut self) -> Option<&mut W> {
         match self {
-            Encoder::Csv(e) => e.writer_mut().get_mut(),
-            Encoder::Jsonl(e) => e.writer_mut().get_mut(),
+            Encoder::Csv(e) => Some(e.writer_mut().get_mut()),
+            Encoder::Jsonl(e) => Some(e.writer_mut().get_mut()),
             Encoder::Parquet(e) => e.writer_mut(),
         }
     }

@@ -4,51 +4,189 @@
 //!
 //! The Arrow schema comes from the stream's SCHEMA alone, so every object of a stream
 //! carries the same Parquet schema, whatever values (or nulls) its rows hold.
+//!
+//! Dictionary encoding is chosen per column from the object's first batch: a column whose
+//! sampled values are mostly distinct (ids, e-mails, timestamps) is written plain from
+//! the start. Parquet would give up its dictionary for such a column anyway, once the
+//! dictionary page is full, but only after hashing every value of it until then.
 
+use std::collections::HashSet;
 use std::io::Write;
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowSchemaConverter;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
+use parquet::schema::types::ColumnPath;
 
 use super::failed;
 use crate::config::{self, Codec};
 use crate::error::Result;
 
 const DICTIONARY_PAGE_LIMIT: usize = 256 * 1024;
+/// How many values of a column are looked at to judge its cardinality.
+const SAMPLE: usize = 4096;
+/// Fewer sampled values than this say too little; the column keeps its dictionary.
+const MIN_SAMPLE: usize = 256;
 
 pub struct ParquetEncoder<W: Write + Send> {
-    writer: ArrowWriter<W>,
+    compression: Compression,
+    /// None only after making the writer failed, which also lost the object's writer.
+    state: Option<State<W>>,
+}
+
+/// The writer is made when the first batch shows what the columns hold.
+enum State<W: Write + Send> {
+    Waiting(SchemaRef, W),
+    Writing(Box<ArrowWriter<W>>),
 }
 
 impl<W: Write + Send> ParquetEncoder<W> {
     pub fn new(schema: &SchemaRef, compression: config::Compression, out: W) -> Result<Self> {
-        let props = WriterProperties::builder()
-            .set_compression(codec(compression)?)
-            // Columns of many distinct values give up dictionary encoding sooner, so
-            // their values are not all hashed for nothing; few-valued ones keep it.
-            .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
-            .set_created_by(concat!("target-s3 ", env!("CARGO_PKG_VERSION")).to_owned())
-            .build();
-        let writer = ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(failed)?;
-        Ok(ParquetEncoder { writer })
+        // Checked now, so that a schema Parquet cannot hold (or a bad level) fails
+        // before any row is sent.
+        let compression = codec(compression)?;
+        ArrowSchemaConverter::new()
+            .convert(schema)
+            .map_err(failed)?;
+        let state = Some(State::Waiting(schema.clone(), out));
+        Ok(ParquetEncoder { compression, state })
     }
 
     /// Writes the batch as a row group and passes it on, so memory holds one at most.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer.write(batch).map_err(failed)?;
-        self.writer.flush().map_err(failed)
+        let writer = match self.state.take() {
+            Some(State::Writing(writer)) => writer,
+            Some(State::Waiting(schema, out)) => {
+                writer(schema, out, self.compression, Some(batch))?
+            }
+            None => return Err(failed("the Parquet writer could not be made")),
+        };
+        let writer = &mut **self.state.insert(State::Writing(writer)).writing();
+        writer.write(batch).map_err(failed)?;
+        writer.flush().map_err(failed)
     }
 
-    pub fn writer_mut(&mut self) -> &mut W {
-        self.writer.inner_mut()
+    pub fn writer_mut(&mut self) -> Option<&mut W> {
+        match self.state.as_mut()? {
+            State::Waiting(_, out) => Some(out),
+            State::Writing(writer) => Some(writer.inner_mut()),
+        }
     }
 
     pub fn finish(self) -> Result<W> {
-        self.writer.into_inner().map_err(failed)
+        let writer = match self.state {
+            Some(State::Writing(writer)) => writer,
+            Some(State::Waiting(schema, out)) => writer(schema, out, self.compression, None)?,
+            None => return Err(failed("the Parquet writer could not be made")),
+        };
+        writer.into_inner().map_err(failed)
     }
+}
+
+impl<W: Write + Send> State<W> {
+    fn writing(&mut self) -> &mut Box<ArrowWriter<W>> {
+        match self {
+            State::Writing(writer) => writer,
+            State::Waiting(..) => unreachable!("set to Writing just before"),
+        }
+    }
+}
+
+fn writer<W: Write + Send>(
+    schema: SchemaRef,
+    out: W,
+    compression: Compression,
+    first: Option<&RecordBatch>,
+) -> Result<Box<ArrowWriter<W>>> {
+    let mut props = WriterProperties::builder()
+        .set_compression(compression)
+        // Columns that keep their dictionary give it up sooner if they turn out to
+        // have many distinct values after all.
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
+        .set_created_by(concat!("target-s3 ", env!("CARGO_PKG_VERSION")).to_owned());
+    if let Some(batch) = first {
+        for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+            props = plain_where_distinct(props, vec![field.name().clone()], column);
+        }
+    }
+    let writer = ArrowWriter::try_new(out, schema, Some(props.build())).map_err(failed)?;
+    Ok(Box::new(writer))
+}
+
+/// Turns dictionary encoding off for each leaf column under `path` whose sampled values
+/// are mostly distinct. Lists keep the default: their items are usually few-valued tags.
+fn plain_where_distinct(
+    mut props: WriterPropertiesBuilder,
+    path: Vec<String>,
+    column: &ArrayRef,
+) -> WriterPropertiesBuilder {
+    match column.data_type() {
+        DataType::Struct(fields) => {
+            for (field, child) in fields.iter().zip(column.as_struct().columns()) {
+                let mut child_path = path.clone();
+                child_path.push(field.name().clone());
+                props = plain_where_distinct(props, child_path, child);
+            }
+            props
+        }
+        DataType::List(_) | DataType::LargeList(_) | DataType::Boolean => props,
+        _ if mostly_distinct(column) => {
+            props.set_column_dictionary_enabled(ColumnPath::new(path), false)
+        }
+        _ => props,
+    }
+}
+
+/// Whether more than half of the first non-null values differ from each other.
+fn mostly_distinct(column: &ArrayRef) -> bool {
+    let data = column.to_data();
+    let width = match data.data_type().primitive_width() {
+        Some(width) => width,
+        None => return mostly_distinct_bytes(column),
+    };
+    let values = &data.buffers()[0].as_slice()[data.offset() * width..];
+    let mut seen = HashSet::new();
+    let mut sampled = 0;
+    for i in (0..data.len()).filter(|&i| data.is_valid(i)).take(SAMPLE) {
+        seen.insert(&values[i * width..(i + 1) * width]);
+        sampled += 1;
+    }
+    sampled >= MIN_SAMPLE && seen.len() * 2 > sampled
+}
+
+fn mostly_distinct_bytes(column: &ArrayRef) -> bool {
+    let mut seen = HashSet::new();
+    let mut sampled = 0;
+    let mut look = |value: &[u8]| {
+        seen.insert(value.to_vec());
+        sampled += 1;
+    };
+    match column.data_type() {
+        DataType::Utf8 => column
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .take(SAMPLE)
+            .for_each(|v| look(v.as_bytes())),
+        DataType::LargeUtf8 => column
+            .as_string::<i64>()
+            .iter()
+            .flatten()
+            .take(SAMPLE)
+            .for_each(|v| look(v.as_bytes())),
+        DataType::Binary => column
+            .as_binary::<i32>()
+            .iter()
+            .flatten()
+            .take(SAMPLE)
+            .for_each(look),
+        _ => return false,
+    }
+    sampled >= MIN_SAMPLE && seen.len() * 2 > sampled
 }
 
 /// Parquet's codec for the configured one; levels were checked with the settings.
