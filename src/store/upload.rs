@@ -111,8 +111,7 @@ impl S3Upload {
         let Some(multipart) = self.multipart.as_mut() else {
             unreachable!("started above")
         };
-        let rest = self.buffer.split_off(self.buffer.len().min(u.part_size));
-        let body = std::mem::replace(&mut self.buffer, rest);
+        let body = std::mem::take(&mut self.buffer);
         let number = i32::try_from(multipart.parts.len() + 1)
             .map_err(|_| Error::Store(format!("too many parts for s3://{}", self.key)))?;
         let slot = u.slot();
@@ -190,12 +189,23 @@ impl S3Upload {
 }
 
 impl io::Write for S3Upload {
+    /// Fills the part buffer up to exactly one part, sends it, and goes on. The buffer
+    /// is made a whole part large at once, so it is never grown (and copied) step by step.
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buffer.extend_from_slice(data);
-        self.bytes += data.len() as u64;
-        while self.buffer.len() >= self.uploader.part_size {
-            self.send_part().map_err(io::Error::other)?;
+        let part_size = self.uploader.part_size;
+        let mut rest = data;
+        while !rest.is_empty() {
+            if self.buffer.capacity() == 0 && part_size != usize::MAX {
+                self.buffer.reserve_exact(part_size);
+            }
+            let take = rest.len().min(part_size - self.buffer.len());
+            self.buffer.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.buffer.len() == part_size {
+                self.send_part().map_err(io::Error::other)?;
+            }
         }
+        self.bytes += data.len() as u64;
         Ok(data.len())
     }
 
