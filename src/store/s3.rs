@@ -21,7 +21,7 @@ use aws_sdk_s3::config::{
     Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
     SharedCredentialsProvider,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, ServerSideEncryption,
@@ -137,11 +137,11 @@ impl S3Store {
         &self.bucket
     }
 
-    fn failed(&self, operation: &str, key: &str, e: impl std::error::Error) -> Error {
+    fn failed(&self, operation: &str, key: &str, e: impl std::error::Error + 'static) -> Error {
         Error::Store(format!(
             "{operation} s3://{}/{key} failed: {}",
             self.bucket,
-            DisplayErrorContext(&e)
+            describe(&e)
         ))
     }
 
@@ -335,7 +335,7 @@ impl S3Store {
             .as_service_error()
             .and_then(|e| e.meta().code())
             .map(str::to_owned);
-        let detail = DisplayErrorContext(&error).to_string();
+        let detail = describe(&error);
         let message = match code.as_deref() {
             Some("AccessDenied" | "AllAccessDisabled") if overwrite => format!(
                 "the credentials may not list bucket {bucket:?} (AccessDenied on ListObjectsV2); load_method overwrite needs s3:ListBucket on the bucket and s3:DeleteObject on the prefix, besides s3:PutObject"
@@ -405,6 +405,22 @@ async fn resolve_region(aws: &AwsSettings) -> Result<String> {
     Err(Error::Config(
         "key \"aws_region\" is missing and neither AWS_REGION nor the AWS profile names a region; set aws_region to the bucket's region, e.g. \"eu-west-1\"".into(),
     ))
+}
+
+/// An error and its causes on one line, each said once. (The SDK's own context printer
+/// ends with a debug dump of the whole response, headers and all.)
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = e.source();
+    }
+    text
 }
 
 #[cfg(test)]
