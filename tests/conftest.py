@@ -20,5 +20,14 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture
+def own_server(tmp_path):
+    """A moto server for one test, for tests that read moto's whole state dump (which
+    other tests' objects can break)."""
+    moto = MotoServer(tmp_path)
+    yield moto
+    moto.stop()
+
+
+@pytest.fixture
 def bucket(server):
     return server.new_bucket()

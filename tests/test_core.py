@@ -164,7 +164,9 @@ def test_two_runs_never_overwrite(server, bucket):
     assert len(list_keys(server, bucket, "exports/run/users/")) == 2
 
 
-def test_role_arn_through_sts(server, bucket):
+def test_role_arn_through_sts(own_server):
+    server = own_server
+    bucket = server.new_bucket()
     config = base_config(server, bucket, role_arn="arn:aws:iam::123456789012:role/loader",
                          role_session_name="target-s3-test", external_id="ext-1")
     run = run_target(config, SAMPLE)
