@@ -37,8 +37,8 @@ enum View<'a> {
     Timestamp(&'a [i64], TimeUnit),
     Date(&'a [i32]),
     Time(&'a [i64]),
-    /// Decimals, structs and lists: rendered through the general path.
-    Other(&'a dyn Array),
+    /// Decimals, structs and lists: rendered as JSON.
+    Nested(Box<Nested<'a>>),
 }
 
 impl<'a> Column<'a> {
@@ -56,7 +56,7 @@ impl<'a> Column<'a> {
             DataType::Time64(TimeUnit::Microsecond) => {
                 View::Time(array.as_primitive::<Time64MicrosecondType>().values())
             }
-            _ => View::Other(array),
+            _ => View::Nested(Box::new(Nested::new(array))),
         };
         Column {
             nulls: array.nulls(),
@@ -79,7 +79,7 @@ impl<'a> Column<'a> {
     /// Whether the value is a number, boolean, date or time: text of a small known
     /// alphabet (digits, letters, `-+.:`).
     pub fn is_scalar(&self) -> bool {
-        !matches!(self.view, View::Str(_) | View::Json(_) | View::Other(_))
+        !matches!(self.view, View::Str(_) | View::Json(_) | View::Nested(_))
     }
 
     /// Appends a non-null value as plain text (what CSV writes): strings as they are,
@@ -102,7 +102,7 @@ impl<'a> Column<'a> {
             View::Timestamp(v, unit) => format_timestamp(v[row], *unit, out),
             View::Date(v) => format_date(i64::from(v[row]), out),
             View::Time(v) => format_time(v[row], out),
-            View::Other(array) => render_json(*array, None, row, floats, out),
+            View::Nested(nested) => nested.render(row, floats, out),
         }
     }
 
@@ -148,55 +148,85 @@ fn timestamps(array: &dyn Array, unit: TimeUnit) -> &[i64] {
     }
 }
 
-/// Appends a value as compact JSON (a decimal as its digits). `field` tells whether a
-/// string is JSON text already.
-fn render_json(
-    column: &dyn Array,
-    field: Option<&Field>,
-    row: usize,
-    floats: Floats,
-    out: &mut Vec<u8>,
-) {
-    if column.is_null(row) {
-        out.extend_from_slice(b"null");
-        return;
+/// A struct, list or decimal column made ready to be written as compact JSON, row by
+/// row: downcast and with its field names escaped once per batch, not once per cell.
+enum Nested<'a> {
+    Struct {
+        /// Each field's `"name":` and its column.
+        fields: Vec<(Vec<u8>, Column<'a>)>,
+    },
+    List {
+        offsets: &'a [i32],
+        items: Column<'a>,
+    },
+    /// Decimals (as their digits) and anything else, through Arrow's own rendering.
+    Digits(&'a dyn Array),
+}
+
+impl<'a> Nested<'a> {
+    fn new(array: &'a dyn Array) -> Nested<'a> {
+        match array.data_type() {
+            DataType::Struct(fields) => Nested::Struct {
+                fields: fields
+                    .iter()
+                    .zip(array.as_struct().columns())
+                    .map(|(field, child)| {
+                        let mut name = Vec::new();
+                        push_json_string(field.name(), &mut name);
+                        name.push(b':');
+                        (name, Column::new(child.as_ref(), Some(field)))
+                    })
+                    .collect(),
+            },
+            DataType::List(item) => {
+                let list = array.as_list::<i32>();
+                Nested::List {
+                    offsets: list.value_offsets(),
+                    items: Column::new(list.values().as_ref(), Some(item)),
+                }
+            }
+            _ => Nested::Digits(array),
+        }
     }
-    match column.data_type() {
-        DataType::Struct(fields) => {
-            let array = column.as_struct();
-            out.push(b'{');
-            for (i, (child, child_field)) in array.columns().iter().zip(fields).enumerate() {
-                if i > 0 {
-                    out.push(b',');
+
+    /// Appends the (non-null) value of `row` as compact JSON.
+    fn render(&self, row: usize, floats: Floats, out: &mut Vec<u8>) {
+        match self {
+            Nested::Struct { fields, .. } => {
+                out.push(b'{');
+                for (i, (name, child)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(name);
+                    child.json_as(row, floats, out);
                 }
-                push_json_string(child_field.name(), out);
-                out.push(b':');
-                render_json(child.as_ref(), Some(child_field), row, floats, out);
+                out.push(b'}');
             }
-            out.push(b'}');
-        }
-        DataType::List(item_field) => {
-            let list = column.as_list::<i32>();
-            let offsets = list.value_offsets();
-            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-            out.push(b'[');
-            for i in start..end {
-                if i > start {
-                    out.push(b',');
+            Nested::List { offsets, items, .. } => {
+                let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+                out.push(b'[');
+                for i in start..end {
+                    if i > start {
+                        out.push(b',');
+                    }
+                    items.json_as(i, floats, out);
                 }
-                render_json(list.values().as_ref(), Some(item_field), i, floats, out);
+                out.push(b']');
             }
-            out.push(b']');
+            Nested::Digits(array) => out.extend_from_slice(digits(*array, row).as_bytes()),
         }
-        DataType::Decimal128(..) => {
-            let text = column.as_primitive::<Decimal128Type>().value_as_string(row);
-            out.extend_from_slice(text.as_bytes());
-        }
-        DataType::Decimal256(..) => {
-            let text = column.as_primitive::<Decimal256Type>().value_as_string(row);
-            out.extend_from_slice(text.as_bytes());
-        }
-        _ => Column::new(column, field).json_as(row, floats, out),
+    }
+}
+
+/// A decimal's digits at its scale; other types in Arrow's display form.
+fn digits(array: &dyn Array, row: usize) -> String {
+    match array.data_type() {
+        DataType::Decimal128(..) => array.as_primitive::<Decimal128Type>().value_as_string(row),
+        DataType::Decimal256(..) => array.as_primitive::<Decimal256Type>().value_as_string(row),
+        _ => arrow::util::display::ArrayFormatter::try_new(array, &Default::default())
+            .map(|f| f.value(row).to_string())
+            .unwrap_or_default(),
     }
 }
 
