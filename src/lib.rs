@@ -6,7 +6,9 @@
 //!
 //! ```text
 //! input      stdin -> blocks of whole lines (a reader thread)
-//! protocol   line -> Singer message; a record decoded in the same pass
+//! protocol   line -> Singer message; a record decoded in the same pass (plain
+//!            RECORD lines through `scan`, a strict byte scanner; the rest through
+//!            serde_json)
 //! schema     SCHEMA -> ordered, typed columns and their Arrow schema
 //! batch      RECORD -> a row in the stream's typed column buffers (values: the
 //!            exact conversions of each JSON scalar; metadata: the `_sdc_` columns)
