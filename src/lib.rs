@@ -1,5 +1,5 @@
 //! target-s3: a Singer target that lands a tap's streams in Amazon S3 or any
-//! S3-compatible store as CSV or Parquet objects, and writes each STATE only once the
+//! S3-compatible store as CSV, JSONL or Parquet objects, and writes each STATE only once the
 //! records before it are stored.
 //!
 //! The pipeline, one module per stage, data flowing one way:

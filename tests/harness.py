@@ -300,3 +300,22 @@ def compare_rows(table, records: list[dict]) -> None:
             assert got == want, f"row {n}, column {field.name}: read {got!r}, sent {want!r}"
             if isinstance(want, float) and want == 0:
                 assert str(got) == str(want), f"row {n}, column {field.name}: sign of zero"
+
+
+# The project's own Singer fixtures, read once for every test file.
+FIXTURES = ROOT / "fixtures"
+SAMPLE = (FIXTURES / "sample.singer").read_text()
+EDGE = (FIXTURES / "edge_values.singer").read_text()
+EDGE_RECORDS = singer_records(EDGE)["edge"]
+
+
+def load(server, bucket, text, prefix="out", **settings):
+    """Runs the target on `text` into `prefix`, and asserts it succeeded."""
+    run = run_target(base_config(server, bucket, object_key_path=prefix, **settings), text)
+    assert run.returncode == 0, run.stderr
+    return run
+
+
+def only_key(server, bucket, prefix):
+    [key] = list_keys(server, bucket, prefix)
+    return key

@@ -7,12 +7,12 @@ import json
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pyarrow as pa
 
 from harness import (
     BINARY,
+    SAMPLE,
     base_config,
     clean_env,
     list_keys,
@@ -21,7 +21,6 @@ from harness import (
     run_target,
 )
 
-SAMPLE = (Path(__file__).parent.parent / "fixtures" / "sample.singer").read_text()
 STATES = [json.loads(l)["value"] for l in SAMPLE.splitlines() if '"STATE"' in l]
 KEY_FILE = re.compile(r"/\d{8}-\d{6}-[0-9a-f]{16}-\d{5}\.(csv|parquet)$")
 

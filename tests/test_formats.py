@@ -11,7 +11,6 @@ import io
 import json
 import random
 from decimal import Decimal
-from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
@@ -19,32 +18,22 @@ import pytest
 import zstandard
 
 from harness import (
+    EDGE,
+    EDGE_RECORDS,
+    SAMPLE,
     base_config,
     expected_value,
     get_bytes,
     list_keys,
+    load,
+    only_key,
     parse_json,
     read_parquet,
     run_target,
     singer_records,
 )
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
-EDGE = (FIXTURES / "edge_values.singer").read_text()
-EDGE_RECORDS = singer_records(EDGE)["edge"]
-SAMPLE = (FIXTURES / "sample.singer").read_text()
 MiB = 1024 * 1024
-
-
-def load(server, bucket, text, prefix="out", **settings):
-    run = run_target(base_config(server, bucket, object_key_path=prefix, **settings), text)
-    assert run.returncode == 0, run.stderr
-    return run
-
-
-def only_key(server, bucket, prefix):
-    [key] = list_keys(server, bucket, prefix)
-    return key
 
 
 def head(server, bucket, key):

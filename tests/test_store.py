@@ -20,11 +20,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from fault_proxy import FaultProxy, Rule
-from harness import (BINARY, base_config, clean_env, get_bytes, list_keys, read_csv, read_parquet,
-                     run_target)
+from harness import (
+    BINARY,
+    SAMPLE,
+    base_config,
+    clean_env,
+    get_bytes,
+    list_keys,
+    read_csv,
+    read_parquet,
+    run_target,
+)
 from test_pipeline import singer
 
-SAMPLE = (Path(__file__).parent.parent / "fixtures" / "sample.singer").read_text()
 PART = 5 * 1024 * 1024
 KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 UNIQUE = re.compile(r"\d{8}-\d{6}-([0-9a-f]{16})-(\d{5})")

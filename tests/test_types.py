@@ -12,11 +12,16 @@ import pytest
 import singer_sdk
 
 from harness import (
+    EDGE,
+    EDGE_RECORDS,
+    FIXTURES,
     base_config,
     compare_rows,
     expected_value,
     get_bytes,
     list_keys,
+    load,
+    only_key,
     parse_json,
     read_parquet,
     run_target,
@@ -24,9 +29,6 @@ from harness import (
     table_name,
 )
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
-EDGE = (FIXTURES / "edge_values.singer").read_text()
-EDGE_RECORDS = singer_records(EDGE)["edge"]
 SDK_FIXTURES = Path(singer_sdk.__file__).parent / "testing" / "target_test_streams"
 
 EDGE_TYPES = {
@@ -38,17 +40,6 @@ EDGE_TYPES = {
     "deep": "list<item: list<item: struct<x: int64, y: list<item: bool>>>>",
     "any": "extension<arrow.json>", "mixed": "extension<arrow.json>",
 }
-
-
-def load(server, bucket, text, prefix="out", **settings):
-    run = run_target(base_config(server, bucket, object_key_path=prefix, **settings), text)
-    assert run.returncode == 0, run.stderr
-    return run
-
-
-def only_key(server, bucket, prefix):
-    [key] = list_keys(server, bucket, prefix)
-    return key
 
 
 def test_edge_values_read_back_equal_by_pyarrow(server, bucket):

@@ -4,21 +4,15 @@
 //! batch.
 #![no_main]
 
+mod fixture;
+
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
+use fixture::SCHEMA;
 use target_s3::batch::{Batch, DecodeOptions};
 use target_s3::metadata::Envelope;
 use target_s3::schema::{StreamSchema, TypeOptions};
-
-const SCHEMA: &str = r#"{"properties": {
-    "id": {"type": "integer"}, "x": {"type": ["null", "number"]}, "ok": {"type": "boolean"},
-    "s": {"type": "string"}, "ts": {"type": "string", "format": "date-time"},
-    "d": {"type": "string", "format": "date"}, "t": {"type": "string", "format": "time"},
-    "j": {}, "price": {"type": "number", "multipleOf": 0.01},
-    "big": {"type": "number", "multipleOf": 1, "maximum": 1e60},
-    "o": {"type": "object", "properties": {"a": {"type": "integer"},
-          "b": {"type": "array", "items": {"type": "object", "properties": {"c": {"type": "string"}}}}}}}}"#;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -13,7 +13,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use super::failed;
-use super::text::Column;
+use super::text::{self, Column};
 use crate::config::CsvDialect;
 use crate::error::Result;
 
@@ -48,12 +48,7 @@ impl<W: Write> CsvEncoder<W> {
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let columns: Vec<Column> = batch
-            .columns()
-            .iter()
-            .zip(self.schema.fields())
-            .map(|(c, f)| Column::new(c.as_ref(), Some(f)))
-            .collect();
+        let columns = text::columns(batch, &self.schema);
         let text = &mut self.text;
         text.clear();
         let mut cell = Vec::with_capacity(256);

@@ -11,7 +11,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use super::failed;
-use super::text::{Column, push_json_string};
+use super::text::{self, push_json_string};
 use crate::error::Result;
 
 pub struct JsonlEncoder<W: Write> {
@@ -44,12 +44,7 @@ impl<W: Write> JsonlEncoder<W> {
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let columns: Vec<Column> = batch
-            .columns()
-            .iter()
-            .zip(self.schema.fields())
-            .map(|(c, f)| Column::new(c.as_ref(), Some(f)))
-            .collect();
+        let columns = text::columns(batch, &self.schema);
         let text = &mut self.text;
         text.clear();
         for row in 0..batch.num_rows() {

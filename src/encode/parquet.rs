@@ -159,34 +159,12 @@ fn mostly_distinct(column: &ArrayRef) -> bool {
 }
 
 fn mostly_distinct_bytes(column: &ArrayRef) -> bool {
-    let mut seen = HashSet::new();
-    let mut sampled = 0;
-    let mut look = |value: &[u8]| {
-        seen.insert(value.to_vec());
-        sampled += 1;
+    let Some(strings) = column.as_string_opt::<i32>() else {
+        return false;
     };
-    match column.data_type() {
-        DataType::Utf8 => column
-            .as_string::<i32>()
-            .iter()
-            .flatten()
-            .take(SAMPLE)
-            .for_each(|v| look(v.as_bytes())),
-        DataType::LargeUtf8 => column
-            .as_string::<i64>()
-            .iter()
-            .flatten()
-            .take(SAMPLE)
-            .for_each(|v| look(v.as_bytes())),
-        DataType::Binary => column
-            .as_binary::<i32>()
-            .iter()
-            .flatten()
-            .take(SAMPLE)
-            .for_each(look),
-        _ => return false,
-    }
-    sampled >= MIN_SAMPLE && seen.len() * 2 > sampled
+    let sample: Vec<&str> = strings.iter().flatten().take(SAMPLE).collect();
+    let distinct: HashSet<&str> = sample.iter().copied().collect();
+    sample.len() >= MIN_SAMPLE && distinct.len() * 2 > sample.len()
 }
 
 /// Parquet's codec for the configured one; levels were checked with the settings.

@@ -12,11 +12,13 @@
 
 use arrow::array::{Array, AsArray, BooleanArray, StringArray};
 use arrow::buffer::NullBuffer;
+use arrow::datatypes::SchemaRef;
 use arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Decimal256Type, Field, Float64Type, Int64Type,
     Time64MicrosecondType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType,
 };
+use arrow::record_batch::RecordBatch;
 
 use crate::schema::JSON_EXTENSION;
 use crate::values::{format_date, format_time, format_timestamp};
@@ -39,6 +41,16 @@ enum View<'a> {
     Time(&'a [i64]),
     /// Decimals, structs and lists: rendered as JSON.
     Nested(Box<Nested<'a>>),
+}
+
+/// A batch's columns, each downcast once, in the schema's order.
+pub fn columns<'a>(batch: &'a RecordBatch, schema: &SchemaRef) -> Vec<Column<'a>> {
+    batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| Column::new(c.as_ref(), Some(f)))
+        .collect()
 }
 
 impl<'a> Column<'a> {
