@@ -1337,9 +1337,8 @@ mod tests {
             ..DecodeOptions::default()
         };
         let mut b = Batch::new(Arc::new(schema), options);
-        let time: &RawValue = serde_json::from_str(r#""2024-01-02T03:04:05Z""#).unwrap();
         let envelope = Envelope {
-            time_extracted: Some(time),
+            time_extracted: Some(r#""2024-01-02T03:04:05Z""#),
             table_version: Some(5),
         };
         let deleted =
@@ -1348,9 +1347,8 @@ mod tests {
         b.append(r#"{"id": 2}"#, 2, NONE).unwrap();
         let e = b.append(r#"{"id": 3, "_sdc_deleted_at": "soon"}"#, 3, NONE);
         assert!(e.unwrap_err().contains(r#"field "_sdc_deleted_at""#));
-        let bad_time: &RawValue = serde_json::from_str("false").unwrap();
         let envelope = Envelope {
-            time_extracted: Some(bad_time),
+            time_extracted: Some("false"),
             table_version: None,
         };
         let e = b.append(r#"{"id": 4}"#, 4, &envelope).unwrap_err();

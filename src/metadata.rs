@@ -16,7 +16,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use arrow::array::{Array, ArrayBuilder, ArrayRef, Int64Array, Int64Builder, make_array};
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow::error::ArrowError;
-use serde_json::value::RawValue;
 
 use crate::protocol::BorrowedStr;
 use crate::values;
@@ -24,8 +23,8 @@ use crate::values;
 /// What a RECORD message says beside its record.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Envelope<'a> {
-    /// `time_extracted`, as raw JSON.
-    pub time_extracted: Option<&'a RawValue>,
+    /// `time_extracted`, as its raw JSON text (a quoted string, `null`, ...).
+    pub time_extracted: Option<&'a str>,
     /// The record's `version`, or else the stream's last ACTIVATE_VERSION.
     pub table_version: Option<i64>,
 }
@@ -96,7 +95,7 @@ impl MetaColumns {
     /// cannot be one and adds nothing.
     pub fn push(&mut self, envelope: &Envelope) -> Result<(), String> {
         let extracted_at = match envelope.time_extracted {
-            Some(raw) => self.time_extracted(raw.get())?,
+            Some(raw) => self.time_extracted(raw)?,
             None => None,
         };
         let now = now_ns();
@@ -163,11 +162,7 @@ mod tests {
     use arrow::array::AsArray;
     use arrow::datatypes::{Int64Type, TimestampMicrosecondType, TimestampMillisecondType};
 
-    fn raw(text: &str) -> &RawValue {
-        serde_json::from_str(text).unwrap()
-    }
-
-    fn envelope<'a>(time_extracted: Option<&'a RawValue>, version: Option<i64>) -> Envelope<'a> {
+    fn envelope<'a>(time_extracted: Option<&'a str>, version: Option<i64>) -> Envelope<'a> {
         Envelope {
             time_extracted,
             table_version: version,
@@ -178,9 +173,9 @@ mod tests {
     fn fills_each_column_from_its_source() {
         let before = in_unit(now_ns(), TimeUnit::Microsecond);
         let mut meta = MetaColumns::new(TimeUnit::Microsecond);
-        let time = raw(r#""2024-01-02T03:04:05.123456+01:00""#);
+        let time = r#""2024-01-02T03:04:05.123456+01:00""#;
         meta.push(&envelope(Some(time), Some(7))).unwrap();
-        meta.push(&envelope(Some(raw("null")), None)).unwrap();
+        meta.push(&envelope(Some("null"), None)).unwrap();
         meta.push(&envelope(None, Some(8))).unwrap();
         let deleted: ArrayRef = Arc::new(Int64Array::from(vec![None, None, None]));
         let arrays = meta.finish(deleted).unwrap();
@@ -225,10 +220,10 @@ mod tests {
             (r#""yesterday""#, "yesterday"),
             (r#""2024-01-01T00:00:00.123456Z""#, "timestamp_unit"),
         ] {
-            let e = meta.push(&envelope(Some(raw(bad)), None)).unwrap_err();
+            let e = meta.push(&envelope(Some(bad), None)).unwrap_err();
             assert!(e.contains("\"time_extracted\"") && e.contains(says), "{e}");
         }
-        meta.push(&envelope(Some(raw(r#""2024-01-01T00:00:00.5Z""#)), None))
+        meta.push(&envelope(Some(r#""2024-01-01T00:00:00.5Z""#), None))
             .unwrap();
         let arrays = meta.finish(Arc::new(Int64Array::from(vec![None]))).unwrap();
         let extracted = arrays[0].as_primitive::<TimestampMillisecondType>();
