@@ -50,10 +50,11 @@ pub const LINE_TOO_LONG: &str = "the line is longer than max_line_bytes";
 
 fn read_blocks(mut input: impl Read, tx: SyncSender<io::Result<Vec<u8>>>, max_line: usize) {
     let mut carry = Vec::new();
+    let mut scratch = vec![0; BLOCK];
     loop {
         let mut block = Vec::with_capacity(BLOCK.max(carry.len() * 2));
         block.append(&mut carry);
-        let ended = match fill(&mut input, &mut block) {
+        let ended = match fill(&mut input, &mut block, &mut scratch) {
             Ok(ended) => ended,
             Err(e) => {
                 let _ = tx.send(Err(e));
@@ -86,29 +87,29 @@ fn read_blocks(mut input: impl Read, tx: SyncSender<io::Result<Vec<u8>>>, max_li
 }
 
 /// Reads until the block is full or a read brings a line end (so a slow tap's lines
-/// go on at once); true at the end of input.
-fn fill(input: &mut impl Read, block: &mut Vec<u8>) -> io::Result<bool> {
-    let start = block.len();
-    block.resize(block.capacity(), 0);
-    let mut filled = start;
-    let ended = loop {
-        if filled == block.len() {
-            break false;
+/// go on at once); true at the end of input. Reads land in `scratch`, zeroed once for
+/// the whole run, and are copied on: a pipe gives at most 64 KiB a read, and readying
+/// the block's whole free space for each read would cost more than the read.
+fn fill(input: &mut impl Read, block: &mut Vec<u8>, scratch: &mut [u8]) -> io::Result<bool> {
+    loop {
+        let room = block.capacity() - block.len();
+        if room == 0 {
+            return Ok(false);
         }
-        match input.read(&mut block[filled..]) {
-            Ok(0) => break true,
+        let space = &mut scratch[..room.min(BLOCK)];
+        match input.read(space) {
+            Ok(0) => return Ok(true),
             Ok(n) => {
-                filled += n;
-                if memchr::memchr(b'\n', &block[filled - n..filled]).is_some() {
-                    break false;
+                let got = &space[..n];
+                block.extend_from_slice(got);
+                if memchr::memchr(b'\n', got).is_some() {
+                    return Ok(false);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-    };
-    block.truncate(filled);
-    Ok(ended)
+    }
 }
 
 /// The lines of a block, without their line ends.
