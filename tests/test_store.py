@@ -328,7 +328,11 @@ def test_failed_or_interrupted_overwrite_deletes_nothing(server, bucket):
         while len(list_keys(server, bucket, "exports/run/s0/")) < len(after) + 5 and time.time() < deadline:
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
+        # stdin stays open until the target exits: closing it at once would race the
+        # signal with the end of input, and a run that reached its end first may finish.
+        proc.wait(timeout=60)
+        proc.stdin.close()
+        out = proc.stdout.read()
     assert proc.returncode == 143
     assert out == b"", "no STATE after a signal"
     assert set(after) <= set(list_keys(server, bucket, "exports/run/s0/"))
