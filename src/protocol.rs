@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::scan::{Scanner, same};
+use crate::scan::Scanner;
 
 /// One Singer message, borrowing from the input line.
 #[derive(Debug)]
@@ -128,16 +128,15 @@ pub fn parse_line<'a, S: RecordSink>(
 /// parser then reads the line and gives the same result or the error.
 fn plain_record<'a, S: RecordSink>(line: &'a str, sink: &mut S) -> Option<Message<'a>> {
     let mut scanner = Scanner::new(line);
-    let key = |scanner: &mut Scanner<'a>, name: &str| {
-        scanner.plain_str().is_some_and(|k| same(k, name)) && scanner.eat(b':')
-    };
+    let key =
+        |scanner: &mut Scanner<'a>, quoted: &[u8]| scanner.eat_quoted(quoted) && scanner.eat(b':');
     let head = scanner.eat(b'{')
-        && key(&mut scanner, "type")
-        && scanner.plain_str().is_some_and(|t| same(t, "RECORD"))
+        && key(&mut scanner, br#""type""#)
+        && scanner.eat_quoted(br#""RECORD""#)
         && scanner.eat(b',')
-        && key(&mut scanner, "stream");
+        && key(&mut scanner, br#""stream""#);
     let stream = head.then(|| scanner.plain_str()).flatten()?;
-    if !(scanner.eat(b',') && key(&mut scanner, "record") && sink.accepts(stream)) {
+    if !(scanner.eat(b',') && key(&mut scanner, br#""record""#) && sink.accepts(stream)) {
         return None;
     }
     if !sink.decode_plain(stream, &mut scanner) {

@@ -62,6 +62,20 @@ impl<'a> Scanner<'a> {
         self.text.get(start..end)
     }
 
+    /// Consumes `quoted`, a string with its quotes and no escapes, if it comes next.
+    /// Field names mostly come in the schema's order: checking the expected one
+    /// costs a compare of known length, not a search for the closing quote.
+    pub fn eat_quoted(&mut self, quoted: &[u8]) -> bool {
+        self.skip_ws();
+        let found = self.bytes()[self.pos..]
+            .get(..quoted.len())
+            .is_some_and(|next| next.iter().zip(quoted).all(|(a, b)| a == b));
+        if found {
+            self.pos += quoted.len();
+        }
+        found
+    }
+
     /// A number as its text, by JSON's grammar exactly:
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
     pub fn number(&mut self) -> Option<&'a str> {
@@ -209,6 +223,15 @@ fn quote_at(bytes: &[u8], at: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eats_a_quoted_name_only_when_whole() {
+        let mut s = Scanner::new(r#" "id": 1"#);
+        assert!(!s.eat_quoted(br#""i""#));
+        assert!(!s.eat_quoted(br#""idx""#));
+        assert!(s.eat_quoted(br#""id""#) && s.eat(b':'));
+        assert!(!Scanner::new(r#""id"#).eat_quoted(br#""id""#));
+    }
 
     #[test]
     fn reads_plain_strings_only() {
