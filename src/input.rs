@@ -15,14 +15,39 @@ const QUEUED_BLOCKS: usize = 4;
 
 /// Blocks of whole lines (the last block may end without a newline).
 pub struct Blocks {
-    queue: Receiver<io::Result<Vec<u8>>>,
+    queue: Receiver<io::Result<Block>>,
 }
 
 pub enum Next {
-    Block(Vec<u8>),
+    Block(Block),
     /// Nothing arrived within the wait; the caller may tend to other work.
     Idle,
     End,
+}
+
+/// Whole lines read from the input. Its buffer goes back to the reader when it is
+/// dropped, so reads land in memory that was readied once, not in fresh pages each time.
+pub struct Block {
+    data: Vec<u8>,
+    len: usize,
+    pool: SyncSender<Vec<u8>>,
+}
+
+impl std::ops::Deref for Block {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        // Buffers grown for a long line are freed rather than kept.
+        if self.data.len() == BLOCK {
+            let _ = self.pool.try_send(std::mem::take(&mut self.data));
+        }
+    }
 }
 
 impl Blocks {
@@ -48,13 +73,20 @@ impl Blocks {
 /// The error for a line past `max_line_bytes`.
 pub const LINE_TOO_LONG: &str = "the line is longer than max_line_bytes";
 
-fn read_blocks(mut input: impl Read, tx: SyncSender<io::Result<Vec<u8>>>, max_line: usize) {
+fn read_blocks(mut input: impl Read, tx: SyncSender<io::Result<Block>>, max_line: usize) {
+    // Buffers come back from dropped blocks: the queue's, the one being decoded, one spare.
+    let (pool, returned) = sync_channel::<Vec<u8>>(QUEUED_BLOCKS + 2);
     let mut carry = Vec::new();
-    let mut scratch = vec![0; BLOCK];
     loop {
-        let mut block = Vec::with_capacity(BLOCK.max(carry.len() * 2));
-        block.append(&mut carry);
-        let ended = match fill(&mut input, &mut block, &mut scratch) {
+        let mut data = returned.try_recv().unwrap_or_default();
+        let size = BLOCK.max(carry.len() * 2);
+        if data.len() < size {
+            data.resize(size, 0);
+        }
+        data[..carry.len()].copy_from_slice(&carry);
+        let mut len = carry.len();
+        carry.clear();
+        let ended = match fill(&mut input, &mut data, &mut len) {
             Ok(ended) => ended,
             Err(e) => {
                 let _ = tx.send(Err(e));
@@ -63,21 +95,24 @@ fn read_blocks(mut input: impl Read, tx: SyncSender<io::Result<Vec<u8>>>, max_li
         };
         if !ended {
             // Hand on whole lines only; a line longer than a block waits for its end.
-            match memchr::memrchr(b'\n', &block) {
-                Some(last) => carry.extend_from_slice(&block[last + 1..]),
-                None if block.len() > max_line => {
+            match memchr::memrchr(b'\n', &data[..len]) {
+                Some(last) => {
+                    carry.extend_from_slice(&data[last + 1..len]);
+                    len = last + 1;
+                }
+                None if len > max_line => {
                     let too_long = io::Error::new(io::ErrorKind::InvalidData, LINE_TOO_LONG);
                     let _ = tx.send(Err(too_long));
                     return;
                 }
                 None => {
-                    carry = block;
+                    carry.extend_from_slice(&data[..len]);
                     continue;
                 }
             }
-            block.truncate(block.len() - carry.len());
         }
-        if !block.is_empty() && tx.send(Ok(block)).is_err() {
+        let pool = pool.clone();
+        if len > 0 && tx.send(Ok(Block { data, len, pool })).is_err() {
             return;
         }
         if ended {
@@ -86,22 +121,15 @@ fn read_blocks(mut input: impl Read, tx: SyncSender<io::Result<Vec<u8>>>, max_li
     }
 }
 
-/// Reads until the block is full or a read brings a line end (so a slow tap's lines
-/// go on at once); true at the end of input. Reads land in `scratch`, zeroed once for
-/// the whole run, and are copied on: a pipe gives at most 64 KiB a read, and readying
-/// the block's whole free space for each read would cost more than the read.
-fn fill(input: &mut impl Read, block: &mut Vec<u8>, scratch: &mut [u8]) -> io::Result<bool> {
-    loop {
-        let room = block.capacity() - block.len();
-        if room == 0 {
-            return Ok(false);
-        }
-        let space = &mut scratch[..room.min(BLOCK)];
-        match input.read(space) {
+/// Reads into `data` past `len` until it is full or a read brings a line end (so a
+/// slow tap's lines go on at once); true at the end of input.
+fn fill(input: &mut impl Read, data: &mut [u8], len: &mut usize) -> io::Result<bool> {
+    while *len < data.len() {
+        match input.read(&mut data[*len..]) {
             Ok(0) => return Ok(true),
             Ok(n) => {
-                let got = &space[..n];
-                block.extend_from_slice(got);
+                let got = &data[*len..*len + n];
+                *len += n;
                 if memchr::memchr(b'\n', got).is_some() {
                     return Ok(false);
                 }
@@ -110,6 +138,7 @@ fn fill(input: &mut impl Read, block: &mut Vec<u8>, scratch: &mut [u8]) -> io::R
             Err(e) => return Err(e),
         }
     }
+    Ok(false)
 }
 
 /// The lines of a block, without their line ends.
@@ -151,6 +180,16 @@ mod tests {
             [b"a".to_vec(), b"bb".to_vec(), vec![], b"ccc".to_vec()]
         );
         assert_eq!(collect(b""), Vec::<Vec<u8>>::new());
+    }
+
+    #[test]
+    fn recycled_buffers_give_every_line_once_and_whole() {
+        let expected: Vec<Vec<u8>> = (0..40_000)
+            .map(|i| format!("{i}:{}", "x".repeat(i * 7 % 500)).into_bytes())
+            .collect();
+        let text: &'static [u8] = Box::leak(expected.join(&b'\n').into_boxed_slice());
+        assert!(text.len() > BLOCK * (QUEUED_BLOCKS + 4));
+        assert_eq!(collect(text), expected);
     }
 
     #[test]

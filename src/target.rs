@@ -37,7 +37,7 @@ use crate::object_key::{KeyBuilder, ObjectKind};
 use crate::partition::Partitioner;
 use crate::protocol::{self, Message, Record, RecordSink};
 use crate::publish::{self, Destination, StoredObject, StreamEnd};
-use crate::scan::Scanner;
+use crate::scan::{Scanner, same};
 use crate::schema::StreamSchema;
 use crate::sink::{Job, Sink};
 use crate::state::StateTracker;
@@ -262,7 +262,11 @@ struct Streams {
 
 impl Streams {
     fn get_mut(&mut self, name: &str) -> Option<&mut Stream> {
-        if self.list.get(self.last).is_none_or(|s| s.name != name) {
+        if self
+            .list
+            .get(self.last)
+            .is_none_or(|s| !same(&s.name, name))
+        {
             self.last = *self.index.get(name)?;
         }
         self.list.get_mut(self.last)
