@@ -848,7 +848,7 @@ impl StructColumn {
             return false;
         }
         let row = self.len;
-        let mut guess = 0;
+        let (mut guess, mut filled) = (0, 0);
         let read = scanner.items(b'}', |scanner| {
             let expected = self.quoted.get(guess).and_then(Option::as_deref);
             let i = if expected.is_some_and(|quoted| scanner.eat_quoted(quoted)) {
@@ -870,15 +870,19 @@ impl StructColumn {
                 return scanner.skip_value();
             };
             guess = i + 1;
+            filled += 1;
             let child = &mut self.children[i];
             child.len() == row && child.plain_value(scanner, skip_ignored)
         });
         if !read {
             return false;
         }
-        for child in &mut self.children {
-            if child.len() == row {
-                child.push_null();
+        // A field given twice was refused above, so `filled` counts distinct fields.
+        if filled < self.children.len() {
+            for child in &mut self.children {
+                if child.len() == row {
+                    child.push_null();
+                }
             }
         }
         self.valid.0.append(true);

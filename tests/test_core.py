@@ -215,9 +215,11 @@ def test_bad_config_fails_before_reading_input(server, bucket, tmp_path):
         proc = subprocess.Popen([str(BINARY), "--config", str(path)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
         try:
-            out, err = proc.communicate(timeout=20)
+            proc.wait(timeout=20)  # not communicate(): that would close stdin
         finally:
             proc.kill()
+        proc.stdin.close()
+        out, err = proc.stdout.read(), proc.stderr.read()
         assert proc.returncode != 0, change
         assert out == b""
         lines = err.decode().strip().splitlines()
