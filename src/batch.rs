@@ -29,7 +29,7 @@ use serde_json::value::RawValue;
 
 use crate::metadata::{Envelope, MetaColumns};
 use crate::protocol::BorrowedStr;
-use crate::scan::{Scanner, same};
+use crate::scan::{self, Scanner, same};
 use crate::schema::{Column, ColumnType, StreamSchema};
 use crate::values::{self, Shown, ShownNumber};
 
@@ -644,12 +644,12 @@ impl Builder {
     /// One plain value for this builder, or false when it needs the full decoder.
     fn plain_value(&mut self, scanner: &mut Scanner, skip_ignored: bool) -> bool {
         match (scanner.peek(), &mut self.kind) {
-            (Some(b'n'), _) if scanner.word("null") => {
+            (Some(b'n'), _) if scanner.eat_literal(b"null") => {
                 self.push_null();
                 true
             }
-            (Some(b't'), Kind::Bool(..)) => scanner.word("true") && self.push_bool(true),
-            (Some(b'f'), Kind::Bool(..)) => scanner.word("false") && self.push_bool(false),
+            (Some(b't'), Kind::Bool(..)) => scanner.eat_literal(b"true") && self.push_bool(true),
+            (Some(b'f'), Kind::Bool(..)) => scanner.eat_literal(b"false") && self.push_bool(false),
             (
                 Some(b'"'),
                 Kind::Str {
@@ -705,12 +705,6 @@ impl Builder {
     }
 }
 
-/// A field name as JSON text with its quotes, when it needs no escape.
-fn quoted(name: &str) -> Option<Box<[u8]>> {
-    let plain = name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
-    plain.then(|| format!("\"{name}\"").into_bytes().into_boxed_slice())
-}
-
 /// A struct's fields (or the record's columns), by name.
 #[derive(Debug)]
 struct StructColumn {
@@ -738,7 +732,7 @@ impl StructColumn {
         };
         StructColumn {
             names: columns.iter().map(|c| c.name.clone()).collect(),
-            quoted: columns.iter().map(|c| quoted(&c.name)).collect(),
+            quoted: columns.iter().map(|c| scan::quoted(&c.name)).collect(),
             children: columns
                 .iter()
                 .map(|c| Builder::new(&c.ty, child_path(&c.name)))
@@ -851,7 +845,7 @@ impl StructColumn {
         let (mut guess, mut filled) = (0, 0);
         let read = scanner.items(b'}', |scanner| {
             let expected = self.quoted.get(guess).and_then(Option::as_deref);
-            let i = if expected.is_some_and(|quoted| scanner.eat_quoted(quoted)) {
+            let i = if expected.is_some_and(|quoted| scanner.eat_literal(quoted)) {
                 Some(guess)
             } else {
                 let Some(key) = scanner.plain_str() else {

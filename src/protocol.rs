@@ -129,10 +129,10 @@ pub fn parse_line<'a, S: RecordSink>(
 fn plain_record<'a, S: RecordSink>(line: &'a str, sink: &mut S) -> Option<Message<'a>> {
     let mut scanner = Scanner::new(line);
     let key =
-        |scanner: &mut Scanner<'a>, quoted: &[u8]| scanner.eat_quoted(quoted) && scanner.eat(b':');
+        |scanner: &mut Scanner<'a>, quoted: &[u8]| scanner.eat_literal(quoted) && scanner.eat(b':');
     let head = scanner.eat(b'{')
         && key(&mut scanner, br#""type""#)
-        && scanner.eat_quoted(br#""RECORD""#)
+        && scanner.eat_literal(br#""RECORD""#)
         && scanner.eat(b',')
         && key(&mut scanner, br#""stream""#);
     let stream = head.then(|| scanner.plain_str()).flatten()?;

@@ -62,17 +62,18 @@ impl<'a> Scanner<'a> {
         self.text.get(start..end)
     }
 
-    /// Consumes `quoted` if it comes next: a string with its quotes and no escapes, or
-    /// a word. Field names mostly come in the schema's order: checking the expected
-    /// one costs a compare of known length, not a search for the closing quote. (A
-    /// byte loop: these are a few bytes, shorter than a call into memcmp pays for.)
-    pub fn eat_quoted(&mut self, quoted: &[u8]) -> bool {
+    /// Consumes `literal` if it comes next: a word (`true`, `false`, `null`) or a
+    /// string with its quotes (see `quoted`). Field names mostly come in the schema's
+    /// order: checking the expected one costs a compare of known length, not a search
+    /// for the closing quote. (A byte loop: these are a few bytes, shorter than a call
+    /// into memcmp pays for.)
+    pub fn eat_literal(&mut self, literal: &[u8]) -> bool {
         self.skip_ws();
         let found = self.bytes()[self.pos..]
-            .get(..quoted.len())
-            .is_some_and(|next| next.iter().zip(quoted).all(|(a, b)| a == b));
+            .get(..literal.len())
+            .is_some_and(|next| next.iter().zip(literal).all(|(a, b)| a == b));
         if found {
-            self.pos += quoted.len();
+            self.pos += literal.len();
         }
         found
     }
@@ -114,11 +115,6 @@ impl<'a> Scanner<'a> {
         (self.pos > start).then_some(())
     }
 
-    /// `true`, `false` or `null`, when `word` comes next.
-    pub fn word(&mut self, word: &str) -> bool {
-        self.eat_quoted(word.as_bytes())
-    }
-
     /// Steps over one value of the plain subset (as `skip_value`) and gives its text.
     pub fn value_text(&mut self) -> Option<&'a str> {
         self.skip_ws();
@@ -139,9 +135,9 @@ impl<'a> Scanner<'a> {
         match self.peek() {
             Some(b'"') => self.plain_str().is_some(),
             Some(b'-' | b'0'..=b'9') => self.number().is_some(),
-            Some(b't') => self.word("true"),
-            Some(b'f') => self.word("false"),
-            Some(b'n') => self.word("null"),
+            Some(b't') => self.eat_literal(b"true"),
+            Some(b'f') => self.eat_literal(b"false"),
+            Some(b'n') => self.eat_literal(b"null"),
             Some(b'[') if depth < MAX_SKIP_DEPTH => {
                 self.pos += 1;
                 self.items(b']', |s| s.skip_nested(depth + 1))
@@ -199,11 +195,21 @@ fn string_end(bytes: &[u8]) -> Option<usize> {
         }
         at += 8;
     }
-    let rest = chunks.remainder();
-    let found = rest
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    let found = chunks.remainder().iter().position(|&b| breaks_plain(b))?;
     quote_at(bytes, at + found)
+}
+
+/// A byte that ends a plain string or rules it out: a quote, a backslash (an escape)
+/// or a control character.
+fn breaks_plain(b: u8) -> bool {
+    b == b'"' || b == b'\\' || b < 0x20
+}
+
+/// `text` as a JSON string with its quotes, for `eat_literal`, when it is plain (needs
+/// no escape).
+pub fn quoted(text: &str) -> Option<Box<[u8]>> {
+    let plain = !text.bytes().any(breaks_plain);
+    plain.then(|| format!("\"{text}\"").into_bytes().into_boxed_slice())
 }
 
 /// Whether two short texts are equal. Field names are a few bytes long, and a plain
@@ -223,10 +229,12 @@ mod tests {
     #[test]
     fn eats_a_quoted_name_only_when_whole() {
         let mut s = Scanner::new(r#" "id": 1"#);
-        assert!(!s.eat_quoted(br#""i""#));
-        assert!(!s.eat_quoted(br#""idx""#));
-        assert!(s.eat_quoted(br#""id""#) && s.eat(b':'));
-        assert!(!Scanner::new(r#""id"#).eat_quoted(br#""id""#));
+        assert!(!s.eat_literal(br#""i""#));
+        assert!(!s.eat_literal(br#""idx""#));
+        assert!(s.eat_literal(br#""id""#) && s.eat(b':'));
+        assert!(!Scanner::new(r#""id"#).eat_literal(br#""id""#));
+        assert_eq!(quoted("id").as_deref(), Some(&br#""id""#[..]));
+        assert!(quoted("a\"b").is_none() && quoted("a\\b").is_none() && quoted("a\tb").is_none());
     }
 
     #[test]
