@@ -1,10 +1,14 @@
 //! Input: a thread that reads stdin (or a file) in large blocks and hands them on cut
 //! at line ends, so reading overlaps decoding and lines are never copied one by one.
 //!
-//! Owns: the byte stream and where lines end. Must not touch: what a line says. The
-//! queue holds a few blocks only, so a slow pipeline stops the reading, not the memory.
+//! Owns: the byte stream, where lines end, and whether they are UTF-8: a block is
+//! checked whole here, on the reader's own thread, and only a block that fails is
+//! checked line by line (to name the line). Must not touch: what a line says. The queue
+//! holds a few blocks only, so a slow pipeline stops the reading, not the memory.
 
 use std::io::{self, Read};
+use std::ops::Range;
+use std::str::Utf8Error;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::Duration;
 
@@ -28,24 +32,52 @@ pub enum Next {
 /// Whole lines read from the input. Its buffer goes back to the reader when it is
 /// dropped, so reads land in memory that was readied once, not in fresh pages each time.
 pub struct Block {
-    data: Vec<u8>,
-    len: usize,
+    data: Data,
     pool: SyncSender<Vec<u8>>,
 }
 
-impl std::ops::Deref for Block {
-    type Target = [u8];
+enum Data {
+    /// Every line is UTF-8.
+    Text(String),
+    /// Some line is not: each is checked as it is taken.
+    Bytes(Vec<u8>),
+}
 
-    fn deref(&self) -> &[u8] {
-        &self.data[..self.len]
+impl Block {
+    fn new(mut data: Vec<u8>, len: usize, pool: SyncSender<Vec<u8>>) -> Block {
+        data.truncate(len);
+        let data = match String::from_utf8(data) {
+            Ok(text) => Data::Text(text),
+            Err(e) => Data::Bytes(e.into_bytes()),
+        };
+        Block { data, pool }
+    }
+
+    /// The block's lines without their line ends, each a `str` or why it is not one.
+    pub fn lines(&self) -> impl Iterator<Item = Result<&str, Utf8Error>> {
+        line_ranges(self.bytes()).map(|range| match &self.data {
+            Data::Text(text) => Ok(&text[range]),
+            Data::Bytes(bytes) => std::str::from_utf8(&bytes[range]),
+        })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.data {
+            Data::Text(text) => text.as_bytes(),
+            Data::Bytes(bytes) => bytes,
+        }
     }
 }
 
 impl Drop for Block {
     fn drop(&mut self) {
+        let data = match &mut self.data {
+            Data::Text(text) => std::mem::take(text).into_bytes(),
+            Data::Bytes(bytes) => std::mem::take(bytes),
+        };
         // Buffers grown for a long line are freed rather than kept.
-        if self.data.len() == BLOCK {
-            let _ = self.pool.try_send(std::mem::take(&mut self.data));
+        if data.capacity() == BLOCK {
+            let _ = self.pool.try_send(data);
         }
     }
 }
@@ -112,7 +144,7 @@ fn read_blocks(mut input: impl Read, tx: SyncSender<io::Result<Block>>, max_line
             }
         }
         let pool = pool.clone();
-        if len > 0 && tx.send(Ok(Block { data, len, pool })).is_err() {
+        if len > 0 && tx.send(Ok(Block::new(data, len, pool))).is_err() {
             return;
         }
         if ended {
@@ -141,18 +173,14 @@ fn fill(input: &mut impl Read, data: &mut [u8], len: &mut usize) -> io::Result<b
     Ok(false)
 }
 
-/// The lines of a block, without their line ends.
-pub fn lines(block: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = block;
+/// Where the lines of a block lie, without their line ends.
+fn line_ranges(block: &[u8]) -> impl Iterator<Item = Range<usize>> {
+    let mut start = 0;
     std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let (line, next) = match memchr::memchr(b'\n', rest) {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &rest[rest.len()..]),
-        };
-        rest = next;
+        let rest = block.get(start..).filter(|rest| !rest.is_empty())?;
+        let end = memchr::memchr(b'\n', rest).map_or(block.len(), |i| start + i);
+        let line = start..end;
+        start = end + 1;
         Some(line)
     })
 }
@@ -166,7 +194,9 @@ mod tests {
         let mut lines_seen = Vec::new();
         loop {
             match blocks.next(Duration::from_secs(5)).unwrap() {
-                Next::Block(b) => lines_seen.extend(lines(&b).map(<[u8]>::to_vec)),
+                Next::Block(b) => {
+                    lines_seen.extend(b.lines().map(|l| l.unwrap().as_bytes().to_vec()))
+                }
                 Next::Idle => panic!("stalled"),
                 Next::End => return lines_seen,
             }
@@ -190,6 +220,20 @@ mod tests {
         let text: &'static [u8] = Box::leak(expected.join(&b'\n').into_boxed_slice());
         assert!(text.len() > BLOCK * (QUEUED_BLOCKS + 4));
         assert_eq!(collect(text), expected);
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_the_only_one_refused() {
+        let blocks = Blocks::spawn(&b"ok\nbad \xff\n\xc3\xa9t\xc3\xa9"[..], usize::MAX).unwrap();
+        let mut seen = Vec::new();
+        while let Next::Block(block) = blocks.next(Duration::from_secs(5)).unwrap() {
+            seen.extend(
+                block
+                    .lines()
+                    .map(|l| l.map(str::to_owned).map_err(|e| e.valid_up_to())),
+            );
+        }
+        assert_eq!(seen, [Ok("ok".into()), Err(4), Ok("été".into())]);
     }
 
     #[test]

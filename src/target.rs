@@ -535,10 +535,10 @@ impl<'c, W: Write> Target<'c, W> {
                 }
                 Next::End => return Ok(()),
             };
-            for line in input::lines(&block) {
+            for line in block.lines() {
                 self.check_stop()?;
                 line_number += 1;
-                let line = std::str::from_utf8(line).map_err(|e| {
+                let line = line.map_err(|e| {
                     Error::input(line_number, None, format!("line is not valid UTF-8 ({e})"))
                 })?;
                 let line = line.trim();
