@@ -101,12 +101,54 @@ fn beyond_int64() -> String {
 /// A float64 from a JSON number, and whether it holds the number exactly: whether the
 /// shortest text that reads back as the same float has the same digits.
 pub fn parse_float(text: &str) -> Result<(f64, bool), String> {
+    if let Some(value) = short_decimal(text) {
+        return Ok((value, true));
+    }
     let value: f64 = text.parse().map_err(|_| String::new())?;
     if !value.is_finite() {
         return Err("beyond the float64 range".into());
     }
     let exact = surely_exact(text) || Digits::parse(text) == Digits::parse(&format!("{value:e}"));
     Ok((value, exact))
+}
+
+/// Powers of ten that a float64 holds exactly.
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// A plain decimal of at most 15 significant digits and 22 after the point, read in
+/// one pass: its digits as an integer and its power of ten are both exact in a float64,
+/// so one division gives the correctly rounded value, the same one `str::parse` gives
+/// (and the number survives the round trip, see `surely_exact`). None for anything else.
+fn short_decimal(text: &str) -> Option<f64> {
+    let (negative, digits) = match text.as_bytes() {
+        [b'-', rest @ ..] => (true, rest),
+        all => (false, all),
+    };
+    let (mut mantissa, mut significant, mut seen) = (0u64, 0u32, 0u32);
+    let mut after_point: Option<usize> = None;
+    for &b in digits {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                significant += u32::from(mantissa > 0);
+                seen += 1;
+                if let Some(places) = &mut after_point {
+                    *places += 1;
+                }
+            }
+            b'.' if after_point.is_none() => after_point = Some(0),
+            _ => return None,
+        }
+        if significant > 15 {
+            return None;
+        }
+    }
+    let scale = EXACT_POWERS_OF_TEN.get(after_point.unwrap_or(0))?;
+    let value = (seen > 0).then(|| mantissa as f64 / scale)?;
+    Some(if negative { -value } else { value })
 }
 
 /// A plain decimal of at most 15 significant digits (and no exponent) always survives
@@ -488,6 +530,55 @@ fn cut(text: &str) -> (&str, bool) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn short_decimals_read_as_str_parse_reads_them() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..200_000 {
+            let digits = (next() % 10u64.pow(1 + (next() % 15) as u32)).to_string();
+            let point = (next() % (digits.len() as u64 + 1)) as usize;
+            let zeros = "0".repeat((next() % 8) as usize);
+            let sign = if next() % 2 == 0 { "-" } else { "" };
+            let text = format!("{sign}{zeros}{}.{}", &digits[..point], &digits[point..]);
+            let text = text.trim_end_matches('.');
+            let expected: f64 = text.parse().unwrap();
+            let got = super::short_decimal(text);
+            assert_eq!(got.map(f64::to_bits), Some(expected.to_bits()), "{text}");
+        }
+        for text in [
+            "-0",
+            "0.1",
+            "123456789012345",
+            "0.0000000000000000000001",
+            "1.",
+        ] {
+            let expected: f64 = text.parse().unwrap();
+            assert_eq!(
+                super::short_decimal(text).map(f64::to_bits),
+                Some(expected.to_bits())
+            );
+        }
+        for text in [
+            "",
+            "-",
+            ".",
+            "1e5",
+            "1234567890123456",
+            "1.2.3",
+            "--1",
+            "0x1",
+            "1e",
+            "0.00000000000000000000001",
+        ] {
+            assert_eq!(super::short_decimal(text), None, "{text}");
+        }
+    }
+
     use super::*;
 
     const US: TimeUnit = TimeUnit::Microsecond;
