@@ -14,6 +14,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -229,6 +230,50 @@ impl Batch {
         self.first_line = None;
         RecordBatch::try_new(self.schema.arrow.clone(), arrays)
     }
+
+    /// Whether another thread may decode this stream's records into a twin (see
+    /// `twin`): only when a row depends on nothing but its own record's text, so not
+    /// with metadata columns (sequence numbers, the envelope) or lenient checks (which
+    /// the plain decoder leaves to the full one anyway).
+    pub fn splittable(&self) -> bool {
+        self.meta.is_none() && !self.options.lenient
+    }
+
+    /// An empty buffer of the same schema and options that skips the same fields not in
+    /// the schema, for decoding on another thread.
+    pub fn twin(&self) -> Batch {
+        let mut twin = Batch::new(self.schema.clone(), self.options);
+        twin.root.copy_ignored(&self.root);
+        twin
+    }
+
+    /// Empties a twin for reuse, keeping its buffers' room, and brings its list of
+    /// skipped fields up to date with `of`.
+    pub fn reset_twin(&mut self, of: &Batch) {
+        self.root.truncate(0);
+        self.root.copy_ignored(&of.root);
+        self.rows = 0;
+        self.bytes = 0;
+        self.first_line = None;
+        self.failure = None;
+    }
+
+    /// Appends rows `rows` of a twin (same schema) decoded elsewhere, as if they had been
+    /// decoded here: `bytes` is their input size, `first_line` the input line of the first.
+    pub fn take_rows(
+        &mut self,
+        twin: &Batch,
+        rows: Range<usize>,
+        first_line: u64,
+        bytes: usize,
+    ) -> Result<(), String> {
+        let count = rows.len();
+        self.root.extend_from(&twin.root, rows)?;
+        self.rows += count;
+        self.bytes += bytes;
+        self.first_line.get_or_insert(first_line);
+        Ok(())
+    }
 }
 
 /// Decoding state shared by the visitors of one record.
@@ -274,6 +319,10 @@ impl Validity {
         Validity(BooleanBufferBuilder::new(0))
     }
 
+    fn extend_from(&mut self, other: &Validity, rows: Range<usize>) {
+        self.0.append_packed_range(rows, other.0.as_slice());
+    }
+
     /// Hands out the validity; the next batch starts with room for as many rows.
     fn finish(&mut self) -> Option<NullBuffer> {
         let fresh = BooleanBufferBuilder::new(self.0.len());
@@ -312,6 +361,11 @@ impl<T: ArrowNativeType> Fixed<T> {
         self.valid.0.truncate(len);
     }
 
+    fn extend_from(&mut self, other: &Fixed<T>, rows: Range<usize>) {
+        self.values.extend_from_slice(&other.values[rows.clone()]);
+        self.valid.extend_from(&other.valid, rows);
+    }
+
     fn finish(&mut self, data_type: DataType) -> Result<ArrayRef, ArrowError> {
         let values = take_keeping_capacity(&mut self.values);
         let data = ArrayData::builder(data_type)
@@ -323,10 +377,11 @@ impl<T: ArrowNativeType> Fixed<T> {
     }
 }
 
-/// Takes a buffer's contents, leaving an empty one with the same capacity: batches of
-/// a stream are alike, so the next one fills it without growing it step by step.
+/// Takes a buffer's contents, leaving an empty one a little larger: batches of a
+/// stream are alike, so the next one fills it without growing it step by step (and
+/// without copying it whole when it is a few bytes longer than the last).
 fn take_keeping_capacity<T>(values: &mut Vec<T>) -> Vec<T> {
-    let fresh = Vec::with_capacity(values.len());
+    let fresh = Vec::with_capacity(values.len() + values.len() / 8);
     std::mem::replace(values, fresh)
 }
 
@@ -335,6 +390,25 @@ fn take_offsets(offsets: &mut Vec<i32>) -> Vec<i32> {
     let taken = take_keeping_capacity(offsets);
     offsets.push(0);
     taken
+}
+
+/// Appends the offsets of rows `rows` of `other` to `offsets`, moved to start at `base`
+/// (the length of the values they index); returns the range of `other`'s values they
+/// cover.
+fn extend_offsets(
+    offsets: &mut Vec<i32>,
+    other: &[i32],
+    rows: Range<usize>,
+    base: usize,
+) -> Result<(usize, usize), String> {
+    let (from, to) = (other[rows.start], other[rows.end]);
+    let shift = i32::try_from(base)
+        .ok()
+        .and_then(|base| base.checked_sub(from))
+        .filter(|shift| to.checked_add(*shift).is_some())
+        .ok_or("more than 2 GiB of text in one batch; lower max_batch_bytes")?;
+    offsets.extend(other[rows.start + 1..=rows.end].iter().map(|o| o + shift));
+    Ok((from as usize, to as usize))
 }
 
 /// The kind of text a string column takes.
@@ -507,6 +581,72 @@ impl Builder {
             }
             Kind::Struct(s) => s.truncate(len),
         }
+    }
+
+    fn copy_ignored(&mut self, other: &Builder) {
+        match (&mut self.kind, &other.kind) {
+            (Kind::Struct(s), Kind::Struct(o)) => s.copy_ignored(o),
+            (Kind::List { item, .. }, Kind::List { item: o, .. }) => item.copy_ignored(o),
+            _ => {}
+        }
+    }
+
+    /// Appends rows `rows` of a builder of the same type.
+    fn extend_from(&mut self, other: &Builder, rows: Range<usize>) -> Result<(), String> {
+        match (&mut self.kind, &other.kind) {
+            (Kind::Int(f), Kind::Int(o))
+            | (Kind::Timestamp(f, _), Kind::Timestamp(o, _))
+            | (Kind::Time(f), Kind::Time(o)) => f.extend_from(o, rows),
+            (Kind::Float { values, .. }, Kind::Float { values: o, .. }) => {
+                values.extend_from(o, rows)
+            }
+            (Kind::Decimal128(f, ..), Kind::Decimal128(o, ..)) => f.extend_from(o, rows),
+            (Kind::Decimal256(f, ..), Kind::Decimal256(o, ..)) => f.extend_from(o, rows),
+            (Kind::Date(f), Kind::Date(o)) => f.extend_from(o, rows),
+            (Kind::Bool(values, valid), Kind::Bool(o_values, o_valid)) => {
+                values.append_packed_range(rows.clone(), o_values.as_slice());
+                valid.extend_from(o_valid, rows);
+            }
+            (
+                Kind::Str {
+                    offsets,
+                    data,
+                    valid,
+                    ..
+                },
+                Kind::Str {
+                    offsets: o_offsets,
+                    data: o_data,
+                    valid: o_valid,
+                    ..
+                },
+            ) => {
+                let (from, to) = extend_offsets(offsets, o_offsets, rows.clone(), data.len())?;
+                data.extend_from_slice(&o_data[from..to]);
+                valid.extend_from(o_valid, rows);
+            }
+            (
+                Kind::List {
+                    offsets,
+                    item,
+                    valid,
+                    ..
+                },
+                Kind::List {
+                    offsets: o_offsets,
+                    item: o_item,
+                    valid: o_valid,
+                    ..
+                },
+            ) => {
+                let (from, to) = extend_offsets(offsets, o_offsets, rows.clone(), item.len())?;
+                item.extend_from(o_item, from..to)?;
+                valid.extend_from(o_valid, rows);
+            }
+            (Kind::Struct(s), Kind::Struct(o)) => s.extend_from(o, rows)?,
+            _ => return Err(format!("column {:?}: the twin's type differs", self.path)),
+        }
+        Ok(())
     }
 
     fn take_rounded(&mut self, out: &mut Vec<(String, u64)>) {
@@ -773,6 +913,25 @@ impl StructColumn {
         }
         self.valid.0.truncate(len);
         self.len = len;
+    }
+
+    fn extend_from(&mut self, other: &StructColumn, rows: Range<usize>) -> Result<(), String> {
+        for (child, theirs) in self.children.iter_mut().zip(&other.children) {
+            child.extend_from(theirs, rows.clone())?;
+        }
+        self.valid.extend_from(&other.valid, rows.clone());
+        self.len += rows.len();
+        Ok(())
+    }
+
+    /// Takes `other`'s fields not in the schema (already warned about), at every level.
+    fn copy_ignored(&mut self, other: &StructColumn) {
+        if self.ignored.len() != other.ignored.len() {
+            self.ignored.clone_from(&other.ignored);
+        }
+        for (child, theirs) in self.children.iter_mut().zip(&other.children) {
+            child.copy_ignored(theirs);
+        }
     }
 
     fn take_rounded(&mut self, out: &mut Vec<(String, u64)>) {
@@ -1205,6 +1364,70 @@ mod tests {
         assert_eq!(plain, full);
         // Records 1-4, 7 and 22 (fields already warned about) and 8 take the fast path.
         assert_eq!(taken, 7);
+    }
+
+    #[test]
+    fn rows_taken_from_twins_equal_rows_decoded_in_place() {
+        let schema = r#"{"properties": {
+            "id": {"type": "integer"}, "x": {"type": ["null", "number"]}, "ok": {"type": ["null", "boolean"]},
+            "s": {"type": ["null", "string"]}, "ts": {"type": "string", "format": "date-time"},
+            "d": {"type": "string", "format": "date"}, "price": {"type": "number", "multipleOf": 0.01},
+            "big": {"type": "number", "multipleOf": 1e-40},
+            "l": {"type": ["null", "array"], "items": {"type": "object", "properties": {
+                "k": {"type": "string"}, "n": {"type": "array", "items": {"type": "integer"}}}}},
+            "o": {"type": ["null", "object"], "properties": {"a": {"type": "integer"}, "b": {"type": "array", "items": {"type": "string"}}}}}}"#;
+        let records: Vec<String> = (0..300)
+            .map(|i| match i % 4 {
+                0 => format!(r#"{{"id": {i}, "x": {i}.5, "ok": true, "s": "text {i}", "ts": "2024-01-02T03:04:05Z", "d": "2024-02-29", "price": {i}.25, "big": 1.5, "l": [{{"k": "a{i}", "n": [1, {i}]}}, {{"k": "", "n": []}}], "o": {{"a": {i}, "b": ["p", "q{i}"]}}}}"#),
+                1 => format!(r#"{{"id": {i}, "x": null, "ok": null, "s": null, "l": null, "o": null}}"#),
+                2 => format!(r#"{{"id": {i}, "ok": false, "s": "", "l": [], "o": {{"b": []}}}}"#),
+                _ => format!(r#"{{"id": {i}, "s": "héllo {i}", "l": [{{"k": "z", "n": null}}], "o": {{"a": null, "b": null}}}}"#),
+            })
+            .collect();
+        let decode = |b: &mut Batch, record: &str, line: usize| {
+            assert!(b.decode_plain(&mut Scanner::new(record)), "{record}");
+            b.end_row(true, line as u64, record.len(), NONE).unwrap();
+        };
+        let mut in_place = batch(schema, &[]);
+        for (line, record) in records.iter().enumerate() {
+            decode(&mut in_place, record, line);
+        }
+        // The same records: some decoded here, the rest by a twin and taken over in
+        // cuts of every size, the twin reused after each block.
+        let mut taken = batch(schema, &[]);
+        let mut twin = taken.twin();
+        let mut line = 0;
+        for block in [7usize, 1, 50, 0, 92, 150] {
+            for _ in 0..block / 3 {
+                decode(&mut taken, &records[line], line);
+                line += 1;
+            }
+            let first = line;
+            for _ in block / 3..block {
+                decode(&mut twin, &records[line], line);
+                line += 1;
+            }
+            let mut at = 0usize;
+            for cut in [1, 0, 5, usize::MAX] {
+                let end = at.saturating_add(cut).min(twin.rows());
+                let bytes = records[first + at..first + end]
+                    .iter()
+                    .map(String::len)
+                    .sum();
+                taken
+                    .take_rows(&twin, at..end, (first + at) as u64, bytes)
+                    .unwrap();
+                at = end;
+            }
+            twin.reset_twin(&taken);
+        }
+        assert_eq!(line, records.len());
+        assert_eq!(
+            (taken.rows(), taken.bytes()),
+            (in_place.rows(), in_place.bytes())
+        );
+        assert_eq!(taken.first_line(), Some(0));
+        assert_eq!(taken.finish().unwrap(), in_place.finish().unwrap());
     }
 
     #[test]

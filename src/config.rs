@@ -340,6 +340,14 @@ pub const SETTINGS: &[Setting] = &[
     ),
     with_default(
         setting(
+            "parallel_decoding",
+            Kind::Boolean,
+            "Decode records on two threads when the machine has two cores or more: a second thread decodes the back half of each block of input, and its rows are taken in input order. `false` keeps decoding to one core.",
+        ),
+        "true",
+    ),
+    with_default(
+        setting(
             "add_metadata_columns",
             Kind::Boolean,
             "Append the Singer metadata columns to every stream, after its own: `_sdc_extracted_at` (the RECORD's time_extracted), `_sdc_received_at`, `_sdc_batched_at`, `_sdc_deleted_at` (from the record), `_sdc_sequence` and `_sdc_table_version` (the RECORD's version or the last ACTIVATE_VERSION).",
@@ -694,6 +702,8 @@ pub struct Limits {
     pub max_buffer_bytes: usize,
     pub part_size: usize,
     pub max_concurrent_uploads: usize,
+    /// Whether a second thread decodes records (see `parallel`).
+    pub parallel_decoding: bool,
 }
 
 impl Config {
@@ -822,6 +832,7 @@ impl Config {
                 max_buffer_bytes: v.integer("max_buffer_bytes")?,
                 part_size: v.integer("part_size_bytes")?,
                 max_concurrent_uploads: v.integer("max_concurrent_uploads")?,
+                parallel_decoding: v.boolean("parallel_decoding")?,
             },
             reliability: Reliability {
                 preflight: v.boolean("preflight")?,

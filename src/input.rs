@@ -9,11 +9,13 @@
 use std::io::{self, Read};
 use std::ops::Range;
 use std::str::Utf8Error;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
 use std::time::Duration;
 
-/// Bytes read at a time.
+/// Bytes of a block at most (unless one line is longer).
 const BLOCK: usize = 1 << 20;
+/// The first read's size into an empty buffer.
+const READ_STEP: usize = 64 << 10;
 /// Blocks waiting for the decoder at most.
 const QUEUED_BLOCKS: usize = 4;
 
@@ -36,6 +38,9 @@ pub struct Block {
     pool: SyncSender<Vec<u8>>,
 }
 
+/// A line, or why it is not UTF-8.
+pub type LineText<'a> = Result<&'a str, Utf8Error>;
+
 enum Data {
     /// Every line is UTF-8.
     Text(String),
@@ -54,11 +59,25 @@ impl Block {
     }
 
     /// The block's lines without their line ends, each a `str` or why it is not one.
-    pub fn lines(&self) -> impl Iterator<Item = Result<&str, Utf8Error>> {
-        line_ranges(self.bytes()).map(|range| match &self.data {
-            Data::Text(text) => Ok(&text[range]),
-            Data::Bytes(bytes) => std::str::from_utf8(&bytes[range]),
+    pub fn lines(&self) -> impl Iterator<Item = LineText<'_>> {
+        self.lines_from(0).map(|(_, line)| line)
+    }
+
+    /// The lines from byte `from` (where a line starts) on, each with where it starts.
+    pub fn lines_from(&self, from: usize) -> impl Iterator<Item = (usize, LineText<'_>)> {
+        line_ranges(self.bytes(), from).map(|range| {
+            let start = range.start;
+            let line = match &self.data {
+                Data::Text(text) => Ok(&text[range]),
+                Data::Bytes(bytes) => std::str::from_utf8(&bytes[range]),
+            };
+            (start, line)
         })
+    }
+
+    /// Its size in bytes (a block is never empty).
+    pub fn size(&self) -> usize {
+        self.bytes().len()
     }
 
     fn bytes(&self) -> &[u8] {
@@ -76,7 +95,7 @@ impl Drop for Block {
             Data::Bytes(bytes) => std::mem::take(bytes),
         };
         // Buffers grown for a long line are freed rather than kept.
-        if data.capacity() == BLOCK {
+        if data.capacity() <= 2 * BLOCK {
             let _ = self.pool.try_send(data);
         }
     }
@@ -90,6 +109,15 @@ impl Blocks {
             .name("reader".into())
             .spawn(move || read_blocks(input, tx, max_line))?;
         Ok(Blocks { queue })
+    }
+
+    /// The next block if one is waiting already.
+    pub fn try_next(&self) -> Option<io::Result<Next>> {
+        match self.queue.try_recv() {
+            Ok(block) => Some(block.map(Next::Block)),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(Ok(Next::End)),
+        }
     }
 
     /// The next block, waiting at most `wait`.
@@ -106,19 +134,21 @@ impl Blocks {
 pub const LINE_TOO_LONG: &str = "the line is longer than max_line_bytes";
 
 fn read_blocks(mut input: impl Read, tx: SyncSender<io::Result<Block>>, max_line: usize) {
-    // Buffers come back from dropped blocks: the queue's, the one being decoded, one spare.
-    let (pool, returned) = sync_channel::<Vec<u8>>(QUEUED_BLOCKS + 2);
+    // Buffers come back from dropped blocks: the queue's, those out at the decoding
+    // threads, the one being read, one spare.
+    let kept = QUEUED_BLOCKS + crate::parallel::IN_FLIGHT + 2;
+    let (pool, returned) = sync_channel::<Vec<u8>>(kept);
     let mut carry = Vec::new();
     loop {
         let mut data = returned.try_recv().unwrap_or_default();
         let size = BLOCK.max(carry.len() * 2);
-        if data.len() < size {
-            data.resize(size, 0);
+        if data.len() < carry.len() {
+            data.resize(carry.len(), 0);
         }
         data[..carry.len()].copy_from_slice(&carry);
         let mut len = carry.len();
         carry.clear();
-        let ended = match fill(&mut input, &mut data, &mut len) {
+        let ended = match fill(&mut input, &mut data, &mut len, size) {
             Ok(ended) => ended,
             Err(e) => {
                 let _ = tx.send(Err(e));
@@ -153,11 +183,18 @@ fn read_blocks(mut input: impl Read, tx: SyncSender<io::Result<Block>>, max_line
     }
 }
 
-/// Reads into `data` past `len` until it is full or a read brings a line end (so a
-/// slow tap's lines go on at once); true at the end of input.
-fn fill(input: &mut impl Read, data: &mut [u8], len: &mut usize) -> io::Result<bool> {
-    while *len < data.len() {
-        match input.read(&mut data[*len..]) {
+/// Reads into `data` past `len` until `size` bytes are in or a read brings a line end
+/// (so a slow tap's lines go on at once); true at the end of input. The buffer is made
+/// ready (zeroed) only as far as reads reach, in steps that double: a pipe gives 64 KiB
+/// a read, and a block of one read should not cost the zeroing of a whole `BLOCK`.
+fn fill(input: &mut impl Read, data: &mut Vec<u8>, len: &mut usize, size: usize) -> io::Result<bool> {
+    while *len < size {
+        let want = (*len + (*len).max(READ_STEP)).min(size);
+        if data.len() < want {
+            data.resize(want, 0);
+        }
+        let room = data.len().min(size);
+        match input.read(&mut data[*len..room]) {
             Ok(0) => return Ok(true),
             Ok(n) => {
                 let got = &data[*len..*len + n];
@@ -173,9 +210,9 @@ fn fill(input: &mut impl Read, data: &mut [u8], len: &mut usize) -> io::Result<b
     Ok(false)
 }
 
-/// Where the lines of a block lie, without their line ends.
-fn line_ranges(block: &[u8]) -> impl Iterator<Item = Range<usize>> {
-    let mut start = 0;
+/// Where the lines of a block lie from byte `from` on, without their line ends.
+fn line_ranges(block: &[u8], from: usize) -> impl Iterator<Item = Range<usize>> {
+    let mut start = from;
     std::iter::from_fn(move || {
         let rest = block.get(start..).filter(|rest| !rest.is_empty())?;
         let end = memchr::memchr(b'\n', rest).map_or(block.len(), |i| start + i);

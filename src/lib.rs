@@ -12,6 +12,8 @@
 //! schema     SCHEMA -> ordered, typed columns and their Arrow schema
 //! batch      RECORD -> a row in the stream's typed column buffers (values: the
 //!            exact conversions of each JSON scalar; metadata: the `_sdc_` columns)
+//! parallel   a second decoding thread: plain RECORD lines of a block's second
+//!            half -> rows in twin buffers, taken over in input order
 //! partition  a RecordBatch chunk -> one part per partition_by value
 //! encode     RecordBatch chunks -> CSV, JSONL or Parquet bytes, streamed
 //! object_key -> object_key_template filled in: by default
@@ -32,6 +34,7 @@ pub mod error;
 pub mod input;
 pub mod metadata;
 pub mod object_key;
+pub mod parallel;
 pub mod partition;
 pub mod protocol;
 pub mod publish;

@@ -126,7 +126,7 @@ pub fn parse_line<'a, S: RecordSink>(
 /// "record":{...}` in that order, plain JSON throughout (see `scan`), the record taken by
 /// the sink. Any other line, or any doubt, gives None and nothing decoded: the full
 /// parser then reads the line and gives the same result or the error.
-fn plain_record<'a, S: RecordSink>(line: &'a str, sink: &mut S) -> Option<Message<'a>> {
+pub fn plain_record<'a, S: RecordSink>(line: &'a str, sink: &mut S) -> Option<Message<'a>> {
     let mut scanner = Scanner::new(line);
     let key =
         |scanner: &mut Scanner<'a>, quoted: &[u8]| scanner.eat_literal(quoted) && scanner.eat(b':');

@@ -17,8 +17,9 @@
 //! bounded however many partitions a stream has. An object's first input line is that
 //! of the first chunk it took rows from, so no STATE passes rows it holds.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{Read, Write};
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -31,9 +32,10 @@ use serde::de::Deserializer;
 use crate::batch::Batch;
 use crate::config::{Config, InvalidRecords, Limits, LoadMethod};
 use crate::error::{Error, Result};
-use crate::input::{self, Blocks, Next};
+use crate::input::{self, Block, Blocks, LineText, Next};
 use crate::metadata::{self, Envelope};
 use crate::object_key::{KeyBuilder, ObjectKind};
+use crate::parallel::{Decoders, Done, IN_FLIGHT, Step, Twin};
 use crate::partition::Partitioner;
 use crate::protocol::{self, Message, Record, RecordSink};
 use crate::publish::{self, Destination, StoredObject, StreamEnd};
@@ -46,6 +48,8 @@ use crate::values::compact_json;
 
 /// Lines between checks of every stream's object age.
 const AGE_CHECK_LINES: u64 = 4096;
+/// Input gathered into one job for the decoding threads, when that much is waiting.
+const JOB_BYTES: usize = 1 << 20;
 /// How long input may be silent before finished uploads are looked at anyway, so
 /// STATE keeps flowing while a tap is quiet.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
@@ -307,6 +311,60 @@ impl RecordSink for Streams {
     }
 }
 
+/// What a stream's buffer calls for after records were added.
+#[derive(Debug, PartialEq, Eq)]
+enum Flush {
+    None,
+    /// Encode the buffered rows into the open object(s).
+    Chunk,
+    /// Complete the open object(s): `max_batch_rows` or `max_batch_bytes` reached.
+    Complete,
+}
+
+/// The flush due for a buffer holding `(rows, bytes)` whose fullest open object
+/// already has `fullest`.
+fn flush_due(limits: &Limits, fullest: (usize, usize), held: (usize, usize)) -> Flush {
+    let ((object_rows, object_bytes), (rows, bytes)) = (fullest, held);
+    if object_rows + rows >= limits.max_batch_rows || object_bytes + bytes >= limits.max_batch_bytes
+    {
+        Flush::Complete
+    } else if bytes >= limits.row_group_bytes {
+        Flush::Chunk
+    } else {
+        Flush::None
+    }
+}
+
+/// Twins of the streams' buffers for the decoders, reusing `spares` where they are of
+/// the same schema; None for a stream whose rows must be decoded here.
+fn twins_of(streams: &[Stream], mut spares: Vec<Option<Twin>>) -> Vec<Option<Twin>> {
+    spares.resize_with(streams.len(), || None);
+    streams
+        .iter()
+        .zip(spares)
+        .map(|(stream, spare)| twin_of(stream, spare))
+        .collect()
+}
+
+fn twin_of(stream: &Stream, spare: Option<Twin>) -> Option<Twin> {
+    if !stream.batch.splittable() {
+        return None;
+    }
+    let same_schema = |t: &Twin| Arc::ptr_eq(t.batch.schema(), stream.batch.schema());
+    match spare.filter(same_schema) {
+        Some(mut twin) => {
+            twin.batch.reset_twin(&stream.batch);
+            twin.rows.clear();
+            Some(twin)
+        }
+        None => Some(Twin {
+            name: stream.name.clone(),
+            batch: stream.batch.twin(),
+            rows: Vec::new(),
+        }),
+    }
+}
+
 /// How long `gather` waits for reports.
 #[derive(Clone, Copy)]
 enum Wait {
@@ -441,6 +499,17 @@ struct Target<'c, W> {
     writes: u64,
     stop: Stop,
     progress: Progress,
+    /// The decoding threads, if the machine has a second core (see `parallel`).
+    decoders: Option<Decoders>,
+    /// For each job out at the decoders, oldest first, the schemas replaced before it
+    /// was handed out: its rows are good only if none was replaced since.
+    handed_out: VecDeque<u64>,
+    /// Twin buffers back from the decoders, by stream, for later blocks.
+    spare_twins: Vec<Vec<Option<Twin>>>,
+    /// Schemas replaced so far.
+    schema_changes: u64,
+    /// Records the decoding threads decoded.
+    helped: u64,
 }
 
 /// The progress line, every `progress_interval_seconds`.
@@ -482,6 +551,15 @@ impl<'c, W: Write> Target<'c, W> {
                 started: Instant::now(),
                 last: Instant::now(),
             },
+            decoders: config
+                .limits
+                .parallel_decoding
+                .then(Decoders::start)
+                .flatten(),
+            handed_out: VecDeque::new(),
+            spare_twins: Vec::new(),
+            schema_changes: 0,
+            helped: 0,
         }
     }
 
@@ -514,43 +592,244 @@ impl<'c, W: Write> Target<'c, W> {
 
     fn consume(&mut self, blocks: Blocks) -> Result<()> {
         let mut line_number = 0u64;
+        // A block (or the end, or an error) found while gathering a job.
+        let mut ahead = None;
         loop {
             self.check_stop()?;
-            let next = blocks.next(IDLE_WAIT).map_err(|e| {
-                let at = line_number + 1;
-                if e.to_string() == input::LINE_TOO_LONG {
-                    let limit = self.config.reliability.max_line_bytes;
-                    Error::input(at, None, format!("{e} ({limit} bytes)"))
-                } else {
-                    Error::input(at, None, format!("cannot read input: {e}"))
+            // With jobs out at the decoders, a waiting block is handed out too, and
+            // without one (or with enough out) the oldest job is taken back.
+            let out = self.decoders.as_ref().map_or(0, Decoders::in_flight);
+            let next = match (ahead.take(), out) {
+                (Some(next), _) => next,
+                (None, 0) => blocks.next(IDLE_WAIT),
+                (None, _) if out < IN_FLIGHT => match blocks.try_next() {
+                    Some(next) => next,
+                    None => {
+                        line_number = self.take_decoded(line_number)?;
+                        continue;
+                    }
+                },
+                _ => {
+                    line_number = self.take_decoded(line_number)?;
+                    continue;
                 }
-            })?;
-            let block = match next {
-                Next::Block(block) => block,
+            };
+            // Whatever comes next comes after the blocks out.
+            let next = match next {
+                Ok(Next::Block(block)) => Next::Block(block),
+                other => {
+                    line_number = self.take_all_decoded(line_number)?;
+                    other.map_err(|e| self.input_error(&e, line_number + 1))?
+                }
+            };
+            match next {
+                Next::Block(block) => {
+                    let mut job = vec![Arc::new(block)];
+                    let mut size = job[0].size();
+                    // Blocks waiting together go out as one job (a pipe gives 64 KiB
+                    // at a time, too little to hand out alone).
+                    while self.decoders.is_some() && size < JOB_BYTES {
+                        match blocks.try_next() {
+                            Some(Ok(Next::Block(block))) => {
+                                size += block.size();
+                                job.push(Arc::new(block));
+                            }
+                            other => {
+                                ahead = other;
+                                break;
+                            }
+                        }
+                    }
+                    if let Some(kept) = self.send_job(job) {
+                        line_number = self.take_all_decoded(line_number)?;
+                        for block in kept {
+                            line_number = self.take_lines_from(&block, 0, line_number)?;
+                        }
+                    }
+                }
                 Next::Idle => {
                     self.complete_old_objects()?;
                     self.collect(false)?;
                     self.report_progress();
-                    continue;
                 }
                 Next::End => return Ok(()),
-            };
-            for line in block.lines() {
-                self.check_stop()?;
-                line_number += 1;
-                let line = line.map_err(|e| {
-                    Error::input(line_number, None, format!("line is not valid UTF-8 ({e})"))
-                })?;
-                let line = line.trim();
-                if !line.is_empty() {
-                    self.handle(line, line_number)?;
+            }
+        }
+    }
+
+    fn input_error(&self, e: &std::io::Error, at: u64) -> Error {
+        if e.to_string() == input::LINE_TOO_LONG {
+            let limit = self.config.reliability.max_line_bytes;
+            Error::input(at, None, format!("{e} ({limit} bytes)"))
+        } else {
+            Error::input(at, None, format!("cannot read input: {e}"))
+        }
+    }
+
+    /// Handles one input line, numbered `number`.
+    fn take_line(&mut self, line: LineText, number: u64) -> Result<()> {
+        self.check_stop()?;
+        let line = line.map_err(|e| {
+            Error::input(number, None, format!("line is not valid UTF-8 ({e})"))
+        })?;
+        let line = line.trim();
+        if !line.is_empty() {
+            self.handle(line, number)?;
+        }
+        if number.is_multiple_of(AGE_CHECK_LINES) {
+            self.complete_old_objects()?;
+            self.report_progress();
+        }
+        Ok(())
+    }
+
+    /// Handles the lines of `block` from byte `from` on, after line `before`; returns
+    /// the number of the last.
+    fn take_lines_from(&mut self, block: &Block, from: usize, before: u64) -> Result<u64> {
+        let mut number = before;
+        for (_, line) in block.lines_from(from) {
+            number += 1;
+            self.take_line(line, number)?;
+        }
+        Ok(number)
+    }
+
+    /// Hands `blocks` to the decoders with a twin of every stream they may decode, or
+    /// gives them back when there is none (or no decoders).
+    fn send_job(&mut self, blocks: Vec<Arc<Block>>) -> Option<Vec<Arc<Block>>> {
+        let Some(decoders) = self.decoders.as_mut() else {
+            return Some(blocks);
+        };
+        let spares = self.spare_twins.pop().unwrap_or_default();
+        let twins = twins_of(&self.streams.list, spares);
+        if twins.iter().all(Option::is_none) {
+            return Some(blocks);
+        }
+        match decoders.send(blocks, twins) {
+            Ok(()) => {
+                self.handed_out.push_back(self.schema_changes);
+                None
+            }
+            Err(blocks) => Some(blocks),
+        }
+    }
+
+    fn take_all_decoded(&mut self, mut line_number: u64) -> Result<u64> {
+        while !self.handed_out.is_empty() {
+            line_number = self.take_decoded(line_number)?;
+        }
+        Ok(line_number)
+    }
+
+    /// Takes in, in input order, what the decoders made of the oldest job handed out:
+    /// its rows, the lines left, the rest after where a decoder stopped. If a schema
+    /// changed after it was handed out, reads its blocks here instead.
+    fn take_decoded(&mut self, before: u64) -> Result<u64> {
+        let Some(schema_changes) = self.handed_out.pop_front() else {
+            return Ok(before);
+        };
+        let Some(done) = self.decoders.as_mut().and_then(Decoders::receive) else {
+            let lost = "a decoding thread stopped with input it had taken";
+            return Err(Error::Encode(lost.into()));
+        };
+        let Done {
+            blocks,
+            twins,
+            steps,
+            lines,
+            stopped_at,
+        } = done;
+        if schema_changes != self.schema_changes {
+            return self.take_blocks_from(&blocks, (0, 0), before);
+        }
+        let mut taken = vec![0; twins.len()];
+        for step in steps {
+            match step {
+                Step::Rows { stream, count } => {
+                    let Some(Some(twin)) = twins.get(stream) else {
+                        let lost = "a decoding thread gave rows without their buffer";
+                        return Err(Error::Encode(lost.into()));
+                    };
+                    let rows = taken[stream]..taken[stream] + count;
+                    taken[stream] += count;
+                    self.take_twin_rows(stream, twin, rows, before)?;
                 }
-                if line_number.is_multiple_of(AGE_CHECK_LINES) {
-                    self.complete_old_objects()?;
-                    self.report_progress();
+                Step::Line {
+                    index,
+                    block,
+                    start,
+                } => {
+                    if let Some((_, line)) = blocks[block].lines_from(start).next() {
+                        self.take_line(line, before + u64::from(index) + 1)?;
+                    }
                 }
             }
         }
+        self.spare_twins.push(twins);
+        let after = before + u64::from(lines);
+        if before / AGE_CHECK_LINES != after / AGE_CHECK_LINES {
+            self.complete_old_objects()?;
+            self.report_progress();
+        }
+        match stopped_at {
+            Some(at) => self.take_blocks_from(&blocks, at, after),
+            None => Ok(after),
+        }
+    }
+
+    /// Handles the lines of `blocks` from `(block, byte)` on, after line `before`;
+    /// returns the number of the last.
+    fn take_blocks_from(
+        &mut self,
+        blocks: &[Arc<Block>],
+        (first, start): (usize, usize),
+        before: u64,
+    ) -> Result<u64> {
+        let mut number = before;
+        for (i, block) in blocks.iter().enumerate().skip(first) {
+            let from = if i == first { start } else { 0 };
+            number = self.take_lines_from(block, from, number)?;
+        }
+        Ok(number)
+    }
+
+    /// Takes rows `rows` of stream `index`'s twin into the stream's buffer, cut where
+    /// a record decoded here would have made the run flush, so every limit acts on the
+    /// same record as it would without the helper.
+    fn take_twin_rows(
+        &mut self,
+        index: usize,
+        twin: &Twin,
+        rows: Range<usize>,
+        before: u64,
+    ) -> Result<()> {
+        let mut start = rows.start;
+        let mut bytes = 0;
+        for row in rows.clone() {
+            bytes += twin.rows[row].1 as usize;
+            let stream = &self.streams.list[index];
+            let held = (
+                stream.batch.rows() + row + 1 - start,
+                stream.batch.bytes() + bytes,
+            );
+            let due = flush_due(self.limits, stream.fullest, held) != Flush::None
+                || self.over_budget(bytes);
+            if !due && row + 1 < rows.end {
+                continue;
+            }
+            let first_line = before + u64::from(twin.rows[start].0) + 1;
+            let stream = &mut self.streams.list[index];
+            stream
+                .batch
+                .take_rows(&twin.batch, start..row + 1, first_line, bytes)
+                .map_err(Error::Encode)?;
+            let name = stream.name.clone();
+            self.helped += (row + 1 - start) as u64;
+            self.count_records(index, row + 1 - start, bytes);
+            self.after_rows(&name)?;
+            (start, bytes) = (row + 1, 0);
+        }
+        Ok(())
     }
 
     fn handle(&mut self, line: &str, number: u64) -> Result<()> {
@@ -626,6 +905,7 @@ impl<'c, W: Write> Target<'c, W> {
             Some(known) if known.batch.schema() == batch.schema() => {}
             Some(_) => {
                 self.complete(stream)?;
+                self.schema_changes += 1;
                 if let Some(known) = self.streams.get_mut(stream) {
                     known.batch = batch;
                     known.partitioner = partitioner;
@@ -672,20 +952,33 @@ impl<'c, W: Write> Target<'c, W> {
         if let Err(reason) = appended {
             return self.on_invalid(name, reason, line, raw_line);
         }
-        self.summary.records += 1;
-        stream.records += 1;
+        if let Some(index) = self.streams.index.get(name).copied() {
+            self.count_records(index, 1, bytes);
+        }
+        self.after_rows(name)
+    }
+
+    /// Counts records just added to stream `index`'s buffer.
+    fn count_records(&mut self, index: usize, rows: usize, bytes: usize) {
+        let stream = &mut self.streams.list[index];
+        self.summary.records += rows as u64;
+        stream.records += rows as u64;
         stream.bytes += bytes as u64;
         self.buffered += bytes;
         stream.started.get_or_insert_with(Instant::now);
-        let (rows, held) = (stream.batch.rows(), stream.batch.bytes());
-        let (object_rows, object_bytes) = stream.fullest;
-        let limits = self.limits;
-        if object_rows + rows >= limits.max_batch_rows
-            || object_bytes + held >= limits.max_batch_bytes
-        {
-            self.complete(name)?;
-        } else if held >= limits.row_group_bytes {
-            self.write_chunk(name)?;
+    }
+
+    /// After records were added to a stream: completes its objects or writes a chunk
+    /// when a limit is reached, and keeps memory within the budget.
+    fn after_rows(&mut self, name: &str) -> Result<()> {
+        let Some(stream) = self.streams.get_mut(name) else {
+            return Ok(());
+        };
+        let held = (stream.batch.rows(), stream.batch.bytes());
+        match flush_due(self.limits, stream.fullest, held) {
+            Flush::Complete => self.complete(name)?,
+            Flush::Chunk => self.write_chunk(name)?,
+            Flush::None => {}
         }
         self.keep_within_budget()
     }
@@ -914,7 +1207,7 @@ impl<'c, W: Write> Target<'c, W> {
     fn keep_within_budget(&mut self) -> Result<()> {
         let part = self.limits.part_size;
         let weight = |s: &Stream| s.batch.bytes() + s.objects.len() * part;
-        while self.buffered + self.objects.open * part > self.limits.max_buffer_bytes {
+        while self.over_budget(0) {
             let heaviest = self
                 .streams
                 .list
@@ -926,6 +1219,13 @@ impl<'c, W: Write> Target<'c, W> {
             self.complete(&name)?;
         }
         Ok(())
+    }
+
+    /// Whether records held (and `more` bytes of them yet to come) and one part per
+    /// open object pass `max_buffer_bytes`.
+    fn over_budget(&self, more: usize) -> bool {
+        self.buffered + more + self.objects.open * self.limits.part_size
+            > self.limits.max_buffer_bytes
     }
 
     fn complete_old_objects(&mut self) -> Result<()> {
@@ -1059,6 +1359,10 @@ impl<'c, W: Write> Target<'c, W> {
     }
 
     fn log_summary(&self) {
+        if self.decoders.is_some() {
+            let records = self.helped;
+            tracing::debug!("records decoded by the decoding threads: {records}");
+        }
         let s = &self.summary;
         tracing::info!(
             "done: {} records in {} objects, {} STATE lines written, {} invalid records skipped, {} quarantined, {} manifests, {} older objects deleted",
