@@ -187,7 +187,12 @@ fn read_blocks(mut input: impl Read, tx: SyncSender<io::Result<Block>>, max_line
 /// (so a slow tap's lines go on at once); true at the end of input. The buffer is made
 /// ready (zeroed) only as far as reads reach, in steps that double: a pipe gives 64 KiB
 /// a read, and a block of one read should not cost the zeroing of a whole `BLOCK`.
-fn fill(input: &mut impl Read, data: &mut Vec<u8>, len: &mut usize, size: usize) -> io::Result<bool> {
+fn fill(
+    input: &mut impl Read,
+    data: &mut Vec<u8>,
+    len: &mut usize,
+    size: usize,
+) -> io::Result<bool> {
     while *len < size {
         let want = (*len + (*len).max(READ_STEP)).min(size);
         if data.len() < want {

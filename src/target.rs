@@ -266,6 +266,12 @@ struct Streams {
 
 impl Streams {
     fn get_mut(&mut self, name: &str) -> Option<&mut Stream> {
+        let at = self.position(name)?;
+        self.list.get_mut(at)
+    }
+
+    /// Where the stream named `name` is in the list.
+    fn position(&mut self, name: &str) -> Option<usize> {
         if self
             .list
             .get(self.last)
@@ -273,7 +279,7 @@ impl Streams {
         {
             self.last = *self.index.get(name)?;
         }
-        self.list.get_mut(self.last)
+        Some(self.last)
     }
 
     fn insert(&mut self, stream: Stream) {
@@ -669,9 +675,8 @@ impl<'c, W: Write> Target<'c, W> {
     /// Handles one input line, numbered `number`.
     fn take_line(&mut self, line: LineText, number: u64) -> Result<()> {
         self.check_stop()?;
-        let line = line.map_err(|e| {
-            Error::input(number, None, format!("line is not valid UTF-8 ({e})"))
-        })?;
+        let line =
+            line.map_err(|e| Error::input(number, None, format!("line is not valid UTF-8 ({e})")))?;
         let line = line.trim();
         if !line.is_empty() {
             self.handle(line, number)?;
@@ -823,10 +828,9 @@ impl<'c, W: Write> Target<'c, W> {
                 .batch
                 .take_rows(&twin.batch, start..row + 1, first_line, bytes)
                 .map_err(Error::Encode)?;
-            let name = stream.name.clone();
             self.helped += (row + 1 - start) as u64;
             self.count_records(index, row + 1 - start, bytes);
-            self.after_rows(&name)?;
+            self.after_rows(index)?;
             (start, bytes) = (row + 1, 0);
         }
         Ok(())
@@ -928,13 +932,14 @@ impl<'c, W: Write> Target<'c, W> {
         line: u64,
         raw_line: &str,
     ) -> Result<()> {
-        let Some(stream) = self.streams.get_mut(name) else {
+        let Some(index) = self.streams.position(name) else {
             return Err(Error::input(
                 line,
                 Some(name),
                 "RECORD arrived before any SCHEMA for its stream",
             ));
         };
+        let stream = &mut self.streams.list[index];
         // The same size the batch counts, so `buffered` and the batches stay in step.
         let bytes = match &record {
             Record::Raw(raw) => raw.get().len(),
@@ -952,10 +957,8 @@ impl<'c, W: Write> Target<'c, W> {
         if let Err(reason) = appended {
             return self.on_invalid(name, reason, line, raw_line);
         }
-        if let Some(index) = self.streams.index.get(name).copied() {
-            self.count_records(index, 1, bytes);
-        }
-        self.after_rows(name)
+        self.count_records(index, 1, bytes);
+        self.after_rows(index)
     }
 
     /// Counts records just added to stream `index`'s buffer.
@@ -968,17 +971,18 @@ impl<'c, W: Write> Target<'c, W> {
         stream.started.get_or_insert_with(Instant::now);
     }
 
-    /// After records were added to a stream: completes its objects or writes a chunk
-    /// when a limit is reached, and keeps memory within the budget.
-    fn after_rows(&mut self, name: &str) -> Result<()> {
-        let Some(stream) = self.streams.get_mut(name) else {
-            return Ok(());
-        };
+    /// After records were added to stream `index`: completes its objects or writes a
+    /// chunk when a limit is reached, and keeps memory within the budget.
+    fn after_rows(&mut self, index: usize) -> Result<()> {
+        let stream = &self.streams.list[index];
         let held = (stream.batch.rows(), stream.batch.bytes());
-        match flush_due(self.limits, stream.fullest, held) {
-            Flush::Complete => self.complete(name)?,
-            Flush::Chunk => self.write_chunk(name)?,
-            Flush::None => {}
+        let flush = flush_due(self.limits, stream.fullest, held);
+        if flush != Flush::None {
+            let name = stream.name.clone();
+            match flush {
+                Flush::Complete => self.complete(&name)?,
+                _ => self.write_chunk(&name)?,
+            }
         }
         self.keep_within_budget()
     }
