@@ -89,20 +89,22 @@ def main() -> None:
         server = S3sFsServer(Path(tmp)) if s3s_fs_binary() else MotoServer(Path(tmp))
         print(f"S3-compatible server: {server.name}")
         try:
-            cases = [("parquet, 1 stream", "parquet", one, None, n),
-                     ("csv, 1 stream", "csv", one, None, n),
-                     ("parquet, 20 streams", "parquet", twenty, None, n),
-                     ("csv, 20 streams", "csv", twenty, None, n)]
+            one_thread = {"parallel_decoding": False}
+            cases = [("parquet, 1 stream", "parquet", one, None, n, {}),
+                     ("parquet, 1 stream, one decoding thread", "parquet", one, None, n, one_thread),
+                     ("csv, 1 stream", "csv", one, None, n, {}),
+                     ("parquet, 20 streams", "parquet", twenty, None, n, {}),
+                     ("csv, 20 streams", "csv", twenty, None, n, {})]
             if args.scale > 1:
                 cases.append((f"parquet, 1 stream, input x{args.scale}", "parquet", None,
-                              ["cat"] + [str(one)] * args.scale, n * args.scale))
-            for name, file_type, path, feeder, count in cases:
+                              ["cat"] + [str(one)] * args.scale, n * args.scale, {}))
+            for name, file_type, path, feeder, count, settings in cases:
                 runs = []
                 for _ in range(args.runs if feeder is None else 1):
                     bucket = server.new_bucket()
                     config = Path(tmp) / "config.json"
                     config.write_text(json.dumps(base_config(server, bucket, file_type=file_type,
-                                                             object_key_path="bench")))
+                                                             object_key_path="bench", **settings)))
                     wall, rss, stdout = measure([str(BINARY), "--config", str(config)], path, feeder,
                                                 env={**clean_env(), "RUST_LOG": "warn"})
                     assert stdout.strip(), "no STATE written"

@@ -748,28 +748,31 @@ impl<'c, W: Write> Target<'c, W> {
             return self.take_blocks_from(&blocks, (0, 0), before);
         }
         let mut taken = vec![0; twins.len()];
+        // Runs of rows between lines left to the run, as (stream, twin rows).
+        let mut run = Vec::new();
         for step in steps {
             match step {
                 Step::Rows { stream, count } => {
-                    let Some(Some(twin)) = twins.get(stream) else {
-                        let lost = "a decoding thread gave rows without their buffer";
+                    let Some(first) = taken.get_mut(stream) else {
+                        let lost = "a decoding thread gave rows of a stream it was not given";
                         return Err(Error::Encode(lost.into()));
                     };
-                    let rows = taken[stream]..taken[stream] + count;
-                    taken[stream] += count;
-                    self.take_twin_rows(stream, twin, rows, before)?;
+                    run.push((stream, *first..*first + count));
+                    *first += count;
                 }
                 Step::Line {
                     index,
                     block,
                     start,
                 } => {
+                    self.take_run(&twins, &mut run, before)?;
                     if let Some((_, line)) = blocks[block].lines_from(start).next() {
                         self.take_line(line, before + u64::from(index) + 1)?;
                     }
                 }
             }
         }
+        self.take_run(&twins, &mut run, before)?;
         self.spare_twins.push(twins);
         let after = before + u64::from(lines);
         if before / AGE_CHECK_LINES != after / AGE_CHECK_LINES {
@@ -798,40 +801,65 @@ impl<'c, W: Write> Target<'c, W> {
         Ok(number)
     }
 
-    /// Takes rows `rows` of stream `index`'s twin into the stream's buffer, cut where
-    /// a record decoded here would have made the run flush, so every limit acts on the
-    /// same record as it would without the helper.
-    fn take_twin_rows(
+    /// Takes a run of rows (of one stream or several, in input order) from the twins,
+    /// acting on the same record a run on one thread would act on: rows are taken in
+    /// bulk up to the first one that makes its stream flush or memory pass the budget,
+    /// then that limit acts, and so on. Until a limit acts, the order across streams
+    /// changes nothing, so each stream's rows are taken at once.
+    fn take_run(
         &mut self,
-        index: usize,
-        twin: &Twin,
-        rows: Range<usize>,
+        twins: &[Option<Twin>],
+        run: &mut Vec<(usize, Range<usize>)>,
         before: u64,
     ) -> Result<()> {
-        let mut start = rows.start;
-        let mut bytes = 0;
-        for row in rows.clone() {
-            bytes += twin.rows[row].1 as usize;
-            let stream = &self.streams.list[index];
-            let held = (
-                stream.batch.rows() + row + 1 - start,
-                stream.batch.bytes() + bytes,
-            );
-            let due = flush_due(self.limits, stream.fullest, held) != Flush::None
-                || self.over_budget(bytes);
-            if !due && row + 1 < rows.end {
-                continue;
+        let mut pending: Vec<Option<(Range<usize>, usize)>> = vec![None; twins.len()];
+        let mut pending_bytes = 0;
+        for (index, rows) in run.drain(..) {
+            let Some(Some(twin)) = twins.get(index) else {
+                let lost = "a decoding thread gave rows without their buffer";
+                return Err(Error::Encode(lost.into()));
+            };
+            for row in rows {
+                let bytes = twin.rows[row].1 as usize;
+                let mine = pending[index].get_or_insert((row..row, 0));
+                (mine.0.end, mine.1) = (row + 1, mine.1 + bytes);
+                pending_bytes += bytes;
+                let stream = &self.streams.list[index];
+                let held = (
+                    stream.batch.rows() + mine.0.len(),
+                    stream.batch.bytes() + mine.1,
+                );
+                if flush_due(self.limits, stream.fullest, held) != Flush::None
+                    || self.over_budget(pending_bytes)
+                {
+                    self.take_pending(twins, &mut pending, before)?;
+                    pending_bytes = 0;
+                    self.after_rows(index)?;
+                }
             }
-            let first_line = before + u64::from(twin.rows[start].0) + 1;
-            let stream = &mut self.streams.list[index];
-            stream
+        }
+        self.take_pending(twins, &mut pending, before)
+    }
+
+    /// Takes each stream's pending twin rows into its buffer.
+    fn take_pending(
+        &mut self,
+        twins: &[Option<Twin>],
+        pending: &mut [Option<(Range<usize>, usize)>],
+        before: u64,
+    ) -> Result<()> {
+        for (index, taken) in pending.iter_mut().enumerate() {
+            let (Some((rows, bytes)), Some(Some(twin))) = (taken.take(), twins.get(index)) else {
+                continue;
+            };
+            let first_line = before + u64::from(twin.rows[rows.start].0) + 1;
+            let count = rows.len();
+            self.streams.list[index]
                 .batch
-                .take_rows(&twin.batch, start..row + 1, first_line, bytes)
+                .take_rows(&twin.batch, rows, first_line, bytes)
                 .map_err(Error::Encode)?;
-            self.helped += (row + 1 - start) as u64;
-            self.count_records(index, row + 1 - start, bytes);
-            self.after_rows(index)?;
-            (start, bytes) = (row + 1, 0);
+            self.helped += count as u64;
+            self.count_records(index, count, bytes);
         }
         Ok(())
     }

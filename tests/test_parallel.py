@@ -119,3 +119,27 @@ def test_a_bad_line_in_the_second_half_is_named_by_its_number(server, bucket):
     run = run_target(config, "\n".join(lines) + "\n")
     assert run.returncode != 0
     assert f"line {bad + 1}" in run.stderr and "stream \"a\"" in run.stderr, run.stderr
+
+
+def test_memory_budget_acts_on_the_same_records_with_two_threads(server, bucket):
+    """Eight streams in turn, with a budget so small that it completes objects every few
+    hundred records: which object each record lands in depends on the order records
+    were taken, and must not change."""
+    rng = random.Random(5)
+    schemas = [json.dumps({"type": "SCHEMA", "stream": f"s{i}", "key_properties": ["id"],
+                           "schema": B_SCHEMA}) for i in range(8)]
+    records = [json.dumps({"type": "RECORD", "stream": f"s{n % 8}",
+                           "record": {"id": n, "ok": rng.random() < 0.5, "o": {"k": "v" * rng.randrange(200)}}})
+               for n in range(40_000)]
+    text = "\n".join(schemas + records) + "\n"
+    stored_by = {}
+    for parallel in (False, True):
+        prefix = f"budget-{parallel}"
+        config = base_config(server, bucket, file_type="csv", object_key_path=prefix,
+                             max_buffer_bytes=6 * 1024 * 1024, part_size_bytes=5 * 1024 * 1024,
+                             row_group_bytes=1024 * 1024, parallel_decoding=parallel)
+        run = run_target(config, text)
+        assert run.returncode == 0, run.stderr
+        stored_by[parallel] = stored(server, bucket, prefix + "/")
+    assert len(stored_by[False]) >= 10
+    assert stored_by[True] == stored_by[False]
