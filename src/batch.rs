@@ -29,7 +29,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::value::RawValue;
 
 use crate::metadata::{Envelope, MetaColumns};
-use crate::protocol::BorrowedStr;
+use crate::protocol::{BorrowedStr, RecordSink};
 use crate::scan::{self, Scanner, same};
 use crate::schema::{Column, ColumnType, StreamSchema};
 use crate::values::{self, Shown, ShownNumber};
@@ -273,6 +273,40 @@ impl Batch {
         self.bytes += bytes;
         self.first_line.get_or_insert(first_line);
         Ok(())
+    }
+}
+
+/// Anything that finds a stream's buffer by the stream's name: the run's streams, or a
+/// decoding thread's twins. The protocol parser then decodes records straight into it.
+pub trait BatchOf {
+    fn batch_of(&mut self, stream: &str) -> Option<&mut Batch>;
+}
+
+impl<T: BatchOf> RecordSink for T {
+    fn accepts(&mut self, stream: &str) -> bool {
+        self.batch_of(stream).is_some()
+    }
+
+    fn decode<'de, D: de::Deserializer<'de>>(
+        &mut self,
+        stream: &str,
+        d: D,
+    ) -> Result<(), D::Error> {
+        match self.batch_of(stream) {
+            Some(batch) => batch.decode(d),
+            None => Err(de::Error::custom("no such stream")),
+        }
+    }
+
+    fn decode_plain(&mut self, stream: &str, scanner: &mut Scanner) -> bool {
+        self.batch_of(stream)
+            .is_some_and(|batch| batch.decode_plain(scanner))
+    }
+
+    fn discard(&mut self, stream: &str) {
+        if let Some(batch) = self.batch_of(stream) {
+            batch.discard_row();
+        }
     }
 }
 

@@ -59,6 +59,7 @@ impl Block {
     }
 
     /// The block's lines without their line ends, each a `str` or why it is not one.
+    #[cfg(test)]
     pub fn lines(&self) -> impl Iterator<Item = LineText<'_>> {
         self.lines_from(0).map(|(_, line)| line)
     }

@@ -21,10 +21,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use crate::batch::Batch;
+use crate::batch::{Batch, BatchOf};
 use crate::input::Block;
-use crate::protocol::{self, RecordSink};
-use crate::scan::{Scanner, same};
+use crate::protocol;
+use crate::scan::same;
 
 /// Decoder threads.
 const DECODERS: usize = 2;
@@ -229,29 +229,8 @@ impl TwinSink {
     }
 }
 
-impl RecordSink for TwinSink {
-    fn accepts(&mut self, stream: &str) -> bool {
-        self.find(stream).is_some()
-    }
-
-    fn decode<'de, D: serde::Deserializer<'de>>(
-        &mut self,
-        _stream: &str,
-        _d: D,
-    ) -> Result<(), D::Error> {
-        Err(serde::de::Error::custom(
-            "the helper decodes plain records only",
-        ))
-    }
-
-    fn decode_plain(&mut self, stream: &str, scanner: &mut Scanner) -> bool {
-        self.find(stream)
-            .is_some_and(|t| t.batch.decode_plain(scanner))
-    }
-
-    fn discard(&mut self, stream: &str) {
-        if let Some(t) = self.find(stream) {
-            t.batch.discard_row();
-        }
+impl BatchOf for TwinSink {
+    fn batch_of(&mut self, stream: &str) -> Option<&mut Batch> {
+        self.find(stream).map(|t| &mut t.batch)
     }
 }

@@ -27,9 +27,8 @@ use std::time::{Duration, Instant};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use chrono::Utc;
-use serde::de::Deserializer;
 
-use crate::batch::Batch;
+use crate::batch::{Batch, BatchOf};
 use crate::config::{Config, InvalidRecords, Limits, LoadMethod};
 use crate::error::{Error, Result};
 use crate::input::{self, Block, Blocks, LineText, Next};
@@ -37,9 +36,9 @@ use crate::metadata::{self, Envelope};
 use crate::object_key::{KeyBuilder, ObjectKind};
 use crate::parallel::{Decoders, Done, IN_FLIGHT, Step, Twin};
 use crate::partition::Partitioner;
-use crate::protocol::{self, Message, Record, RecordSink};
+use crate::protocol::{self, Message, Record};
 use crate::publish::{self, Destination, StoredObject, StreamEnd};
-use crate::scan::{Scanner, same};
+use crate::scan::same;
 use crate::schema::StreamSchema;
 use crate::sink::{Job, Sink};
 use crate::state::StateTracker;
@@ -293,27 +292,9 @@ impl Streams {
 }
 
 /// Lets the protocol parser decode records straight into their stream's buffer.
-impl RecordSink for Streams {
-    fn accepts(&mut self, stream: &str) -> bool {
-        self.get_mut(stream).is_some()
-    }
-
-    fn decode<'de, D: Deserializer<'de>>(&mut self, stream: &str, d: D) -> Result<(), D::Error> {
-        match self.get_mut(stream) {
-            Some(s) => s.batch.decode(d),
-            None => Err(serde::de::Error::custom("no such stream")),
-        }
-    }
-
-    fn decode_plain(&mut self, stream: &str, scanner: &mut Scanner) -> bool {
-        self.get_mut(stream)
-            .is_some_and(|s| s.batch.decode_plain(scanner))
-    }
-
-    fn discard(&mut self, stream: &str) {
-        if let Some(s) = self.get_mut(stream) {
-            s.batch.discard_row();
-        }
+impl BatchOf for Streams {
+    fn batch_of(&mut self, stream: &str) -> Option<&mut Batch> {
+        self.get_mut(stream).map(|s| &mut s.batch)
     }
 }
 
