@@ -49,6 +49,8 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(plain.rows(), rows);
             take(&mut from_twin, &mut twin);
             let _ = from_twin.append(line, n, &none);
+            // The twin skips the fields the full decoder has just learned to skip.
+            twin.reset_twin(&from_twin);
             plain.append(line, n, &none)
         };
         assert_eq!(taken, full.append(line, n, &none), "{line}");
