@@ -37,7 +37,7 @@ pub struct Twin {
     pub name: String,
     pub batch: Batch,
     /// Per row: its line (counted from the block's first) and its input size.
-    pub rows: Vec<(u32, u32)>,
+    pub rows: Vec<(u32, usize)>,
 }
 
 /// What a decoder found, in input order.
@@ -223,7 +223,7 @@ impl TwinSink {
         let envelope = crate::metadata::Envelope::default();
         let kept = twin.batch.end_row(true, 0, bytes, &envelope).is_ok();
         if kept {
-            twin.rows.push((index, bytes as u32));
+            twin.rows.push((index, bytes));
         }
         kept
     }

@@ -629,9 +629,7 @@ impl<'c, W: Write> Target<'c, W> {
                     }
                     if let Some(kept) = self.send_job(job) {
                         line_number = self.take_all_decoded(line_number)?;
-                        for block in kept {
-                            line_number = self.take_lines_from(&block, 0, line_number)?;
-                        }
+                        line_number = self.take_blocks_from(&kept, (0, 0), line_number)?;
                     }
                 }
                 Next::Idle => {
@@ -793,6 +791,9 @@ impl<'c, W: Write> Target<'c, W> {
         run: &mut Vec<(usize, Range<usize>)>,
         before: u64,
     ) -> Result<()> {
+        if run.is_empty() {
+            return Ok(());
+        }
         let mut pending: Vec<Option<(Range<usize>, usize)>> = vec![None; twins.len()];
         let mut pending_bytes = 0;
         for (index, rows) in run.drain(..) {
@@ -801,7 +802,7 @@ impl<'c, W: Write> Target<'c, W> {
                 return Err(Error::Encode(lost.into()));
             };
             for row in rows {
-                let bytes = twin.rows[row].1 as usize;
+                let bytes = twin.rows[row].1;
                 let mine = pending[index].get_or_insert((row..row, 0));
                 (mine.0.end, mine.1) = (row + 1, mine.1 + bytes);
                 pending_bytes += bytes;
