@@ -54,13 +54,15 @@ lint:
 unit:
 	cargo test --locked
 
-# MeltanoLabs' tap-postgres in a venv of its own, and Debian's PostgreSQL server (as
-# root, only when missing), for the PostgreSQL integration test.
-TAP_POSTGRES := .venv-tap-postgres/bin/tap-postgres
+# MeltanoLabs' tap-postgres in a venv of its own (with pyarrow, which the Singer SDK's
+# Parquet batch files need), and Debian's PostgreSQL server (as root, only when
+# missing), for the PostgreSQL integration tests.
+TAP_POSTGRES := .venv-tap-postgres/.installed
 
 $(TAP_POSTGRES):
 	test -x .venv-tap-postgres/bin/python || python3 -m venv .venv-tap-postgres
-	.venv-tap-postgres/bin/pip install --quiet "meltanolabs-tap-postgres==0.10.0"
+	.venv-tap-postgres/bin/pip install --quiet "meltanolabs-tap-postgres==0.10.0" "pyarrow>=15"
+	touch $@
 
 postgres:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \

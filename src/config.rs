@@ -84,6 +84,7 @@ pub const FILE_TYPES: &[&str] = &["csv", "parquet", "jsonl"];
 pub const HEADER_FORMATS: &[&str] = &["upper", "lower"];
 pub const INVALID_RECORDS: &[&str] = &["fail", "skip", "quarantine"];
 pub const UNKNOWN_FIELDS: &[&str] = &["warn", "fail"];
+pub const UNKNOWN_MESSAGE_TYPES: &[&str] = &["fail", "warn"];
 pub const INEXACT_NUMBERS: &[&str] = &["fail", "warn"];
 pub const TIMESTAMP_UNITS: &[&str] = &["us", "ms", "ns"];
 pub const COMPRESSIONS: &[&str] = &["none", "gzip", "zstd", "snappy", "lz4"];
@@ -260,6 +261,14 @@ pub const SETTINGS: &[Setting] = &[
             "Record fields the schema does not declare: `warn` ignores them with one warning per stream and field; `fail` treats the record as invalid.",
         ),
         "warn",
+    ),
+    with_default(
+        setting(
+            "unknown_message_types",
+            Kind::Choice(UNKNOWN_MESSAGE_TYPES),
+            "A message whose type the target does not know (not SCHEMA, RECORD, STATE, ACTIVATE_VERSION or BATCH), which may carry records: `fail` stops the run at it, before any STATE after it is written; `warn` skips such messages and counts them.",
+        ),
+        "fail",
     ),
     with_default(
         setting(
@@ -659,6 +668,8 @@ pub struct Config {
     pub types: TypeOptions,
     pub decode: DecodeOptions,
     pub invalid_records: InvalidRecords,
+    /// Whether messages of unknown types are skipped (with a count) rather than fatal.
+    pub skip_unknown_messages: bool,
     pub limits: Limits,
     pub reliability: Reliability,
     pub store: StoreSettings,
@@ -822,6 +833,7 @@ impl Config {
                 "quarantine" => InvalidRecords::Quarantine,
                 _ => InvalidRecords::Fail,
             },
+            skip_unknown_messages: v.choice_or_default("unknown_message_types")? == "warn",
             limits: Limits {
                 max_batch_rows: v.integer("max_batch_rows")?,
                 max_batch_bytes: v.integer("max_batch_bytes")?,
@@ -996,7 +1008,7 @@ pub fn about() -> Value {
         "name": "target-s3",
         "version": env!("CARGO_PKG_VERSION"),
         "description": env!("CARGO_PKG_DESCRIPTION"),
-        "capabilities": ["about", "validate-records"],
+        "capabilities": ["about", "batch", "validate-records"],
         "settings": settings,
     })
 }

@@ -12,6 +12,8 @@
 //! schema     SCHEMA -> ordered, typed columns and their Arrow schema
 //! batch      RECORD -> a row in the stream's typed column buffers (values: the
 //!            exact conversions of each JSON scalar; metadata: the `_sdc_` columns)
+//! batch_files BATCH messages: the files a manifest names -> record lines, which
+//!            take the RECORD path above
 //! parallel   a second decoding thread: plain RECORD lines of a block's second
 //!            half -> rows in twin buffers, taken over in input order
 //! partition  a RecordBatch chunk -> one part per partition_by value
@@ -28,6 +30,7 @@
 //! `target` drives the stages; `config` validates the settings they all read.
 
 pub mod batch;
+pub mod batch_files;
 pub mod config;
 pub mod encode;
 pub mod error;

@@ -36,7 +36,14 @@ pub enum Message<'a> {
         stream: Cow<'a, str>,
         version: i64,
     },
-    /// A message type this target does not act on (BATCH, future types).
+    /// Records in files (the Singer SDK's batch mode): `encoding` as raw JSON, and the
+    /// files' URLs in order.
+    Batch {
+        stream: Cow<'a, str>,
+        encoding: &'a RawValue,
+        manifest: Vec<String>,
+    },
+    /// A message type this target does not know.
     Other {
         kind: Cow<'a, str>,
     },
@@ -195,6 +202,8 @@ struct Fields<'a> {
     value: Option<&'a RawValue>,
     version: Option<i64>,
     time_extracted: Option<&'a str>,
+    encoding: Option<&'a RawValue>,
+    manifest: Option<&'a RawValue>,
 }
 
 impl<'a> Fields<'a> {
@@ -251,6 +260,22 @@ impl<'a> Fields<'a> {
                 })?;
                 Ok(Message::ActivateVersion { stream, version })
             }
+            "BATCH" => {
+                let stream = stream.ok_or_else(|| fail(&None, "BATCH has no \"stream\""))?;
+                let known = Some(stream.clone());
+                let encoding = self
+                    .encoding
+                    .ok_or_else(|| fail(&known, "BATCH needs an \"encoding\" object"))?;
+                let manifest = self
+                    .manifest
+                    .and_then(|m| serde_json::from_str::<Vec<String>>(m.get()).ok())
+                    .ok_or_else(|| fail(&known, "BATCH needs a \"manifest\" list of file URLs"))?;
+                Ok(Message::Batch {
+                    stream,
+                    encoding,
+                    manifest,
+                })
+            }
             _ => Ok(Message::Other { kind }),
         }
     }
@@ -303,6 +328,8 @@ impl<'de, S: RecordSink> Visitor<'de> for EnvelopeSeed<'_, 'de, S> {
                 "schema" => f.schema = Some(map.next_value()?),
                 "key_properties" => f.key_properties = map.next_value()?,
                 "value" => f.value = Some(map.next_value()?),
+                "encoding" => f.encoding = Some(map.next_value()?),
+                "manifest" => f.manifest = Some(map.next_value()?),
                 "version" => f.version = map.next_value()?,
                 "time_extracted" => {
                     f.time_extracted = Some(map.next_value::<&RawValue>()?.get());
@@ -385,8 +412,20 @@ mod tests {
         assert!(matches!(m, Ok(Message::State { value }) if value.get() == r#"{"bookmarks":{}}"#));
         let m = parse(r#"{"type":"ACTIVATE_VERSION","stream":"s","version":7}"#);
         assert!(matches!(m, Ok(Message::ActivateVersion { version: 7, .. })));
-        let m = parse(r#"{"type":"BATCH","stream":"s"}"#);
-        assert!(matches!(m, Ok(Message::Other { ref kind }) if kind == "BATCH"));
+        let m = parse(
+            r#"{"type":"BATCH","stream":"s","encoding":{"format":"jsonl"},"manifest":["file:///a","file:///b"]}"#,
+        );
+        assert!(
+            matches!(m, Ok(Message::Batch { ref stream, encoding, ref manifest }) if stream == "s" && encoding.get() == r#"{"format":"jsonl"}"# && manifest == &["file:///a", "file:///b"])
+        );
+        let m = parse(r#"{"type":"FOO","stream":"s"}"#);
+        assert!(matches!(m, Ok(Message::Other { ref kind }) if kind == "FOO"));
+        let e = parse(r#"{"type":"BATCH","stream":"s","encoding":{}}"#).unwrap_err();
+        assert!(e.message.contains("\"manifest\" list"), "{}", e.message);
+        let e = parse(r#"{"type":"BATCH","stream":"s","encoding":{},"manifest":[1]}"#).unwrap_err();
+        assert!(e.message.contains("\"manifest\" list"), "{}", e.message);
+        let e = parse(r#"{"type":"BATCH","stream":"s","manifest":[]}"#).unwrap_err();
+        assert!(e.message.contains("\"encoding\" object"), "{}", e.message);
     }
 
     /// Counts the records it takes, and refuses records holding "bad".

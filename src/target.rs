@@ -29,6 +29,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::Utc;
 
 use crate::batch::{Batch, BatchOf};
+use crate::batch_files::{Encoding, Opener};
 use crate::config::{Config, InvalidRecords, Limits, LoadMethod};
 use crate::error::{Error, Result};
 use crate::input::{self, Block, Blocks, LineText, Next};
@@ -38,7 +39,7 @@ use crate::parallel::{Decoders, Done, IN_FLIGHT, Step, Twin};
 use crate::partition::Partitioner;
 use crate::protocol::{self, Message, Record};
 use crate::publish::{self, Destination, StoredObject, StreamEnd};
-use crate::scan::same;
+use crate::scan::{Scanner, same};
 use crate::schema::StreamSchema;
 use crate::sink::{Job, Sink};
 use crate::state::StateTracker;
@@ -64,6 +65,8 @@ pub struct Summary {
     pub quarantined: u64,
     pub manifests: u64,
     pub deleted: u64,
+    /// Messages of unknown types skipped (`unknown_message_types: warn`), by type.
+    pub unknown_skipped: BTreeMap<String, u64>,
 }
 
 /// Checks that the store can be reached with the configured credentials and the bucket
@@ -497,6 +500,9 @@ struct Target<'c, W> {
     schema_changes: u64,
     /// Records the decoding threads decoded.
     helped: u64,
+    /// Opens the files BATCH messages name.
+    batch_files: Opener,
+    warned_undeclared_gzip: bool,
 }
 
 /// The progress line, every `progress_interval_seconds`.
@@ -515,6 +521,12 @@ impl<'c, W: Write> Target<'c, W> {
     ) -> Self {
         // The metadata columns' clock starts with the run.
         metadata::now_ns();
+        let s3 = match &destination.store {
+            Store::S3(s3) => Some(s3.clone()),
+            Store::Local(_) => None,
+        };
+        let max_line = config.reliability.max_line_bytes;
+        let batch_files = Opener::new(s3, destination.runtime.clone(), max_line);
         Target {
             config,
             limits: &config.limits,
@@ -547,6 +559,8 @@ impl<'c, W: Write> Target<'c, W> {
             spare_twins: Vec::new(),
             schema_changes: 0,
             helped: 0,
+            batch_files,
+            warned_undeclared_gzip: false,
         }
     }
 
@@ -888,12 +902,12 @@ impl<'c, W: Write> Target<'c, W> {
                 }
                 Ok(())
             }
-            Message::Other { kind } => {
-                tracing::warn!(
-                    "input line {number}: message type {kind:?} is not supported; skipped"
-                );
-                Ok(())
-            }
+            Message::Batch {
+                stream,
+                encoding,
+                manifest,
+            } => self.on_batch(&stream, encoding.get(), &manifest, number),
+            Message::Other { kind } => self.on_unknown(&kind, number),
         }
     }
 
@@ -961,14 +975,157 @@ impl<'c, W: Write> Target<'c, W> {
             Record::Refused => stream.batch.end_row(false, line, bytes, &envelope),
             Record::Raw(raw) => stream.batch.append(raw.get(), line, &envelope),
         };
+        self.row_ended(index, appended, bytes, line, raw_line)
+    }
+
+    /// After one record of stream `index` was decoded (`appended`) or refused: warns of
+    /// new fields outside the schema, sends a refused record to `invalid_records`, or
+    /// counts the row and lets the stream's limits act.
+    fn row_ended(
+        &mut self,
+        index: usize,
+        appended: std::result::Result<(), String>,
+        bytes: usize,
+        line: u64,
+        raw_line: &str,
+    ) -> Result<()> {
+        let stream = &mut self.streams.list[index];
+        let name = stream.name.clone();
         for field in stream.batch.take_newly_ignored() {
             tracing::warn!("stream {name:?}: field {field:?} is not in the schema; ignored");
         }
         if let Err(reason) = appended {
-            return self.on_invalid(name, reason, line, raw_line);
+            return self.on_invalid(&name, reason, line, raw_line);
         }
         self.count_records(index, 1, bytes);
         self.after_rows(index)
+    }
+
+    /// A BATCH: every file of its manifest, in order, each record taking the path a
+    /// RECORD line takes. Its records count as input line `line`, so no STATE after the
+    /// BATCH is written before they are stored.
+    fn on_batch(
+        &mut self,
+        name: &str,
+        encoding: &str,
+        manifest: &[String],
+        line: u64,
+    ) -> Result<()> {
+        let Some(index) = self.streams.position(name) else {
+            return Err(Error::input(
+                line,
+                Some(name),
+                "BATCH arrived before any SCHEMA for its stream",
+            ));
+        };
+        let encoding = Encoding::parse(encoding).map_err(|e| Error::input(line, Some(name), e))?;
+        for url in manifest {
+            self.check_stop()?;
+            let opened = self
+                .batch_files
+                .open(url, encoding)
+                .map_err(|e| Error::input(line, Some(name), e))?;
+            if opened.undeclared_gzip && !self.warned_undeclared_gzip {
+                self.warned_undeclared_gzip = true;
+                tracing::warn!(
+                    "input line {line}, stream {name:?}: batch file {url} is gzip-compressed although the BATCH declares no compression (the Singer SDK's JSONL batches always are); read as gzip"
+                );
+            }
+            let records = self.take_batch_file(index, &opened.lines, url, line)?;
+            tracing::debug!("stream {name:?}: {records} records from batch file {url}");
+        }
+        Ok(())
+    }
+
+    /// The record lines of one batch file; returns how many there were.
+    fn take_batch_file(
+        &mut self,
+        index: usize,
+        lines: &Blocks,
+        url: &str,
+        line: u64,
+    ) -> Result<u64> {
+        let name = self.streams.list[index].name.clone();
+        let envelope = Envelope {
+            time_extracted: None,
+            table_version: self.streams.list[index].table_version,
+        };
+        let in_file = |at: u64, message: &str| format!("batch file {url}, line {at}: {message}");
+        let mut at = 0u64;
+        loop {
+            let block = match lines.next(IDLE_WAIT) {
+                Ok(Next::Block(block)) => block,
+                Ok(Next::Idle) => {
+                    self.check_stop()?;
+                    self.collect(false)?;
+                    continue;
+                }
+                Ok(Next::End) => return Ok(at),
+                Err(e) => {
+                    let message = in_file(at + 1, &format!("cannot read: {e}"));
+                    return Err(Error::input(line, Some(&name), message));
+                }
+            };
+            for (_, text) in block.lines_from(0) {
+                at += 1;
+                let text = text.map_err(|e| {
+                    let message = in_file(at, &format!("not valid UTF-8 ({e})"));
+                    Error::input(line, Some(&name), message)
+                })?;
+                let text = text.trim();
+                if text.is_empty() {
+                    continue;
+                }
+                let batch = &mut self.streams.list[index].batch;
+                let mut scanner = Scanner::new(text);
+                let plain = batch.decode_plain(&mut scanner) && {
+                    let whole = scanner.at_end();
+                    if !whole {
+                        batch.discard_row();
+                    }
+                    whole
+                };
+                let appended = if plain {
+                    batch.end_row(true, line, text.len(), &envelope)
+                } else {
+                    batch.append(text, line, &envelope)
+                };
+                let appended = appended.map_err(|reason| in_file(at, &reason));
+                self.row_ended(index, appended, text.len(), line, text)?;
+                if at.is_multiple_of(AGE_CHECK_LINES) {
+                    self.check_stop()?;
+                    self.complete_old_objects()?;
+                    self.report_progress();
+                }
+            }
+        }
+    }
+
+    /// A message of a type this target does not know: it may carry records (as BATCH
+    /// did before it was known here), so it stops the run unless the user chose to skip
+    /// such messages.
+    fn on_unknown(&mut self, kind: &str, line: u64) -> Result<()> {
+        if !self.config.skip_unknown_messages {
+            return Err(Error::input(
+                line,
+                None,
+                format!(
+                    "message type {kind:?} is not one this target knows (SCHEMA, RECORD, STATE, ACTIVATE_VERSION, BATCH); it may carry records, so the run stops before any later STATE is written (set unknown_message_types to \"warn\" to skip such messages)"
+                ),
+            ));
+        }
+        let count = self
+            .summary
+            .unknown_skipped
+            .entry(kind.to_owned())
+            .or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            tracing::warn!(
+                "input line {line}: message type {kind:?} is not known; skipped (unknown_message_types is \"warn\"), and so will be later ones of that type"
+            );
+        }
+        Ok(())
     }
 
     /// Counts records just added to stream `index`'s buffer.
@@ -1388,6 +1545,9 @@ impl<'c, W: Write> Target<'c, W> {
             s.manifests,
             s.deleted
         );
+        for (kind, count) in &s.unknown_skipped {
+            tracing::warn!("{count} messages of unknown type {kind:?} were skipped");
+        }
     }
 
     /// After a failure: input errors still store what came before them, so a re-run

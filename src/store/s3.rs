@@ -382,6 +382,65 @@ impl S3Store {
             .map_err(|e| self.failed("AbortMultipartUpload", key, e))?;
         Ok(())
     }
+
+    /// The size of an object in any bucket these credentials may read (BATCH files).
+    pub async fn object_size(&self, bucket: &str, key: &str) -> Result<u64> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| read_failed("HeadObject", bucket, key, e))?;
+        Ok(head.content_length().map_or(0, |n| n.max(0) as u64))
+    }
+
+    /// Bytes `start..=end` of an object in any bucket these credentials may read.
+    pub async fn read_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<ByteStream> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range(format!("bytes={start}-{end}"))
+            .send()
+            .await
+            .map_err(|e| read_failed("GetObject", bucket, key, e))?;
+        Ok(object.body)
+    }
+}
+
+/// A failed read of a BATCH file, with the permission it needs.
+fn read_failed<E, R>(operation: &str, bucket: &str, key: &str, e: SdkError<E, R>) -> Error
+where
+    E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let status = match &e {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            format!("{code} {}", service.err().message().unwrap_or_default())
+        }
+        other => describe(other),
+    };
+    let hint = if status.contains("Forbidden") || status.contains("AccessDenied") {
+        " (reading batch files needs s3:GetObject on them)"
+    } else if status.contains("NotFound") || status.contains("NoSuchKey") {
+        " (no such object)"
+    } else {
+        ""
+    };
+    Error::Store(format!(
+        "{operation} s3://{bucket}/{key} failed: {}{hint}",
+        status.trim()
+    ))
 }
 
 /// The configured region, else the environment's or profile's, else us-east-1 when an
