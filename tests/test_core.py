@@ -274,12 +274,14 @@ def test_input_errors_name_line_and_stream(server, bucket):
         assert "panicked" not in run.stderr
 
 
-def test_blank_lines_and_unknown_types_are_skipped(server, bucket):
-    text = "\n\n" + SAMPLE.replace("\n", "\n  \n", 3) + '\n{"type": "BATCH", "stream": "users"}\n'
-    run = run_target(base_config(server, bucket), text)
+def test_blank_lines_are_skipped_and_unknown_types_only_when_asked(server, bucket):
+    text = "\n\n" + SAMPLE.replace("\n", "\n  \n", 3) + '\n{"type": "FUTURE", "stream": "users"}\n'
+    run = run_target(base_config(server, bucket, unknown_message_types="warn"), text)
     assert run.returncode == 0, run.stderr
-    assert "BATCH" in run.stderr and "not supported" in run.stderr
+    assert 'message type "FUTURE" is not known; skipped' in run.stderr
     assert len(parquet_rows(server, bucket, "users")) == 4
+    strict = run_target(base_config(server, bucket, object_key_path="strict"), text)
+    assert strict.returncode == 1 and '"FUTURE" is not one this target knows' in strict.stderr
 
 
 def test_secrets_stay_out_of_output(server, bucket):
