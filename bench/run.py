@@ -66,6 +66,33 @@ def duckdb_copy(records: Path, target: Path) -> tuple[float, float]:
     return float(stdout.strip()), rss
 
 
+def batch_mode_input(records: Path, n: int, gzip_files: bool) -> Path:
+    """The same records as the Singer SDK's batch mode sends them: SCHEMA, then per
+    10,000 records (the SDK's default batch size) one JSONL file, gzipped at the SDK's
+    level, a BATCH naming it and a STATE. Made once and kept beside the other inputs."""
+    import gzip
+
+    kind = "gz" if gzip_files else "plain"
+    singer = OUT / f"batch-{kind}-{n}.singer"
+    if singer.exists():
+        return singer
+    folder = OUT / f"batch-{kind}-{n}"
+    folder.mkdir(exist_ok=True)
+    schema = (OUT / f"one-{n}.singer").open().readline()
+    encoding = {"format": "jsonl", "compression": "gzip" if gzip_files else "none"}
+    with open(records) as source, open(f"{singer}.partial", "w") as out:
+        out.write(schema)
+        for i in range(0, n, 10_000):
+            path = folder / (f"users-{i // 10_000}.json" + (".gz" if gzip_files else ""))
+            chunk = "".join(source.readline() for _ in range(min(10_000, n - i))).encode()
+            path.write_bytes(gzip.compress(chunk) if gzip_files else chunk)
+            out.write(json.dumps({"type": "BATCH", "stream": "users", "encoding": encoding,
+                                  "manifest": [path.as_uri()]}) + "\n")
+            out.write(json.dumps({"type": "STATE", "value": {"bookmarks": {"users": {"id": i}}}}) + "\n")
+    os.rename(f"{singer}.partial", singer)
+    return singer
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -76,6 +103,7 @@ def main() -> None:
     subprocess.run([sys.executable, str(HERE / "generate.py"), str(OUT), str(n)], check=True)
     one, twenty, records = OUT / f"one-{n}.singer", OUT / f"twenty-{n}.singer", OUT / f"records-{n}.jsonl"
     input_mb = one.stat().st_size / 1e6
+    batch_gz, batch_plain = batch_mode_input(records, n, True), batch_mode_input(records, n, False)
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,6 +120,8 @@ def main() -> None:
             one_thread = {"parallel_decoding": False}
             cases = [("parquet, 1 stream", "parquet", one, None, n, {}),
                      ("parquet, 1 stream, one decoding thread", "parquet", one, None, n, one_thread),
+                     ("parquet, 1 stream, BATCH of gzipped JSONL", "parquet", batch_gz, None, n, {}),
+                     ("parquet, 1 stream, BATCH of JSONL", "parquet", batch_plain, None, n, {}),
                      ("csv, 1 stream", "csv", one, None, n, {}),
                      ("parquet, 20 streams", "parquet", twenty, None, n, {}),
                      ("csv, 20 streams", "csv", twenty, None, n, {})]
@@ -119,9 +149,9 @@ def main() -> None:
         r["records_per_s"] = r["records"] / r["wall_s"]
         r["input_mb_per_s"] = input_mb * r["records"] / n / r["wall_s"]
         r["vs_duckdb"] = r["wall_s"] / duck_wall * n / r["records"]
-    print(f"{'run':44} {'records':>9} {'wall s':>7} {'rec/s':>10} {'MB/s':>7} {'peak RSS MiB':>13} {'x DuckDB':>9}")
+    print(f"{'run':48} {'records':>9} {'wall s':>7} {'rec/s':>10} {'MB/s':>7} {'peak RSS MiB':>13} {'x DuckDB':>9}")
     for r in results:
-        print(f"{r['name']:44} {r['records']:>9} {r['wall_s']:>7.2f} {r['records_per_s']:>10,.0f} "
+        print(f"{r['name']:48} {r['records']:>9} {r['wall_s']:>7.2f} {r['records_per_s']:>10,.0f} "
               f"{r['input_mb_per_s']:>7.0f} {r['peak_rss_mib']:>13.0f} {r['vs_duckdb']:>9.2f}")
     (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"\n(x DuckDB: wall time per record relative to DuckDB's; input {input_mb:.0f} MB of Singer lines; "

@@ -990,11 +990,12 @@ impl<'c, W: Write> Target<'c, W> {
         raw_line: &str,
     ) -> Result<()> {
         let stream = &mut self.streams.list[index];
-        let name = stream.name.clone();
         for field in stream.batch.take_newly_ignored() {
+            let name = &stream.name;
             tracing::warn!("stream {name:?}: field {field:?} is not in the schema; ignored");
         }
         if let Err(reason) = appended {
+            let name = stream.name.clone();
             return self.on_invalid(&name, reason, line, raw_line);
         }
         self.count_records(index, 1, bytes);

@@ -8,12 +8,13 @@ the same records sent as RECORD lines. The real tap in batch mode is in test_pos
 import gzip
 import io
 import json
+import subprocess
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness import base_config, list_keys, read_parquet, run_target
+from harness import BINARY, base_config, list_keys, read_parquet, run_target
 
 SCHEMA = {
     "type": "SCHEMA",
@@ -213,6 +214,15 @@ def test_batch_before_schema_and_bad_encodings_are_refused(server, bucket, tmp_p
     assert run.returncode == 1 and "\"avro\" is not supported" in run.stderr and run.stdout == ""
     run = run_target(base_config(server, bucket), lines(SCHEMA, batch("orders", ["https://x/y.json"]), state(1)))
     assert run.returncode == 1 and "expected file:///" in run.stderr and run.stdout == ""
+    run = run_target(base_config(server, bucket), lines(SCHEMA, batch("orders", [path], "parquet"), state(1)))
+    assert run.returncode == 1 and f"batch file {path}: not a Parquet file" in run.stderr and run.stdout == ""
+
+
+def test_about_lists_the_batch_capability():
+    about = json.loads(subprocess.run([str(BINARY), "--about"], capture_output=True, check=True).stdout)
+    assert "batch" in about["capabilities"]
+    [setting] = [s for s in about["settings"] if s["name"] == "unknown_message_types"]
+    assert setting["default"] == "fail" and setting["allowed_values"] == ["fail", "warn"]
 
 
 def test_unknown_message_types_stop_the_run_unless_warned(server, bucket):
