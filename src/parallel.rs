@@ -11,6 +11,9 @@
 //! applies every per-record rule to the rows as if it had decoded them itself, and it
 //! handles every other line.
 //!
+//! The lines of a BATCH message's files are bare records of one stream: a job may say
+//! so (`Lines::Records`), and its plain records are decoded the same way.
+//!
 //! A decoder decodes only what cannot depend on the lines before it: plain RECORD lines
 //! (see `protocol::plain_record`) of streams whose rows depend on their own text alone
 //! (`Batch::splittable`). A line that may be a SCHEMA could change how later lines
@@ -65,9 +68,19 @@ pub struct Done {
     pub stopped_at: Option<(usize, usize)>,
 }
 
+/// What a job's lines are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lines {
+    /// Singer messages.
+    Messages,
+    /// Bare records of the stream whose twin has this index (a batch file's lines).
+    Records { stream: usize },
+}
+
 struct Job {
     blocks: Vec<Arc<Block>>,
     twins: Vec<Option<Twin>>,
+    lines: Lines,
 }
 
 struct Decoder {
@@ -113,11 +126,16 @@ impl Decoders {
         &mut self,
         blocks: Vec<Arc<Block>>,
         twins: Vec<Option<Twin>>,
+        lines: Lines,
     ) -> Result<(), Vec<Arc<Block>>> {
         let decoder = &self.decoders[self.turn];
         decoder
             .jobs
-            .send(Job { blocks, twins })
+            .send(Job {
+                blocks,
+                twins,
+                lines,
+            })
             .map_err(|unsent| unsent.0.blocks)?;
         self.out.push_back(self.turn);
         self.turn = (self.turn + 1) % self.decoders.len();
@@ -169,6 +187,14 @@ fn decode_job(job: Job) -> Done {
                 continue;
             };
             if line.is_empty() {
+                continue;
+            }
+            if let Lines::Records { stream } = job.lines {
+                if sink.bare_record(stream, line, here) {
+                    push_row(&mut steps, stream);
+                } else {
+                    steps.push(left);
+                }
                 continue;
             }
             if protocol::plain_record(line, &mut sink).is_some() && sink.end_row(here, line.len()) {
@@ -226,6 +252,21 @@ impl TwinSink {
             twin.rows.push((index, bytes));
         }
         kept
+    }
+}
+
+impl TwinSink {
+    /// Decodes a bare plain record into twin `stream` and keeps it; false leaves no
+    /// trace, and the run decodes the line itself.
+    fn bare_record(&mut self, stream: usize, line: &str, index: u32) -> bool {
+        let Some(Some(twin)) = self.twins.get_mut(stream) else {
+            return false;
+        };
+        if !twin.batch.decode_plain_line(line) {
+            return false;
+        }
+        self.last = stream;
+        self.end_row(index, line.len())
     }
 }
 

@@ -35,11 +35,11 @@ use crate::error::{Error, Result};
 use crate::input::{self, Block, Blocks, LineText, Next};
 use crate::metadata::{self, Envelope};
 use crate::object_key::{KeyBuilder, ObjectKind};
-use crate::parallel::{Decoders, Done, IN_FLIGHT, Step, Twin};
+use crate::parallel::{Decoders, Done, IN_FLIGHT, Lines, Step, Twin};
 use crate::partition::Partitioner;
 use crate::protocol::{self, Message, Record};
 use crate::publish::{self, Destination, StoredObject, StreamEnd};
-use crate::scan::{Scanner, same};
+use crate::scan::same;
 use crate::schema::StreamSchema;
 use crate::sink::{Job, Sink};
 use crate::state::StateTracker;
@@ -467,6 +467,61 @@ fn log_metrics(object: &InFlight, bytes: Option<u64>) {
     }
 }
 
+/// Where the lines of a decoders' job come from: the input, or a BATCH's file.
+#[derive(Clone, Copy)]
+enum Source<'f> {
+    Input,
+    File(&'f BatchFile<'f>),
+}
+
+/// The input line twin rows count from.
+#[derive(Clone, Copy)]
+enum Origin {
+    /// Rows of the input's lines after this line (a row's index counts from there).
+    After(u64),
+    /// Rows of a BATCH's files: all from the BATCH's line.
+    Line(u64),
+}
+
+impl Origin {
+    /// The input line of a row decoded from the job's line `index`.
+    fn line_of(self, index: u32) -> u64 {
+        match self {
+            Origin::After(before) => before + u64::from(index) + 1,
+            Origin::Line(line) => line,
+        }
+    }
+}
+
+/// What a batch file's reader gave.
+enum FileNext {
+    Block(Block),
+    Idle,
+    End,
+}
+
+/// A file of a BATCH being read: the stream it feeds (by position) and where the
+/// BATCH stands in the input.
+struct BatchFile<'a> {
+    index: usize,
+    stream: &'a str,
+    url: &'a str,
+    /// The BATCH's input line: the line every record of its files counts as.
+    line: u64,
+}
+
+impl BatchFile<'_> {
+    /// `message` about the file's line `at`.
+    fn locate(&self, at: u64, message: &str) -> String {
+        format!("batch file {}, line {at}: {message}", self.url)
+    }
+
+    /// An input error about the file's line `at`.
+    fn error(&self, at: u64, message: &str) -> Error {
+        Error::input(self.line, Some(self.stream), self.locate(at, message))
+    }
+}
+
 struct Target<'c, W> {
     config: &'c Config,
     limits: &'c Limits,
@@ -703,7 +758,7 @@ impl<'c, W: Write> Target<'c, W> {
         if twins.iter().all(Option::is_none) {
             return Some(blocks);
         }
-        match decoders.send(blocks, twins) {
+        match decoders.send(blocks, twins, Lines::Messages) {
             Ok(()) => {
                 self.handed_out.push_back(self.schema_changes);
                 None
@@ -740,6 +795,28 @@ impl<'c, W: Write> Target<'c, W> {
         if schema_changes != self.schema_changes {
             return self.take_blocks_from(&blocks, (0, 0), before);
         }
+        let after = self.take_steps(Source::Input, &blocks, twins, steps, (before, lines))?;
+        match stopped_at {
+            Some(at) => self.take_blocks_from(&blocks, at, after),
+            None => Ok(after),
+        }
+    }
+
+    /// Takes in a decoder's account of `lines` lines after line `before` (of the input,
+    /// or of a batch file): the runs of rows it decoded and, in their places, the lines
+    /// it left. Returns the number of the last line.
+    fn take_steps(
+        &mut self,
+        source: Source,
+        blocks: &[Arc<Block>],
+        twins: Vec<Option<Twin>>,
+        steps: Vec<Step>,
+        (before, lines): (u64, u32),
+    ) -> Result<u64> {
+        let origin = match source {
+            Source::Input => Origin::After(before),
+            Source::File(file) => Origin::Line(file.line),
+        };
         let mut taken = vec![0; twins.len()];
         // Runs of rows between lines left to the run, as (stream, twin rows).
         let mut run = Vec::new();
@@ -758,24 +835,26 @@ impl<'c, W: Write> Target<'c, W> {
                     block,
                     start,
                 } => {
-                    self.take_run(&twins, &mut run, before)?;
+                    self.take_run(&twins, &mut run, origin)?;
                     if let Some((_, line)) = blocks[block].lines_from(start).next() {
-                        self.take_line(line, before + u64::from(index) + 1)?;
+                        let number = before + u64::from(index) + 1;
+                        match source {
+                            Source::Input => self.take_line(line, number)?,
+                            Source::File(file) => self.take_file_line(file, line, number)?,
+                        }
                     }
                 }
             }
         }
-        self.take_run(&twins, &mut run, before)?;
+        self.take_run(&twins, &mut run, origin)?;
         self.spare_twins.push(twins);
         let after = before + u64::from(lines);
         if before / AGE_CHECK_LINES != after / AGE_CHECK_LINES {
+            self.check_stop()?;
             self.complete_old_objects()?;
             self.report_progress();
         }
-        match stopped_at {
-            Some(at) => self.take_blocks_from(&blocks, at, after),
-            None => Ok(after),
-        }
+        Ok(after)
     }
 
     /// Handles the lines of `blocks` from `(block, byte)` on, after line `before`;
@@ -803,7 +882,7 @@ impl<'c, W: Write> Target<'c, W> {
         &mut self,
         twins: &[Option<Twin>],
         run: &mut Vec<(usize, Range<usize>)>,
-        before: u64,
+        origin: Origin,
     ) -> Result<()> {
         if run.is_empty() {
             return Ok(());
@@ -828,13 +907,13 @@ impl<'c, W: Write> Target<'c, W> {
                 if flush_due(self.limits, stream.fullest, held) != Flush::None
                     || self.over_budget(pending_bytes)
                 {
-                    self.take_pending(twins, &mut pending, before)?;
+                    self.take_pending(twins, &mut pending, origin)?;
                     pending_bytes = 0;
                     self.after_rows(index)?;
                 }
             }
         }
-        self.take_pending(twins, &mut pending, before)
+        self.take_pending(twins, &mut pending, origin)
     }
 
     /// Takes each stream's pending twin rows into its buffer.
@@ -842,13 +921,13 @@ impl<'c, W: Write> Target<'c, W> {
         &mut self,
         twins: &[Option<Twin>],
         pending: &mut [Option<(Range<usize>, usize)>],
-        before: u64,
+        origin: Origin,
     ) -> Result<()> {
         for (index, taken) in pending.iter_mut().enumerate() {
             let (Some((rows, bytes)), Some(Some(twin))) = (taken.take(), twins.get(index)) else {
                 continue;
             };
-            let first_line = before + u64::from(twin.rows[rows.start].0) + 1;
+            let first_line = origin.line_of(twin.rows[rows.start].0);
             let count = rows.len();
             self.streams.list[index]
                 .batch
@@ -1032,67 +1111,31 @@ impl<'c, W: Write> Target<'c, W> {
                     "input line {line}, stream {name:?}: batch file {url} is gzip-compressed although the BATCH declares no compression (the Singer SDK's JSONL batches always are); read as gzip"
                 );
             }
-            let records = self.take_batch_file(index, &opened.lines, url, line)?;
+            let file = BatchFile {
+                index,
+                stream: name,
+                url,
+                line,
+            };
+            let records = self.take_batch_file(&file, &opened.lines)?;
             tracing::debug!("stream {name:?}: {records} records from batch file {url}");
         }
         Ok(())
     }
 
-    /// The record lines of one batch file; returns how many there were.
-    fn take_batch_file(
-        &mut self,
-        index: usize,
-        lines: &Blocks,
-        url: &str,
-        line: u64,
-    ) -> Result<u64> {
-        let name = self.streams.list[index].name.clone();
-        let envelope = Envelope {
-            time_extracted: None,
-            table_version: self.streams.list[index].table_version,
-        };
-        let in_file = |at: u64, message: &str| format!("batch file {url}, line {at}: {message}");
-        let mut at = 0u64;
-        loop {
-            let block = match lines.next(IDLE_WAIT) {
-                Ok(Next::Block(block)) => block,
-                Ok(Next::Idle) => {
-                    self.check_stop()?;
-                    self.collect(false)?;
-                    continue;
-                }
-                Ok(Next::End) => return Ok(at),
-                Err(e) => {
-                    let message = in_file(at + 1, &format!("cannot read: {e}"));
-                    return Err(Error::input(line, Some(&name), message));
-                }
-            };
+    /// The record lines of one batch file; returns how many there were. They go to the
+    /// decoding threads as the input's lines do, unless some of the input's are out
+    /// there now (which come after this BATCH).
+    fn take_batch_file(&mut self, file: &BatchFile, lines: &Blocks) -> Result<u64> {
+        let splittable = self.streams.list[file.index].batch.splittable();
+        if self.decoders.is_some() && self.handed_out.is_empty() && splittable {
+            return self.decode_batch_file(file, lines);
+        }
+        let mut at = 0;
+        while let Some(block) = self.next_file_block(file, lines, at)? {
             for (_, text) in block.lines_from(0) {
                 at += 1;
-                let text = text.map_err(|e| {
-                    let message = in_file(at, &format!("not valid UTF-8 ({e})"));
-                    Error::input(line, Some(&name), message)
-                })?;
-                let text = text.trim();
-                if text.is_empty() {
-                    continue;
-                }
-                let batch = &mut self.streams.list[index].batch;
-                let mut scanner = Scanner::new(text);
-                let plain = batch.decode_plain(&mut scanner) && {
-                    let whole = scanner.at_end();
-                    if !whole {
-                        batch.discard_row();
-                    }
-                    whole
-                };
-                let appended = if plain {
-                    batch.end_row(true, line, text.len(), &envelope)
-                } else {
-                    batch.append(text, line, &envelope)
-                };
-                let appended = appended.map_err(|reason| in_file(at, &reason));
-                self.row_ended(index, appended, text.len(), line, text)?;
+                self.take_file_line(file, text, at)?;
                 if at.is_multiple_of(AGE_CHECK_LINES) {
                     self.check_stop()?;
                     self.complete_old_objects()?;
@@ -1100,6 +1143,150 @@ impl<'c, W: Write> Target<'c, W> {
                 }
             }
         }
+        Ok(at)
+    }
+
+    /// `take_batch_file` on the decoding threads: jobs of blocks handed out in turn and
+    /// taken back in order, so rows, limits and STATE are those of one thread.
+    fn decode_batch_file(&mut self, file: &BatchFile, lines: &Blocks) -> Result<u64> {
+        let (mut at, mut out, mut ended) = (0, 0, false);
+        // What came after the last job's blocks; an error waits for the jobs before it.
+        let mut ahead: Option<std::io::Result<Next>> = None;
+        while !ended || out > 0 {
+            while !ended && out < IN_FLIGHT {
+                let next = match ahead.take() {
+                    Some(Err(e)) if out > 0 => {
+                        ahead = Some(Err(e));
+                        break;
+                    }
+                    Some(next) => next,
+                    None if out == 0 => lines.next(IDLE_WAIT),
+                    None => match lines.try_next() {
+                        Some(next) => next,
+                        None => break,
+                    },
+                };
+                let mut job = match self.file_block(file, next, at)? {
+                    FileNext::Block(block) => vec![Arc::new(block)],
+                    FileNext::Idle => continue,
+                    FileNext::End => {
+                        ended = true;
+                        break;
+                    }
+                };
+                let mut size = job[0].size();
+                while size < JOB_BYTES {
+                    match lines.try_next() {
+                        Some(Ok(Next::Block(block))) => {
+                            size += block.size();
+                            job.push(Arc::new(block));
+                        }
+                        None => break,
+                        other => {
+                            ahead = other;
+                            break;
+                        }
+                    }
+                }
+                self.send_file_job(file, job)?;
+                out += 1;
+            }
+            if out == 0 {
+                continue;
+            }
+            let Some(done) = self.decoders.as_mut().and_then(Decoders::receive) else {
+                let lost = "a decoding thread stopped with input it had taken";
+                return Err(Error::Encode(lost.into()));
+            };
+            out -= 1;
+            let Done {
+                blocks,
+                twins,
+                steps,
+                lines: count,
+                ..
+            } = done;
+            at = self.take_steps(Source::File(file), &blocks, twins, steps, (at, count))?;
+        }
+        Ok(at)
+    }
+
+    /// Hands a job of a batch file's blocks to the decoders, with a twin of its stream.
+    fn send_file_job(&mut self, file: &BatchFile, job: Vec<Arc<Block>>) -> Result<()> {
+        let mut twins = self.spare_twins.pop().unwrap_or_default();
+        twins.resize_with(self.streams.list.len(), || None);
+        let spare = twins[file.index].take();
+        let mut twins: Vec<Option<Twin>> = twins.into_iter().map(|_| None).collect();
+        twins[file.index] = twin_of(&self.streams.list[file.index], spare);
+        let lines = Lines::Records { stream: file.index };
+        let sent = self.decoders.as_mut().map(|d| d.send(job, twins, lines));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            _ => Err(Error::Encode(
+                "a decoding thread stopped before it took a batch file's lines".into(),
+            )),
+        }
+    }
+
+    /// The batch file's next block, waiting for it (tending to uploads and signals
+    /// meanwhile); None at its end.
+    fn next_file_block(
+        &mut self,
+        file: &BatchFile,
+        lines: &Blocks,
+        at: u64,
+    ) -> Result<Option<Block>> {
+        loop {
+            match self.file_block(file, lines.next(IDLE_WAIT), at)? {
+                FileNext::Block(block) => return Ok(Some(block)),
+                FileNext::Idle => {}
+                FileNext::End => return Ok(None),
+            }
+        }
+    }
+
+    /// What the batch file's reader gave: a block, its end, or nothing yet (then
+    /// uploads and signals are tended to). A read error names the file and the line
+    /// after `at`.
+    fn file_block(
+        &mut self,
+        file: &BatchFile,
+        next: std::io::Result<Next>,
+        at: u64,
+    ) -> Result<FileNext> {
+        match next {
+            Ok(Next::Block(block)) => Ok(FileNext::Block(block)),
+            Ok(Next::Idle) => {
+                self.check_stop()?;
+                self.collect(false)?;
+                Ok(FileNext::Idle)
+            }
+            Ok(Next::End) => Ok(FileNext::End),
+            Err(e) => Err(file.error(at + 1, &format!("cannot read: {e}"))),
+        }
+    }
+
+    /// One line of a batch file, numbered `at` in the file: a record of the file's
+    /// stream, on the path a RECORD line's record takes.
+    fn take_file_line(&mut self, file: &BatchFile, text: LineText, at: u64) -> Result<()> {
+        let text = text.map_err(|e| file.error(at, &format!("not valid UTF-8 ({e})")))?;
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(());
+        }
+        let stream = &mut self.streams.list[file.index];
+        let envelope = Envelope {
+            time_extracted: None,
+            table_version: stream.table_version,
+        };
+        let batch = &mut stream.batch;
+        let appended = if batch.decode_plain_line(text) {
+            batch.end_row(true, file.line, text.len(), &envelope)
+        } else {
+            batch.append(text, file.line, &envelope)
+        };
+        let appended = appended.map_err(|reason| file.locate(at, &reason));
+        self.row_ended(file.index, appended, text.len(), file.line, text)
     }
 
     /// A message of a type this target does not know: it may carry records (as BATCH

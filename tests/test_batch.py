@@ -238,3 +238,46 @@ def test_unknown_message_types_stop_the_run_unless_warned(server, bucket):
     assert run.states[-1] == state(2)["value"]
     assert '2 messages of unknown type "FOO" were skipped' in run.stderr
     assert table_of(server, bucket, "lax/").num_rows == 5
+
+
+def objects_by_sequence(server, bucket, prefix):
+    """Each data object's ids, in the order the run wrote the objects."""
+    keys = [k for k in list_keys(server, bucket, prefix) if "/_rejected/" not in k]
+    keys.sort(key=lambda k: k.rsplit("-", 1)[-1])
+    return [read_parquet(server, bucket, k).column("id").to_pylist() for k in keys]
+
+
+def test_decoding_threads_cut_objects_where_one_thread_and_record_lines_do(server, bucket, tmp_path):
+    """Large batch files go to the decoding threads in jobs; limits (rows per object,
+    row groups) must act on the same records as on one thread and as with RECORD
+    lines, and invalid lines in between must be handled in their place."""
+    rows = records(60_000)
+    for row in rows:  # plain text, which the decoding threads take; escapes every 1,000th
+        row["name"] = f"name {row['id']}" if row["id"] % 1000 else row["name"]
+    rows[20_001]["price"] = "not a number"  # left to the main thread, quarantined
+    half = len(rows) // 2
+    urls = [jsonl_gz(tmp_path / "1.json.gz", rows[:half]).as_uri(), jsonl_gz(tmp_path / "2.json.gz", rows[half:]).as_uri()]
+    settings = dict(max_batch_rows=7000, row_group_bytes=256 * 1024, invalid_records="quarantine")
+    text = lines(SCHEMA, state(0), batch("orders", urls[:1]), state(1), batch("orders", urls[1:]), state(2))
+    runs = {}
+    for name, extra, singer in [
+        ("threads", {}, text),
+        ("one", {"parallel_decoding": False}, text),
+        ("records", {}, lines(SCHEMA, state(0), *as_record_lines(rows[:half]), state(1),
+                              *as_record_lines(rows[half:]), state(2))),
+    ]:
+        run = run_target(base_config(server, bucket, object_key_path=name, **settings, **extra), singer,
+                         env={"RUST_LOG": "debug"})
+        assert run.returncode == 0, run.stderr
+        assert run.states == [state(0)["value"], state(1)["value"], state(2)["value"]]
+        helped = int(run.stderr.split("records decoded by the decoding threads: ")[1].split()[0]) \
+            if name != "one" else 0
+        assert helped > (50_000 if name == "threads" else 0) or name == "one", helped
+        runs[name] = [ids for ids in objects_by_sequence(server, bucket, f"{name}/orders/")]
+    assert runs["threads"] == runs["one"] == runs["records"]
+    assert sum(len(ids) for ids in runs["threads"]) == 59_999
+    assert 20_001 not in sum(runs["threads"], [])
+    assert len(runs["threads"]) == 9, "objects were cut by max_batch_rows"
+    for name in runs:
+        [rejected] = [k for k in list_keys(server, bucket, f"{name}/orders/") if "/_rejected/" in k]
+        assert b'"id":20001' in server.client().get_object(Bucket=bucket, Key=rejected)["Body"].read()
