@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::metadata::{Envelope, MetaColumns};
+use crate::metadata::{self, Envelope, MetaColumns};
 use crate::protocol::{BorrowedStr, RecordSink};
 use crate::scan::{self, Scanner, same};
 use crate::schema::{Column, ColumnType, StreamSchema};
@@ -224,6 +224,9 @@ impl Batch {
             let no_deleted_at = || ArrowError::SchemaError("no _sdc_deleted_at column".into());
             let deleted_at = arrays.pop().ok_or_else(no_deleted_at)?;
             arrays.extend(meta.finish(deleted_at)?);
+        }
+        if let Some(unit) = self.schema.mage_unit() {
+            arrays.extend(metadata::mage_columns(unit, self.rows)?);
         }
         self.rows = 0;
         self.bytes = 0;

@@ -32,6 +32,7 @@ use crate::batch::{Batch, BatchOf};
 use crate::config::{Config, InvalidRecords, Limits, LoadMethod};
 use crate::error::{Error, Result};
 use crate::input::{self, Block, Blocks, LineText, Next};
+use crate::mage;
 use crate::metadata::{self, Envelope};
 use crate::object_key::{KeyBuilder, ObjectKind};
 use crate::parallel::{Decoders, Done, IN_FLIGHT, Step, Twin};
@@ -64,6 +65,9 @@ pub struct Summary {
     pub quarantined: u64,
     pub manifests: u64,
     pub deleted: u64,
+    /// Mage mode: input lines that were not JSON objects, skipped; source log lines relayed.
+    pub not_singer: u64,
+    pub source_logs: u64,
 }
 
 /// Checks that the store can be reached with the configured credentials and the bucket
@@ -853,7 +857,14 @@ impl<'c, W: Write> Target<'c, W> {
                 stream.batch.discard_row();
             }
             Error::input(number, e.stream.as_deref(), e.message)
-        })?;
+        });
+        let message = match message {
+            Ok(message) => message,
+            Err(error) if self.config.mage => {
+                return self.mage_aside(mage::aside(line), number, error);
+            }
+            Err(error) => return Err(error),
+        };
         match message {
             Message::Schema {
                 stream,
@@ -888,12 +899,38 @@ impl<'c, W: Write> Target<'c, W> {
                 }
                 Ok(())
             }
+            Message::Other { kind } if kind == "LOG" && self.config.mage => {
+                let log = mage::log_line(line);
+                self.mage_aside(
+                    log,
+                    number,
+                    Error::input(number, None, "LOG line without a message"),
+                )
+            }
             Message::Other { kind } => {
                 tracing::warn!(
                     "input line {number}: message type {kind:?} is not supported; skipped"
                 );
                 Ok(())
             }
+        }
+    }
+
+    /// Mage mode only (the caller checks): a line of Mage's input that is not a Singer
+    /// message (the source's log text and log lines) is skipped or relayed; a line that
+    /// is neither stays the `error` it was.
+    fn mage_aside(&mut self, aside: Option<mage::Aside>, line: u64, error: Error) -> Result<()> {
+        match aside {
+            Some(mage::Aside::NotJson) => {
+                self.summary.not_singer += 1;
+                Ok(())
+            }
+            Some(mage::Aside::Log { level, message }) => {
+                self.summary.source_logs += 1;
+                mage::relay(line, &level, &message);
+                Ok(())
+            }
+            _ => Err(error),
         }
     }
 
@@ -1388,6 +1425,13 @@ impl<'c, W: Write> Target<'c, W> {
             s.manifests,
             s.deleted
         );
+        if self.config.mage {
+            tracing::info!(
+                "input lines that were not Singer messages: {} skipped (not JSON), {} source log lines relayed",
+                s.not_singer,
+                s.source_logs
+            );
+        }
     }
 
     /// After a failure: input errors still store what came before them, so a re-run
