@@ -1605,6 +1605,26 @@ mod tests {
     }
 
     #[test]
+    fn mage_columns_hold_the_time_of_the_chunk_and_leave_the_stream_splittable() {
+        let schema = r#"{"properties": {"id": {"type": "integer"}}}"#;
+        let types = TypeOptions {
+            mage_columns: true,
+            ..TypeOptions::default()
+        };
+        let schema = StreamSchema::from_json("s", schema, &[], &types).unwrap();
+        let mut b = Batch::new(Arc::new(schema), DecodeOptions::default());
+        assert!(b.splittable(), "no per-row state beside the record");
+        b.append(r#"{"id": 1}"#, 1, NONE).unwrap();
+        b.append(r#"{"id": 2}"#, 2, NONE).unwrap();
+        let rb = b.finish().unwrap();
+        assert_eq!(rb.num_columns(), 3);
+        let micros = |i: usize| rb.column(i).as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(micros(1).null_count(), 0);
+        assert_eq!(micros(1).value(0), micros(2).value(1));
+        assert!(micros(1).value(0) > 1_700_000_000_000_000);
+    }
+
+    #[test]
     fn metadata_columns_come_after_the_record_and_from_the_envelope() {
         let schema = r#"{"properties": {"id": {"type": "integer"},
             "_sdc_received_at": {"type": "string"}}}"#;

@@ -1941,6 +1941,29 @@ mod tests {
     }
 
     #[test]
+    fn mage_columns_follow_mage_mode_unless_set() {
+        let plain = parse(base()).unwrap();
+        assert!(!plain.mage && !plain.types.mage_columns);
+        let mage = parse(with("mage_mode", json!(true))).unwrap();
+        assert!(mage.mage && mage.types.mage_columns);
+        let mut off = with("mage_mode", json!("true"));
+        off["mage_columns"] = json!(false);
+        let off = parse(off).unwrap();
+        assert!(off.mage && !off.types.mage_columns);
+        assert!(
+            parse(with("mage_columns", json!(true)))
+                .unwrap()
+                .types
+                .mage_columns
+        );
+        let e = error(with("mage_mode", json!("yes")));
+        assert!(
+            e.contains("\"mage_mode\"") && e.contains("true or false"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_warn() {
         let Value::Object(map) = with("compresion", json!("gzip")) else {
             panic!()

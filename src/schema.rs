@@ -918,6 +918,65 @@ mod tests {
     }
 
     #[test]
+    fn mage_columns_come_last_and_replace_the_streams_own() {
+        let schema = r#"{"properties": {"id": {"type": "integer"},
+            "_mage_created_at": {"type": "string"}, "name": {"type": "string"}}}"#;
+        let mut opts = options(Some(HeaderCase::Upper));
+        opts.metadata_columns = true;
+        opts.mage_columns = true;
+        let s = StreamSchema::from_json("s", schema, &[], &opts).unwrap();
+        let names: Vec<_> = s.arrow.fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(names[..2], ["ID", "NAME"]);
+        assert_eq!(
+            names[names.len() - 2..],
+            ["_MAGE_CREATED_AT", "_MAGE_UPDATED_AT"]
+        );
+        assert_eq!(names.len(), 2 + METADATA_COLUMNS.len() + 2);
+        assert_eq!(s.mage_unit(), Some(TimeUnit::Microsecond));
+        let plain = StreamSchema::from_json("s", schema, &[], &TypeOptions::default()).unwrap();
+        assert_eq!(file_names(&plain), ["id", "_mage_created_at", "name"]);
+        assert_eq!(plain.mage_unit(), None);
+        assert!(plain != s);
+    }
+
+    #[test]
+    fn a_catalog_selects_columns_types_and_keys() {
+        let schema = r#"{"properties": {"id": {"type": "integer"},
+            "secret": {"type": "string"}, "amount": {"type": "integer"}}}"#;
+        let catalog = Catalog::parse(
+            r#"{"streams": [{"stream": "s", "schema": {"properties": {
+                "id": {"type": "integer"}, "amount": {"type": ["null", "number"]}}}}]}"#,
+        )
+        .unwrap();
+        let opts = TypeOptions {
+            catalog: Some(Arc::new(catalog)),
+            ..TypeOptions::default()
+        };
+        let keys = ["id".to_owned(), "secret".to_owned()];
+        let s = StreamSchema::from_json("s", schema, &keys, &opts).unwrap();
+        assert_eq!(file_names(&s), ["id", "amount"]);
+        assert_eq!(s.arrow.field(1).data_type(), &DataType::Float64);
+        assert_eq!(s.key_properties, ["id"]);
+        let other = StreamSchema::from_json("t", schema, &keys, &opts).unwrap();
+        assert_eq!(
+            file_names(&other),
+            ["id", "secret", "amount"],
+            "not in the catalog"
+        );
+        let none = Catalog::parse(
+            r#"{"streams": [{"stream": "s", "schema": {"properties": {"x": {"type": "integer"}}},
+                "metadata": [{"breadcrumb": ["properties", "x"], "metadata": {"selected": false}}]}]}"#,
+        )
+        .unwrap();
+        let opts = TypeOptions {
+            catalog: Some(Arc::new(none)),
+            ..TypeOptions::default()
+        };
+        let e = StreamSchema::from_json("s", schema, &[], &opts).unwrap_err();
+        assert!(e.contains("--catalog_json selects none"), "{e}");
+    }
+
+    #[test]
     fn metadata_columns_follow_the_stream_and_replace_its_own() {
         let schema = r#"{"properties": {"id": {"type": "integer"},
             "_sdc_deleted_at": {"type": ["null", "string"]}, "name": {"type": "string"},
