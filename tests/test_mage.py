@@ -124,6 +124,26 @@ def test_mages_runner_gets_through_a_whole_run(server, bucket, shim, tmp_path):
     assert "done: 12 records" in logged
 
 
+def test_a_long_run_with_log_lines_between_records(server, bucket, shim, tmp_path):
+    """Enough input for the decoding threads and several objects, log text all along."""
+    total = 60_000
+    lines = [json.dumps(SCHEMA)]
+    for i in range(1, total + 1):
+        lines.append(json.dumps(record(i)))
+        if i % 1000 == 0:
+            lines.append(f"INFO fetched {i} rows")
+            lines.append(json.dumps({"type": "STATE", "value": {"bookmarks": {"users": {"n": i}}}}))
+    config = mage_config(server, bucket, max_batch_rows=25_000, row_group_bytes=256 * 1024)
+    seen = mage(shim, tmp_path, "load", config, "\n".join(lines) + "\n", CATALOG)
+    assert seen["exception"] is None, seen
+    assert seen["source_state"] == {"bookmarks": {"users": {"n": total}}}
+    keys = list_keys(server, bucket, "exports/run/users/")
+    assert len(keys) == 3
+    ids = [i for k in keys for i in read_parquet(server, bucket, k).column("id").to_pylist()]
+    assert sorted(ids) == list(range(1, total + 1))
+    assert any("60 skipped (not JSON)" in m for m in seen["logged"])
+
+
 def test_a_wrong_secret_surfaces_in_mage_as_one_error_naming_the_cause(shim, tmp_path_factory, tmp_path):
     if s3s_fs_binary() is None:
         pytest.skip("s3s-fs is not installed (make test installs it)")
