@@ -194,8 +194,9 @@ impl CatalogStream {
 /// What an input line that is not a Singer message is, in Mage mode.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Aside {
-    /// Not a JSON object at all (log text, a traceback): skipped and counted.
-    NotJson,
+    /// Skipped and counted: not a JSON object at all (log text, a traceback), or a LOG
+    /// line with no message.
+    Skip,
     /// A log line of the source: relayed to the log.
     Log { level: String, message: String },
 }
@@ -204,7 +205,7 @@ pub enum Aside {
 /// that starts like a JSON object must be one: a broken one is still an error.
 pub fn aside(line: &str) -> Option<Aside> {
     if !line.starts_with('{') {
-        return Some(Aside::NotJson);
+        return Some(Aside::Skip);
     }
     let value: Value = serde_json::from_str(line).ok()?;
     if value.get("type").is_some() {
@@ -213,9 +214,11 @@ pub fn aside(line: &str) -> Option<Aside> {
     log_of(&value)
 }
 
-/// A `{"type": "LOG", "level", "message", ...}` line as a log line to relay.
-pub fn log_line(line: &str) -> Option<Aside> {
-    log_of(&serde_json::from_str(line).ok()?)
+/// A `{"type": "LOG", "level", "message", ...}` line: a log line to relay, or nothing to
+/// say (Mage's own destination passes over LOG lines).
+pub fn log_line(line: &str) -> Aside {
+    let value: Option<Value> = serde_json::from_str(line).ok();
+    value.as_ref().and_then(log_of).unwrap_or(Aside::Skip)
 }
 
 fn log_of(value: &Value) -> Option<Aside> {
@@ -331,9 +334,9 @@ mod tests {
     fn lines_that_are_not_singer_messages() {
         assert_eq!(
             aside("Traceback (most recent call last):"),
-            Some(Aside::NotJson)
+            Some(Aside::Skip)
         );
-        assert_eq!(aside("42"), Some(Aside::NotJson));
+        assert_eq!(aside("42"), Some(Aside::Skip));
         let log = aside(r#"{"level": "INFO", "message": "hello"}"#);
         assert_eq!(
             log,

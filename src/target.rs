@@ -65,7 +65,8 @@ pub struct Summary {
     pub quarantined: u64,
     pub manifests: u64,
     pub deleted: u64,
-    /// Mage mode: input lines that were not JSON objects, skipped; source log lines relayed.
+    /// Mage mode: input lines that were not Singer messages, skipped (log text) or
+    /// relayed (the source's log lines).
     pub not_singer: u64,
     pub source_logs: u64,
 }
@@ -861,7 +862,10 @@ impl<'c, W: Write> Target<'c, W> {
         let message = match message {
             Ok(message) => message,
             Err(error) if self.config.mage => {
-                return self.mage_aside(mage::aside(line), number, error);
+                let Some(aside) = mage::aside(line) else {
+                    return Err(error);
+                };
+                return self.mage_aside(aside, number);
             }
             Err(error) => return Err(error),
         };
@@ -900,12 +904,7 @@ impl<'c, W: Write> Target<'c, W> {
                 Ok(())
             }
             Message::Other { kind } if kind == "LOG" && self.config.mage => {
-                let log = mage::log_line(line);
-                self.mage_aside(
-                    log,
-                    number,
-                    Error::input(number, None, "LOG line without a message"),
-                )
+                self.mage_aside(mage::log_line(line), number)
             }
             Message::Other { kind } => {
                 tracing::warn!(
@@ -917,21 +916,16 @@ impl<'c, W: Write> Target<'c, W> {
     }
 
     /// Mage mode only (the caller checks): a line of Mage's input that is not a Singer
-    /// message (the source's log text and log lines) is skipped or relayed; a line that
-    /// is neither stays the `error` it was.
-    fn mage_aside(&mut self, aside: Option<mage::Aside>, line: u64, error: Error) -> Result<()> {
+    /// message (the source's log text and log lines) is skipped or relayed.
+    fn mage_aside(&mut self, aside: mage::Aside, line: u64) -> Result<()> {
         match aside {
-            Some(mage::Aside::NotJson) => {
-                self.summary.not_singer += 1;
-                Ok(())
-            }
-            Some(mage::Aside::Log { level, message }) => {
+            mage::Aside::Skip => self.summary.not_singer += 1,
+            mage::Aside::Log { level, message } => {
                 self.summary.source_logs += 1;
                 mage::relay(line, &level, &message);
-                Ok(())
             }
-            _ => Err(error),
         }
+        Ok(())
     }
 
     fn on_schema(&mut self, stream: &str, schema: &str, keys: &[String], line: u64) -> Result<()> {
@@ -1427,7 +1421,7 @@ impl<'c, W: Write> Target<'c, W> {
         );
         if self.config.mage {
             tracing::info!(
-                "input lines that were not Singer messages: {} skipped (not JSON), {} source log lines relayed",
+                "input lines that were not Singer messages: {} skipped, {} source log lines relayed",
                 s.not_singer,
                 s.source_logs
             );

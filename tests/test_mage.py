@@ -120,7 +120,7 @@ def test_mages_runner_gets_through_a_whole_run(server, bucket, shim, tmp_path):
     assert b"do not copy" not in str(table.to_pylist()).encode()
     logged = "\n".join(seen["logged"])
     assert "source log: fetched page 1" in logged and "source log: 10 rows so far" in logged
-    assert "4 skipped (not JSON)" in logged, "log text, the traceback's three lines"
+    assert "4 skipped, 3 source log lines relayed" in logged, "log text and a traceback; LOG lines"
     assert "done: 12 records" in logged
 
 
@@ -141,7 +141,7 @@ def test_a_long_run_with_log_lines_between_records(server, bucket, shim, tmp_pat
     assert len(keys) == 3
     ids = [i for k in keys for i in read_parquet(server, bucket, k).column("id").to_pylist()]
     assert sorted(ids) == list(range(1, total + 1))
-    assert any("60 skipped (not JSON)" in m for m in seen["logged"])
+    assert any("60 skipped, 0 source log lines relayed" in m for m in seen["logged"])
 
 
 def test_a_wrong_secret_surfaces_in_mage_as_one_error_naming_the_cause(shim, tmp_path_factory, tmp_path):
