@@ -350,6 +350,7 @@ mod tests {
         assert_eq!(aside(r#"{"type": "RECORD", "message": "x"}"#), None);
         let typed =
             log_line(r#"{"type": "LOG", "level": "ERROR", "message": "boom", "timestamp": 1}"#);
-        assert!(matches!(typed, Some(Aside::Log { level, .. }) if level == "ERROR"));
+        assert!(matches!(typed, Aside::Log { level, .. } if level == "ERROR"));
+        assert_eq!(log_line(r#"{"type": "LOG", "level": "INFO"}"#), Aside::Skip);
     }
 }
