@@ -203,10 +203,18 @@ def test_shim_shows_mages_defaults_and_says_when_target_s3_is_missing(shim):
     assert isinstance(line["timestamp"], float)
 
 
-def test_outside_mage_mode_lines_that_are_not_json_still_fail(server, bucket):
+def test_outside_mage_mode_lines_that_are_not_json_still_fail(server, bucket, tmp_path):
     text, _ = mage_input(3)
     run = run_target(base_config(server, bucket), text)
     assert run.returncode != 0 and "input line 1" in run.stderr, run.stderr
+    # Called as Mage calls, but with Mage mode turned off: as before.
+    (tmp_path / "input.txt").write_text(text)
+    off = subprocess.run([str(BINARY), "--log_to_stdout", "1", "--input_file_path", str(tmp_path / "input.txt"),
+                          "--config_json", json.dumps(base_config(server, bucket, mage_mode=False))],
+                         capture_output=True, env=clean_env(), timeout=60)
+    assert off.returncode == 1 and b"input line 1: not a JSON object" in off.stderr
+    logs = [json.loads(line) for line in off.stdout.decode().splitlines()]
+    assert logs and all(isinstance(log["timestamp"], str) for log in logs)
     explicit = run_target(base_config(server, bucket, mage_mode=True), text)
     assert explicit.returncode == 0, explicit.stderr
     [key] = list_keys(server, bucket, "exports/run/users/")
