@@ -32,6 +32,14 @@ $(MELTANO):
 	test -x .venv-meltano/bin/python || python3 -m venv .venv-meltano
 	.venv-meltano/bin/pip install --quiet "meltano==4.4.1"
 
+# Mage's runner code (mage-ai, without its heavy dependencies: only its log parsing
+# and helpers are run) in a venv of its own, for the Mage integration test.
+MAGE := .venv-mage/.installed
+
+$(MAGE):
+	test -x .venv-mage/bin/python || python3 -m venv .venv-mage
+	.venv-mage/bin/pip install --quiet --no-deps "mage-ai==0.9.80" "inflection==0.5.1"
+	touch $(MAGE)
 
 # s3s-fs: an S3 server that verifies SigV4 signatures (tests of credentials; the
 # benchmark's server). Installed once into cargo's bin folder.
@@ -71,7 +79,7 @@ postgres:
 	  else echo "PostgreSQL is missing and this is not root: its test will be skipped"; fi; \
 	fi
 
-integration: $(BIN) $(STAMP) $(S3S_FS) $(MELTANO) $(TAP_POSTGRES) postgres
+integration: $(BIN) $(STAMP) $(S3S_FS) $(MELTANO) $(MAGE) $(TAP_POSTGRES) postgres
 	$(PY) -m pytest -q tests
 
 test: lint unit integration
@@ -83,4 +91,4 @@ bench: $(BIN) $(STAMP) $(S3S_FS)
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .venv-meltano .venv-tap-postgres
+	rm -rf $(VENV) .venv-meltano .venv-mage .venv-tap-postgres

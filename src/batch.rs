@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::metadata::{Envelope, MetaColumns};
+use crate::metadata::{self, Envelope, MetaColumns};
 use crate::protocol::{BorrowedStr, RecordSink};
 use crate::scan::{self, Scanner, same};
 use crate::schema::{Column, ColumnType, StreamSchema};
@@ -238,6 +238,9 @@ impl Batch {
             let no_deleted_at = || ArrowError::SchemaError("no _sdc_deleted_at column".into());
             let deleted_at = arrays.pop().ok_or_else(no_deleted_at)?;
             arrays.extend(meta.finish(deleted_at)?);
+        }
+        if let Some(unit) = self.schema.mage_unit() {
+            arrays.extend(metadata::mage_columns(unit, self.rows)?);
         }
         self.rows = 0;
         self.bytes = 0;
@@ -1613,6 +1616,26 @@ mod tests {
         let mut b = batch_with(SCHEMA, &[], options);
         let e = b.append(r#"{"o": {"new": 1}}"#, 1, NONE).unwrap_err();
         assert!(e.contains(r#""o.new" is not in the schema"#), "{e}");
+    }
+
+    #[test]
+    fn mage_columns_hold_the_time_of_the_chunk_and_leave_the_stream_splittable() {
+        let schema = r#"{"properties": {"id": {"type": "integer"}}}"#;
+        let types = TypeOptions {
+            mage_columns: true,
+            ..TypeOptions::default()
+        };
+        let schema = StreamSchema::from_json("s", schema, &[], &types).unwrap();
+        let mut b = Batch::new(Arc::new(schema), DecodeOptions::default());
+        assert!(b.splittable(), "no per-row state beside the record");
+        b.append(r#"{"id": 1}"#, 1, NONE).unwrap();
+        b.append(r#"{"id": 2}"#, 2, NONE).unwrap();
+        let rb = b.finish().unwrap();
+        assert_eq!(rb.num_columns(), 3);
+        let micros = |i: usize| rb.column(i).as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(micros(1).null_count(), 0);
+        assert_eq!(micros(1).value(0), micros(2).value(1));
+        assert!(micros(1).value(0) > 1_700_000_000_000_000);
     }
 
     #[test]

@@ -455,6 +455,16 @@ pub const SETTINGS: &[Setting] = &[
         ),
         "append",
     ),
+    setting(
+        "mage_mode",
+        Kind::Boolean,
+        "Mage's conventions (see the README's Mage section): log lines with epoch-second timestamps, input lines that are not JSON skipped and counted, LOG lines relayed, `--catalog_json` honoured, empty strings read as unset, Mage's defaults (file_type `parquet`, aws_region `us-west-2`). Null: on when invoked as Mage runs a destination (`--log_to_stdout 1` with `--input_file_path` or `--config_json`, or `--test_connection` with `--config_json`).",
+    ),
+    setting(
+        "mage_columns",
+        Kind::Boolean,
+        "Append `_mage_created_at` and `_mage_updated_at` (UTC timestamps: when the chunk of records was handed on for encoding, both the same) to every stream, as Mage's own destination adds them. Null: on in Mage mode, off otherwise.",
+    ),
     with_default(
         setting(
             "manifest",
@@ -673,6 +683,8 @@ pub struct Config {
     pub limits: Limits,
     pub reliability: Reliability,
     pub store: StoreSettings,
+    /// `mage_mode`: Mage's conventions for input lines and logs (see `mage`).
+    pub mage: bool,
 }
 
 /// Where objects go, how S3 keeps them, and what a run leaves behind besides them.
@@ -717,19 +729,24 @@ pub struct Limits {
     pub parallel_decoding: bool,
 }
 
+/// Reads and merges the sources in order (later keys win), without validating.
+pub fn merge(sources: &[Source]) -> Result<Map<String, Value>> {
+    let mut merged = Map::new();
+    for source in sources {
+        match source {
+            Source::Env => merged.extend(from_environment(std::env::vars())),
+            Source::File(path) => merged.extend(read_object(path)?),
+            Source::Json(text) => merged.extend(parse_object(text, "--config_json")?),
+        }
+    }
+    Ok(merged)
+}
+
 impl Config {
     /// Reads and merges the sources in order (later keys win), then validates.
     /// Returns the config and one warning per unknown key.
     pub fn load(sources: &[Source]) -> Result<(Config, Vec<String>)> {
-        let mut merged = Map::new();
-        for source in sources {
-            match source {
-                Source::Env => merged.extend(from_environment(std::env::vars())),
-                Source::File(path) => merged.extend(read_object(path)?),
-                Source::Json(text) => merged.extend(parse_object(text, "--config_json")?),
-            }
-        }
-        Config::from_map(&merged)
+        Config::from_map(&merge(sources)?)
     }
 
     /// Validates a merged settings object.
@@ -741,6 +758,7 @@ impl Config {
             .collect();
         let map = &resolve_aliases(map)?;
         let v = Values { map };
+        let mage = v.optional_boolean("mage_mode")?.unwrap_or(false);
         let file_type = match v.choice("file_type")?.as_deref() {
             Some("csv") => FileType::Csv,
             Some("jsonl") => FileType::Jsonl,
@@ -818,7 +836,9 @@ impl Config {
                 },
                 overrides: v.column_types()?,
                 metadata_columns: v.boolean("add_metadata_columns")?,
+                mage_columns: v.optional_boolean("mage_columns")?.unwrap_or(mage),
                 flatten_max_depth: v.integer("flatten_max_depth")?,
+                catalog: None,
             },
             decode: DecodeOptions {
                 lenient: !v.boolean("validate_records")?,
@@ -855,6 +875,7 @@ impl Config {
                 progress_interval: seconds(v.integer("progress_interval_seconds")?),
             },
             store: store_settings(&v, local_folder)?,
+            mage,
         };
         check_template_placeholders(&config)?;
         warnings.extend(local_folder_warnings(&config, map));
@@ -1097,9 +1118,10 @@ fn parse_object(text: &str, shown: &str) -> Result<Map<String, Value>> {
     }
 }
 
-/// Mage's `--show_templates`: every setting with its default (or null).
+/// Mage's `--show_templates`: every setting with its default (or null), and Mage's own
+/// defaults where it has them.
 pub fn template() -> Value {
-    let config: Map<String, Value> = SETTINGS
+    let mut config: Map<String, Value> = SETTINGS
         .iter()
         .map(|s| {
             let value = match (s.default, s.kind) {
@@ -1113,6 +1135,9 @@ pub fn template() -> Value {
             (s.name.to_owned(), value)
         })
         .collect();
+    for (name, value) in crate::mage::DEFAULTS {
+        config.insert((*name).to_owned(), Value::from(*value));
+    }
     serde_json::json!({ "config": config })
 }
 
@@ -1182,12 +1207,18 @@ impl Values<'_> {
     fn boolean(&self, name: &str) -> Result<bool> {
         let setting = find_setting(name).expect("every key read is in SETTINGS");
         let default = setting.default == Some("true");
+        Ok(self.optional_boolean(name)?.unwrap_or(default))
+    }
+
+    /// A boolean, or None when absent (for settings whose default depends on another).
+    fn optional_boolean(&self, name: &str) -> Result<Option<bool>> {
+        let setting = find_setting(name).expect("every key read is in SETTINGS");
         match self.raw(name)? {
-            None => Ok(default),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
-            Some(value) => Err(wrong_value(setting, value, "true or false")),
+            None => Ok(None),
+            Some(value) => match as_boolean(value) {
+                Some(b) => Ok(Some(b)),
+                None => Err(wrong_value(setting, value, "true or false")),
+            },
         }
     }
 
@@ -1380,6 +1411,16 @@ impl Values<'_> {
             }
             _ => Err(wrong_value(setting, value, &expected)),
         }
+    }
+}
+
+/// `true`, `false`, or those words as strings (any case).
+pub fn as_boolean(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
     }
 }
 
@@ -1909,6 +1950,29 @@ mod tests {
             let e = error(with("aws_endpoint", json!(bad)));
             assert!(e.contains("aws_endpoint") && e.contains("file:///"), "{e}");
         }
+    }
+
+    #[test]
+    fn mage_columns_follow_mage_mode_unless_set() {
+        let plain = parse(base()).unwrap();
+        assert!(!plain.mage && !plain.types.mage_columns);
+        let mage = parse(with("mage_mode", json!(true))).unwrap();
+        assert!(mage.mage && mage.types.mage_columns);
+        let mut off = with("mage_mode", json!("true"));
+        off["mage_columns"] = json!(false);
+        let off = parse(off).unwrap();
+        assert!(off.mage && !off.types.mage_columns);
+        assert!(
+            parse(with("mage_columns", json!(true)))
+                .unwrap()
+                .types
+                .mage_columns
+        );
+        let e = error(with("mage_mode", json!("yes")));
+        assert!(
+            e.contains("\"mage_mode\"") && e.contains("true or false"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -27,7 +27,8 @@
 //! publish    the run's end: manifests, overwrite's deletions, then the held STATE
 //! ```
 //!
-//! `target` drives the stages; `config` validates the settings they all read.
+//! `target` drives the stages; `config` validates the settings they all read; `mage`
+//! holds Mage's conventions (its catalog, its input's log lines, its settings).
 
 pub mod batch;
 pub mod batch_files;
@@ -35,6 +36,7 @@ pub mod config;
 pub mod encode;
 pub mod error;
 pub mod input;
+pub mod mage;
 pub mod metadata;
 pub mod object_key;
 pub mod parallel;

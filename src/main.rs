@@ -1,16 +1,19 @@
 //! Command line: parse flags (the target's own, and those Mage passes a destination),
-//! set up logging, load the config, run, and turn any error into one line on stderr
-//! and a non-zero exit.
+//! decide whether Mage mode is on (see `mage`), set up logging, load the config, run,
+//! and turn any error into one line on stderr and a non-zero exit (in Mage mode also a
+//! log line whose `tags.error` Mage shows).
 
 use std::fmt;
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use target_s3::config::{Config, Source};
 use target_s3::error::{Error, Result};
+use target_s3::mage;
 use target_s3::target;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -58,7 +61,8 @@ struct Cli {
     #[arg(long, value_name = "JSON", hide = true)]
     settings: Option<String>,
 
-    /// Mage: accepted and not used (the streams come from SCHEMA messages).
+    /// Mage: the stream catalog; in Mage mode its selected columns and their types are
+    /// what is written (the streams still come from SCHEMA messages).
     #[arg(long = "catalog_json", value_name = "JSON", hide = true)]
     catalog_json: Option<String>,
 
@@ -97,28 +101,59 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let logs_to_stdout = cli.log_to_stdout == Some(1);
-    init_logging(&cli, logs_to_stdout);
-    match run(&cli, logs_to_stdout) {
+    let settings = merged_settings(&cli);
+    let mage = mage::mode(settings.as_ref().ok(), invocation(&cli));
+    init_logging(&cli, logs_to_stdout, mage);
+    match settings.and_then(|s| run(&cli, s, mage, logs_to_stdout)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             let message = error.to_string().replace('\n', " ");
-            if logs_to_stdout {
-                tracing::error!("{message}");
+            if mage && cli.test_connection {
+                // Mage's UI reads a failed connection test's reason from the stderr
+                // line that starts with ERROR: the JSON object's tags.error.
+                let line = log_line("ERROR", &message, true, error_tags(&message));
+                let _ = writeln!(io::stderr(), "ERROR {line}");
+            } else if logs_to_stdout {
+                tracing::error!(error = %message, "{message}");
             }
-            eprintln!("target-s3: error: {message}");
+            // Not eprintln!: in Mage mode stderr is Mage's pipe, which Mage closes once
+            // it has read an error line, and a failed write must not become a panic.
+            let _ = writeln!(io::stderr(), "target-s3: error: {message}");
             ExitCode::from(error.exit_code())
         }
     }
 }
 
-fn init_logging(cli: &Cli, to_stdout: bool) {
+/// The flags that tell whether Mage's runner called (see `mage::Invocation`).
+fn invocation(cli: &Cli) -> mage::Invocation {
+    mage::Invocation {
+        log_to_stdout: cli.log_to_stdout == Some(1),
+        input_file: cli.input.is_some(),
+        config_json: cli.config_json.is_some(),
+        test_connection: cli.test_connection,
+    }
+}
+
+fn merged_settings(cli: &Cli) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut sources: Vec<Source> = cli.config.iter().map(|p| Source::from_flag(p)).collect();
+    sources.extend(cli.config_json.clone().map(Source::Json));
+    if sources.is_empty() {
+        return Err(Error::Config(
+            "no settings: give --config FILE (or --config ENV, or --config_json JSON)".into(),
+        ));
+    }
+    target_s3::config::merge(&sources)
+}
+
+fn init_logging(cli: &Cli, to_stdout: bool, mage: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let json = JsonLog { epoch: mage };
     if to_stdout {
-        builder.event_format(JsonLog).with_writer(io::stdout).init();
+        builder.event_format(json).with_writer(io::stdout).init();
     } else if cli.log_format == LogFormat::Json {
-        builder.event_format(JsonLog).with_writer(io::stderr).init();
+        builder.event_format(json).with_writer(io::stderr).init();
     } else {
         builder
             .with_writer(io::stderr)
@@ -128,15 +163,17 @@ fn init_logging(cli: &Cli, to_stdout: bool) {
     }
 }
 
-fn run(cli: &Cli, logs_to_stdout: bool) -> Result<()> {
-    let mut sources: Vec<Source> = cli.config.iter().map(|p| Source::from_flag(p)).collect();
-    sources.extend(cli.config_json.clone().map(Source::Json));
-    if sources.is_empty() {
-        return Err(Error::Config(
-            "no settings: give --config FILE (or --config ENV, or --config_json JSON)".into(),
-        ));
-    }
-    let (config, warnings) = Config::load(&sources)?;
+fn run(
+    cli: &Cli,
+    settings: serde_json::Map<String, serde_json::Value>,
+    mage: bool,
+    logs_to_stdout: bool,
+) -> Result<()> {
+    let settings = match mage {
+        true => mage::settings(settings, cli.test_connection),
+        false => settings,
+    };
+    let (mut config, warnings) = Config::from_map(&settings)?;
     for warning in warnings {
         tracing::warn!("{warning}");
     }
@@ -144,6 +181,10 @@ fn run(cli: &Cli, logs_to_stdout: bool) -> Result<()> {
         target::test_connection(&config)?;
         tracing::info!("connection to bucket {:?} checked", config.bucket);
         return Ok(());
+    }
+    if let Some(text) = cli.catalog_json.as_deref().filter(|_| config.mage) {
+        let catalog = mage::Catalog::parse(text).map_err(Error::Config)?;
+        config.types.catalog = Some(Arc::new(catalog));
     }
     let input: Box<dyn Read + Send> = match &cli.input {
         Some(path) => Box::new(File::open(path).map_err(|e| {
@@ -210,8 +251,11 @@ impl Write for StateFile {
 }
 
 /// Log lines as JSON objects, as Mage reads them:
-/// `{"type": "LOG", "level": …, "message": …, "tags": {}, "timestamp": …}`.
-struct JsonLog;
+/// `{"type": "LOG", "level": …, "message": …, "tags": {}, "timestamp": …}`. The timestamp
+/// is RFC 3339 text, or in Mage mode epoch seconds (Mage's runner reads a number there).
+struct JsonLog {
+    epoch: bool,
+}
 
 impl<S, N> FormatEvent<S, N> for JsonLog
 where
@@ -226,15 +270,38 @@ where
     ) -> fmt::Result {
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let line = serde_json::json!({
-            "type": "LOG",
-            "level": event.metadata().level().as_str(),
-            "message": fields.message,
-            "tags": fields.tags,
-            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        });
+        let level = event.metadata().level().as_str();
+        let line = log_line(level, &fields.message, self.epoch, fields.tags);
         writeln!(writer, "{line}")
     }
+}
+
+/// One JSON log line.
+fn log_line(
+    level: &str,
+    message: &str,
+    epoch: bool,
+    tags: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    let now = chrono::Utc::now();
+    let timestamp = match epoch {
+        true => serde_json::json!(now.timestamp_micros() as f64 / 1e6),
+        false => serde_json::json!(now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+    };
+    serde_json::json!({
+        "type": "LOG",
+        "level": level,
+        "message": message,
+        "tags": tags,
+        "timestamp": timestamp,
+    })
+}
+
+/// The tags of a failure's log line: Mage's UI shows `tags.error`.
+fn error_tags(message: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut tags = serde_json::Map::new();
+    tags.insert("error".into(), message.into());
+    tags
 }
 
 #[derive(Default)]

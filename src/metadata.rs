@@ -7,7 +7,8 @@
 //! ACTIVATE_VERSION, resolved by the caller) and `_sdc_batched_at` (when the chunk was
 //! handed on for encoding, one value per chunk). `_sdc_deleted_at` is a record field,
 //! decoded by `batch` with the others; which columns exist and their types belong to
-//! `schema`. Must not touch: the record's own columns, encoding or the store.
+//! `schema`. Also the values of Mage's `_mage_created_at` / `_mage_updated_at`
+//! (`mage_columns`). Must not touch: the record's own columns, encoding or the store.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -138,6 +139,18 @@ impl MetaColumns {
             std::sync::Arc::new(finish(&mut self.table_version)),
         ])
     }
+}
+
+/// The values of Mage's `_mage_created_at` and `_mage_updated_at` (`mage_columns`) for
+/// `rows` rows: the time of this call in both, as Mage's destination stamps the records
+/// it exports.
+pub fn mage_columns(unit: TimeUnit, rows: usize) -> Result<Vec<ArrayRef>, ArrowError> {
+    let timestamp = DataType::Timestamp(unit, Some("UTC".into()));
+    let now = Int64Array::from_value(in_unit(now_ns(), unit), rows);
+    Ok(vec![
+        retyped(now.clone(), &timestamp)?,
+        retyped(now, &timestamp)?,
+    ])
 }
 
 /// Takes a builder's values, leaving one with room for as many: chunks are alike.

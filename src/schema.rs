@@ -19,6 +19,7 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use serde_json::{Map, Value};
 
 use crate::config::HeaderCase;
+use crate::mage::Catalog;
 
 /// Precision of the widest Arrow decimal (Decimal256).
 pub const MAX_DECIMAL_PRECISION: u8 = 76;
@@ -183,8 +184,12 @@ pub struct TypeOptions {
     pub overrides: HashMap<String, HashMap<String, ColumnType>>,
     /// `add_metadata_columns`: append the Singer metadata columns to every stream.
     pub metadata_columns: bool,
+    /// `mage_columns`: append `_mage_created_at` and `_mage_updated_at` to every stream.
+    pub mage_columns: bool,
     /// Levels of nested objects whose fields become columns of their own; 0: none.
     pub flatten_max_depth: usize,
+    /// Mage's `--catalog_json` (in Mage mode): the columns selected and their types.
+    pub catalog: Option<Arc<Catalog>>,
 }
 
 impl Default for TypeOptions {
@@ -194,7 +199,9 @@ impl Default for TypeOptions {
             timestamp_unit: TimeUnit::Microsecond,
             overrides: HashMap::new(),
             metadata_columns: false,
+            mage_columns: false,
             flatten_max_depth: 0,
+            catalog: None,
         }
     }
 }
@@ -208,6 +215,10 @@ pub const METADATA_COLUMNS: [&str; 6] = [
     "_sdc_sequence",
     "_sdc_table_version",
 ];
+
+/// The columns Mage's own destination adds to every row (`mage_columns`), after the
+/// Singer metadata columns. Both hold the time the chunk was handed on for encoding.
+pub const MAGE_COLUMNS: [&str; 2] = ["_mage_created_at", "_mage_updated_at"];
 
 /// The one metadata column whose value the record itself carries (taps with log-based
 /// replication send it); the others come from the message and the target.
@@ -227,6 +238,8 @@ pub struct StreamSchema {
     pub columns: Vec<Column>,
     /// With `add_metadata_columns`, the metadata columns in file order (else empty).
     pub metadata: Vec<Column>,
+    /// With `mage_columns`, Mage's two timestamp columns, last in the file (else empty).
+    pub mage: Vec<Column>,
     /// Schema properties that metadata columns other than `_sdc_deleted_at` took the
     /// place of: their values come from the message and the target, so the record's
     /// own values for them are passed over.
@@ -240,6 +253,7 @@ impl PartialEq for StreamSchema {
     fn eq(&self, other: &Self) -> bool {
         self.columns == other.columns
             && self.metadata == other.metadata
+            && self.mage == other.mage
             && self.replaced == other.replaced
             && self.key_properties == other.key_properties
     }
@@ -260,6 +274,17 @@ impl StreamSchema {
             .and_then(Value::as_object)
             .filter(|p| !p.is_empty())
             .ok_or("SCHEMA has no properties; expected \"schema\": {\"properties\": {...}}")?;
+        let selected = options
+            .catalog
+            .as_ref()
+            .and_then(|c| c.select(stream, properties, key_properties));
+        let (properties, key_properties) = match &selected {
+            Some((properties, _)) if properties.is_empty() => {
+                return Err("--catalog_json selects none of the stream's columns".into());
+            }
+            Some((properties, keys)) => (properties, keys.as_slice()),
+            None => (properties, key_properties),
+        };
         let mapper = Mapper {
             unit: options.timestamp_unit,
         };
@@ -277,12 +302,26 @@ impl StreamSchema {
                 .collect();
             replaced = take_metadata_properties(&mut columns);
         }
+        let mut mage = Vec::new();
+        if options.mage_columns {
+            // A stream loaded by Mage before has these columns: theirs replace it.
+            columns.retain(|c| !MAGE_COLUMNS.contains(&c.name.as_str()));
+            mage = MAGE_COLUMNS
+                .iter()
+                .map(|name| Column {
+                    name: (*name).to_owned(),
+                    output_name: (*name).to_owned(),
+                    ty: ColumnType::Timestamp(options.timestamp_unit),
+                    flattened: false,
+                })
+                .collect();
+        }
         let shape = Shape {
             overrides: options.overrides.get(stream),
             sources: Vec::new(),
         };
         shape.apply(&mut columns, options.flatten_max_depth)?;
-        apply_header_case(&mut columns, &mut metadata, options.header_case)?;
+        apply_header_case(&mut columns, &mut metadata, &mut mage, options.header_case)?;
         for key in key_properties {
             if !properties.contains_key(key) {
                 return Err(format!(
@@ -293,12 +332,14 @@ impl StreamSchema {
         let fields: Fields = file_columns(&columns)
             .into_iter()
             .chain(&metadata)
+            .chain(&mage)
             .map(|c| c.ty.field(&c.output_name))
             .collect();
         Ok(StreamSchema {
             arrow: Arc::new(Schema::new(fields)),
             columns,
             metadata,
+            mage,
             replaced,
             key_properties: key_properties.to_vec(),
         })
@@ -307,6 +348,14 @@ impl StreamSchema {
     /// The timestamp unit of the metadata columns, when they are on.
     pub fn metadata_unit(&self) -> Option<TimeUnit> {
         self.metadata.iter().find_map(|c| match c.ty {
+            ColumnType::Timestamp(unit) => Some(unit),
+            _ => None,
+        })
+    }
+
+    /// The timestamp unit of Mage's columns, when they are on.
+    pub fn mage_unit(&self) -> Option<TimeUnit> {
+        self.mage.iter().find_map(|c| match c.ty {
             ColumnType::Timestamp(unit) => Some(unit),
             _ => None,
         })
@@ -386,6 +435,7 @@ impl Shape<'_> {
 fn apply_header_case(
     columns: &mut [Column],
     metadata: &mut [Column],
+    mage: &mut [Column],
     case: Option<HeaderCase>,
 ) -> Result<(), String> {
     let mut seen = HashSet::new();
@@ -399,7 +449,7 @@ fn apply_header_case(
         }
     };
     for_each_file_column(columns, &mut name);
-    metadata.iter_mut().for_each(name);
+    metadata.iter_mut().chain(mage.iter_mut()).for_each(name);
     match clash {
         None => Ok(()),
         Some(name) => Err(format!(
@@ -865,6 +915,65 @@ mod tests {
             "a": {"type": "object", "properties": {"B": {"type": "string"}}}}}"#;
         let e = flattened(schema, 1, Some(HeaderCase::Lower)).unwrap_err();
         assert!(e.contains("column_header_format"), "{e}");
+    }
+
+    #[test]
+    fn mage_columns_come_last_and_replace_the_streams_own() {
+        let schema = r#"{"properties": {"id": {"type": "integer"},
+            "_mage_created_at": {"type": "string"}, "name": {"type": "string"}}}"#;
+        let mut opts = options(Some(HeaderCase::Upper));
+        opts.metadata_columns = true;
+        opts.mage_columns = true;
+        let s = StreamSchema::from_json("s", schema, &[], &opts).unwrap();
+        let names: Vec<_> = s.arrow.fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(names[..2], ["ID", "NAME"]);
+        assert_eq!(
+            names[names.len() - 2..],
+            ["_MAGE_CREATED_AT", "_MAGE_UPDATED_AT"]
+        );
+        assert_eq!(names.len(), 2 + METADATA_COLUMNS.len() + 2);
+        assert_eq!(s.mage_unit(), Some(TimeUnit::Microsecond));
+        let plain = StreamSchema::from_json("s", schema, &[], &TypeOptions::default()).unwrap();
+        assert_eq!(file_names(&plain), ["id", "_mage_created_at", "name"]);
+        assert_eq!(plain.mage_unit(), None);
+        assert!(plain != s);
+    }
+
+    #[test]
+    fn a_catalog_selects_columns_types_and_keys() {
+        let schema = r#"{"properties": {"id": {"type": "integer"},
+            "secret": {"type": "string"}, "amount": {"type": "integer"}}}"#;
+        let catalog = Catalog::parse(
+            r#"{"streams": [{"stream": "s", "schema": {"properties": {
+                "id": {"type": "integer"}, "amount": {"type": ["null", "number"]}}}}]}"#,
+        )
+        .unwrap();
+        let opts = TypeOptions {
+            catalog: Some(Arc::new(catalog)),
+            ..TypeOptions::default()
+        };
+        let keys = ["id".to_owned(), "secret".to_owned()];
+        let s = StreamSchema::from_json("s", schema, &keys, &opts).unwrap();
+        assert_eq!(file_names(&s), ["id", "amount"]);
+        assert_eq!(s.arrow.field(1).data_type(), &DataType::Float64);
+        assert_eq!(s.key_properties, ["id"]);
+        let other = StreamSchema::from_json("t", schema, &keys, &opts).unwrap();
+        assert_eq!(
+            file_names(&other),
+            ["id", "secret", "amount"],
+            "not in the catalog"
+        );
+        let none = Catalog::parse(
+            r#"{"streams": [{"stream": "s", "schema": {"properties": {"x": {"type": "integer"}}},
+                "metadata": [{"breadcrumb": ["properties", "x"], "metadata": {"selected": false}}]}]}"#,
+        )
+        .unwrap();
+        let opts = TypeOptions {
+            catalog: Some(Arc::new(none)),
+            ..TypeOptions::default()
+        };
+        let e = StreamSchema::from_json("s", schema, &[], &opts).unwrap_err();
+        assert!(e.contains("--catalog_json selects none"), "{e}");
     }
 
     #[test]

@@ -33,6 +33,7 @@ use crate::batch_files::{Encoding, Opener};
 use crate::config::{Config, InvalidRecords, Limits, LoadMethod};
 use crate::error::{Error, Result};
 use crate::input::{self, Block, Blocks, LineText, Next};
+use crate::mage;
 use crate::metadata::{self, Envelope};
 use crate::object_key::{KeyBuilder, ObjectKind};
 use crate::parallel::{Decoders, Done, IN_FLIGHT, Lines, Step, Twin};
@@ -67,6 +68,10 @@ pub struct Summary {
     pub deleted: u64,
     /// Messages of unknown types skipped (`unknown_message_types: warn`), by type.
     pub unknown_skipped: BTreeMap<String, u64>,
+    /// Mage mode: input lines that were not Singer messages, skipped (log text) or
+    /// relayed (the source's log lines).
+    pub not_singer: u64,
+    pub source_logs: u64,
 }
 
 /// Checks that the store can be reached with the configured credentials and the bucket
@@ -946,7 +951,17 @@ impl<'c, W: Write> Target<'c, W> {
                 stream.batch.discard_row();
             }
             Error::input(number, e.stream.as_deref(), e.message)
-        })?;
+        });
+        let message = match message {
+            Ok(message) => message,
+            Err(error) if self.config.mage => {
+                let Some(aside) = mage::aside(line) else {
+                    return Err(error);
+                };
+                return self.mage_aside(aside, number);
+            }
+            Err(error) => return Err(error),
+        };
         match message {
             Message::Schema {
                 stream,
@@ -986,8 +1001,24 @@ impl<'c, W: Write> Target<'c, W> {
                 encoding,
                 manifest,
             } => self.on_batch(&stream, encoding.get(), &manifest, number),
+            Message::Other { kind } if kind == "LOG" && self.config.mage => {
+                self.mage_aside(mage::log_line(line), number)
+            }
             Message::Other { kind } => self.on_unknown(&kind, number),
         }
+    }
+
+    /// Mage mode only (the caller checks): a line of Mage's input that is not a Singer
+    /// message (the source's log text and log lines) is skipped or relayed.
+    fn mage_aside(&mut self, aside: mage::Aside, line: u64) -> Result<()> {
+        match aside {
+            mage::Aside::Skip => self.summary.not_singer += 1,
+            mage::Aside::Log { level, message } => {
+                self.summary.source_logs += 1;
+                mage::relay(line, &level, &message);
+            }
+        }
+        Ok(())
     }
 
     fn on_schema(&mut self, stream: &str, schema: &str, keys: &[String], line: u64) -> Result<()> {
@@ -1735,6 +1766,13 @@ impl<'c, W: Write> Target<'c, W> {
         );
         for (kind, count) in &s.unknown_skipped {
             tracing::warn!("{count} messages of unknown type {kind:?} were skipped");
+        }
+        if self.config.mage {
+            tracing::info!(
+                "input lines that were not Singer messages: {} skipped, {} source log lines relayed",
+                s.not_singer,
+                s.source_logs
+            );
         }
     }
 

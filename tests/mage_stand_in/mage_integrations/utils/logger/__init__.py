@@ -1,0 +1,1 @@
+"""See mage_integrations/__init__.py: a stand-in, for the log constants only."""
