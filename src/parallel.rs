@@ -30,7 +30,7 @@ use crate::protocol;
 use crate::scan::same;
 
 /// Decoder threads.
-const DECODERS: usize = 2;
+pub const DECODERS: usize = 2;
 /// Jobs handed out and not yet taken back, at most: each decoder has one to work on
 /// and one waiting.
 pub const IN_FLIGHT: usize = 2 * DECODERS;

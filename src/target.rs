@@ -36,7 +36,7 @@ use crate::input::{self, Block, Blocks, LineText, Next};
 use crate::mage;
 use crate::metadata::{self, Envelope};
 use crate::object_key::{KeyBuilder, ObjectKind};
-use crate::parallel::{Decoders, Done, IN_FLIGHT, Lines, Step, Twin};
+use crate::parallel::{DECODERS, Decoders, Done, IN_FLIGHT, Lines, Step, Twin};
 use crate::partition::Partitioner;
 use crate::protocol::{self, Message, Record};
 use crate::publish::{self, Destination, StoredObject, StreamEnd};
@@ -1191,7 +1191,9 @@ impl<'c, W: Write> Target<'c, W> {
                         break;
                     }
                     Some(next) => next,
-                    None if out == 0 => lines.next(IDLE_WAIT),
+                    // Until every decoder has a job, the next block is worth waiting
+                    // for: a file's reader is well ahead of the decoders once it runs.
+                    None if out < DECODERS => lines.next(IDLE_WAIT),
                     None => match lines.try_next() {
                         Some(next) => next,
                         None => break,
