@@ -25,7 +25,8 @@
 //! publish    the run's end: manifests, overwrite's deletions, then the held STATE
 //! ```
 //!
-//! `target` drives the stages; `config` validates the settings they all read.
+//! `target` drives the stages; `config` validates the settings they all read; `stop`
+//! carries a stop signal (or the first upload that failed for good) to every wait.
 
 pub mod batch;
 pub mod config;
@@ -42,6 +43,7 @@ pub mod scan;
 pub mod schema;
 pub mod sink;
 pub mod state;
+pub mod stop;
 pub mod store;
 pub mod target;
 pub mod values;

@@ -4,7 +4,9 @@
 //! Owns: the encoder thread, the objects being encoded, completion reports. Must not
 //! touch: input, STATE, or the choice of when objects open and close: `target` decides
 //! that and sends jobs, which the worker carries out in order. Jobs wait in a queue of
-//! one, so a busy encoder holds the reader back instead of letting memory grow.
+//! one, so a busy encoder holds the reader back instead of letting memory grow; every
+//! wait of the worker watches the run's brake (`stop`), so a stop reaches the reader
+//! through it at once.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
@@ -80,8 +82,9 @@ impl Sink {
         self.reports.try_recv().ok()
     }
 
-    pub fn wait_report(&self) -> Option<Report> {
-        self.reports.recv().ok()
+    /// The next report, waiting at most `wait` for one.
+    pub fn report_within(&self, wait: std::time::Duration) -> Option<Report> {
+        self.reports.recv_timeout(wait).ok()
     }
 
     /// The next report, waiting at most until `deadline`.
@@ -134,7 +137,11 @@ impl Worker {
         }
     }
 
+    /// Reports how an object ended; a failure pulls the brake, so no new upload starts.
     fn report(&self, object: u64, result: Result<u64>) {
+        if result.is_err() {
+            self.uploader.brake.failed();
+        }
         let _ = self.reports.send(Report { object, result });
     }
 
@@ -145,8 +152,12 @@ impl Worker {
         stored: impl Future<Output = Result<u64>> + Send + 'static,
     ) {
         let reports = self.reports.clone();
+        let brake = self.uploader.brake.clone();
         self.uploader.runtime.spawn(async move {
             let result = stored.await;
+            if result.is_err() {
+                brake.failed();
+            }
             let _ = reports.send(Report { object, result });
         });
     }
@@ -202,13 +213,14 @@ impl Worker {
         }
     }
 
-    /// Drops an open object and aborts its upload; false if it was not open.
+    /// Drops an open object and starts aborting its upload (not waited for here: the
+    /// run's end aborts again, or names, any upload still open); false if it was not open.
     fn give_up(&mut self, object: u64) -> bool {
         let Some(mut encoder) = self.open.remove(&object) else {
             return false;
         };
         if let Some(upload) = encoder.writer_mut() {
-            self.uploader.runtime.block_on(upload.abandon());
+            self.uploader.runtime.spawn(upload.abandon());
         }
         true
     }

@@ -4,10 +4,17 @@
 //! Bytes are gathered until `part_size`, then sent as a multipart part while writing
 //! goes on; at most `max_concurrent_uploads` requests are in flight across all objects
 //! (writing waits for a free slot). An object that never fills a part is sent with one
-//! PutObject. A failed multipart upload is aborted, so no orphaned parts remain.
+//! PutObject. A failed multipart upload is aborted, so no orphaned parts remain; every
+//! multipart upload opened is kept on a list until it is completed or aborted, so one
+//! whose abort failed (or never ran) can be aborted again at the end, or named.
+//!
+//! Every wait here also watches the run's brake (`stop`): after a stop signal, or once
+//! a request has failed for good, no new request starts.
 
+use std::collections::BTreeMap;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_sdk_s3::types::CompletedPart;
 use tokio::runtime::Handle;
@@ -17,23 +24,53 @@ use tokio::task::JoinHandle;
 use super::{S3Store, Store, Stored, Upload};
 use crate::encode::Media;
 use crate::error::{Error, Result};
+use crate::stop::Brake;
 
-/// What every upload shares: the store, the runtime its requests run on, the slots.
+/// What every upload shares: the store, the runtime its requests run on, the slots,
+/// the brake, and the multipart uploads open.
 #[derive(Clone)]
 pub struct Uploader {
     pub store: Store,
     pub runtime: Handle,
     pub part_size: usize,
+    pub brake: Brake,
     slots: Arc<Semaphore>,
+    open: OpenUploads,
+}
+
+/// Multipart uploads opened and not known to be completed or aborted: upload id -> key.
+#[derive(Clone, Default)]
+struct OpenUploads(Arc<Mutex<BTreeMap<String, String>>>);
+
+impl OpenUploads {
+    fn list(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add(&self, id: &str, key: &str) {
+        self.list().insert(id.to_owned(), key.to_owned());
+    }
+
+    fn remove(&self, id: &str) {
+        self.list().remove(id);
+    }
 }
 
 impl Uploader {
-    pub fn new(store: Store, runtime: Handle, part_size: usize, concurrency: usize) -> Self {
+    pub fn new(
+        store: Store,
+        runtime: Handle,
+        part_size: usize,
+        concurrency: usize,
+        brake: Brake,
+    ) -> Self {
         Uploader {
             store,
             runtime,
             part_size,
+            brake,
             slots: Arc::new(Semaphore::new(concurrency)),
+            open: OpenUploads::default(),
         }
     }
 
@@ -53,11 +90,15 @@ impl Uploader {
         }
     }
 
-    /// Waits for a free request slot.
-    fn slot(&self) -> OwnedSemaphorePermit {
-        self.runtime
-            .block_on(self.slots.clone().acquire_owned())
-            .expect("the upload semaphore is never closed")
+    /// Waits for `work` on this (non-runtime) thread, unless the brake is pulled first.
+    fn wait<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        self.runtime.block_on(self.brake.unless_pulled(work))
+    }
+
+    /// Waits for a free request slot; refused once the brake is pulled.
+    fn slot(&self) -> Result<OwnedSemaphorePermit> {
+        let slots = self.slots.clone();
+        self.wait(async move { slots.acquire_owned().await.map_err(|_| Error::Halted) })
     }
 
     /// Sends a whole object with one request; the future ends when it is stored.
@@ -69,13 +110,67 @@ impl Uploader {
     ) -> impl Future<Output = Result<u64>> + Send + 'static {
         let slot = self.slot();
         let store = self.store.clone();
+        let brake = self.brake.clone();
         async move {
+            let slot = slot?;
             let bytes = body.len() as u64;
             let stored = store.put(key, body, media).await;
+            if stored.is_err() {
+                // Before the slot is freed: nothing waiting for it may start.
+                brake.failed();
+            }
             drop(slot);
             stored.map(|()| bytes)
         }
     }
+
+    /// Aborts the multipart uploads still open, waiting at most `within`, and returns a
+    /// line for each one that is still open afterwards, naming it and why.
+    pub fn abort_left(&self, within: Duration) -> Vec<String> {
+        let Store::S3(s3) = &self.store else {
+            return Vec::new();
+        };
+        let left: Vec<(String, String)> = self.open.list().clone().into_iter().collect();
+        if left.is_empty() {
+            return Vec::new();
+        }
+        let aborts: Vec<_> = left
+            .iter()
+            .map(|(id, key)| {
+                let abort = abort(s3.clone(), self.open.clone(), key.clone(), id.clone());
+                self.runtime.spawn(abort)
+            })
+            .collect();
+        self.runtime.block_on(async {
+            let until = tokio::time::Instant::now() + within;
+            let mut named = Vec::new();
+            for (abort, (id, key)) in aborts.into_iter().zip(left) {
+                let reason = match tokio::time::timeout_at(until, abort).await {
+                    Ok(Ok(Ok(()))) => continue,
+                    Ok(Ok(Err(e))) => e.to_string(),
+                    Ok(Err(e)) => format!("the abort stopped: {e}"),
+                    Err(_) => format!("no answer to AbortMultipartUpload within {within:?}"),
+                };
+                named.push(left_open(s3.bucket(), &key, &id, &reason));
+            }
+            named
+        })
+    }
+}
+
+/// Aborts one multipart upload; once aborted, it leaves the list of open ones.
+async fn abort(s3: S3Store, open: OpenUploads, key: String, id: String) -> Result<()> {
+    s3.abort_multipart(&key, &id).await?;
+    open.remove(&id);
+    Ok(())
+}
+
+/// The warning for a multipart upload that could not be aborted: which one, why, and
+/// what keeps its parts from being billed forever.
+fn left_open(bucket: &str, key: &str, id: &str, reason: &str) -> String {
+    format!(
+        "multipart upload left open: bucket {bucket:?}, key {key:?}, upload id {id:?} ({reason}); abort it (aws s3api abort-multipart-upload --bucket {bucket} --key {key} --upload-id {id}) and set a lifecycle rule on the bucket that aborts incomplete multipart uploads (AbortIncompleteMultipartUpload)"
+    )
 }
 
 struct Multipart {
@@ -100,9 +195,8 @@ impl S3Upload {
     fn send_part(&mut self) -> Result<()> {
         let u = &self.uploader;
         if self.multipart.is_none() {
-            let id = u
-                .runtime
-                .block_on(self.s3.create_multipart(&self.key, self.media))?;
+            let id = u.wait(self.s3.create_multipart(&self.key, self.media))?;
+            u.open.add(&id, &self.key);
             self.multipart = Some(Multipart {
                 id,
                 parts: Vec::new(),
@@ -114,10 +208,14 @@ impl S3Upload {
         let body = std::mem::take(&mut self.buffer);
         let number = i32::try_from(multipart.parts.len() + 1)
             .map_err(|_| Error::Store(format!("too many parts for s3://{}", self.key)))?;
-        let slot = u.slot();
+        let slot = u.slot()?;
         let (store, key, id) = (self.s3.clone(), self.key.clone(), multipart.id.clone());
+        let brake = u.brake.clone();
         multipart.parts.push(u.runtime.spawn(async move {
             let part = store.upload_part(&key, &id, number, body).await;
+            if part.is_err() {
+                brake.failed();
+            }
             drop(slot);
             part
         }));
@@ -141,6 +239,7 @@ impl S3Upload {
             multipart = sent;
         }
         let store = self.s3.clone();
+        let open = self.uploader.open.clone();
         let key = self.key;
         Ok(Box::pin(async move {
             let mut parts = Vec::with_capacity(multipart.parts.len());
@@ -160,17 +259,22 @@ impl S3Upload {
                 None => store.complete_multipart(&key, &multipart.id, parts).await,
                 Some(e) => Err(e),
             };
-            if completed.is_err() {
-                let _ = store.abort_multipart(&key, &multipart.id).await;
+            match &completed {
+                Ok(()) => open.remove(&multipart.id),
+                // Not awaited: the report need not wait for it. An abort that fails
+                // leaves the upload listed, to be aborted again or named at the end.
+                Err(_) => drop(tokio::spawn(abort(store, open, key, multipart.id))),
             }
             completed.map(|()| bytes)
         }))
     }
 
     /// Gives the object up: the future aborts its multipart upload, if one was started.
-    /// Nothing written afterwards is sent.
+    /// Nothing written afterwards is sent. An abort that fails leaves the upload listed,
+    /// to be aborted again or named at the end.
     pub fn abandon(&mut self) -> impl Future<Output = ()> + Send + 'static {
         let store = self.s3.clone();
+        let open = self.uploader.open.clone();
         let multipart = self.multipart.take();
         let key = self.key.clone();
         self.buffer = Vec::new();
@@ -180,8 +284,8 @@ impl S3Upload {
                 for handle in &multipart.parts {
                     handle.abort();
                 }
-                if let Err(e) = store.abort_multipart(&key, &multipart.id).await {
-                    tracing::warn!("{e}");
+                if let Err(e) = abort(store, open, key, multipart.id).await {
+                    tracing::debug!("{e}");
                 }
             }
         }
