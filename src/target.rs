@@ -140,10 +140,7 @@ pub fn run(
             target.log_summary();
             Ok(target.summary.clone())
         }
-        Err(error) => {
-            target.settle_after(&error);
-            Err(error)
-        }
+        Err(error) => Err(target.settle_after(error)),
     };
     drop(target);
     // Every multipart upload opened is completed or aborted by now, or named here.
@@ -1400,34 +1397,36 @@ impl<'c, W: Write> Target<'c, W> {
     /// uploads in flight end and the STATE that stored records cover is written. After
     /// a stop signal (also one that comes while this waits), uploads already completing
     /// get `shutdown_timeout_seconds` (none after SIGQUIT); the run's end aborts or names
-    /// those still open then.
-    fn settle_after(&mut self, error: &Error) {
+    /// those still open then. Returns the error to report: `error`, unless it only
+    /// followed from one found while settling.
+    fn settle_after(&mut self, error: Error) -> Error {
         tracing::debug!("stopping after error: {error}");
         let mut later = None;
         if matches!(error, Error::Input { .. }) {
             match self.finish() {
-                Ok(()) => return,
+                Ok(()) => return error,
                 Err(e) => later = Some(e),
             }
         }
-        let settled = match later.as_ref().unwrap_or(error) {
+        let settled = match later.as_ref().unwrap_or(&error) {
             Error::Interrupted(signal) => self.wait_after_signal(signal),
-            other => {
-                if let Some(e) = &later {
-                    tracing::error!("{e}");
-                }
-                tracing::debug!("abandoning open objects after: {other}");
+            _ => {
                 self.abandon_open_objects();
-                self.collect(true)
+                match self.collect(true) {
+                    Err(Error::Interrupted(signal)) => self.wait_after_signal(signal),
+                    other => other,
+                }
             }
         };
-        let settled = match settled {
-            Err(Error::Interrupted(signal)) => self.wait_after_signal(signal),
-            other => other,
-        };
-        if let Err(e) = settled {
-            tracing::error!("{e}");
+        let mut reported = error;
+        for e in later.into_iter().chain(settled.err()) {
+            if reported.is_consequence() && !e.is_consequence() {
+                reported = e;
+            } else if !e.is_consequence() && !matches!(e, Error::Interrupted(_)) {
+                tracing::error!("{e}");
+            }
         }
+        reported
     }
 
     /// After a stop signal: open objects are aborted at once, uploads already

@@ -162,6 +162,18 @@ def test_a_signal_stops_reading_blocked_on_busy_upload_slots(server, bucket, pro
     assert_stopped_by(run, name, elapsed, 3 + 2, server, bucket)
 
 
+def test_a_signal_ends_a_stalled_publish_step(server, bucket, proxy, tmp_path):
+    manifest = r"^PUT .*/_manifests/"
+    proxy.rules = [Rule(manifest, "stall", times=None, seconds=600)]
+    config = base_config(server, bucket, aws_endpoint=proxy.endpoint, file_type="csv", manifest=True,
+                         shutdown_timeout_seconds=3)
+    run = Running(config, singer(3_000, state_every=1_000), tmp_path)
+    run.wait_for(lambda: proxy.saw(manifest))
+    elapsed = run.signal_and_time("SIGTERM")
+    assert_stopped_by(run, "SIGTERM", elapsed, 3 + 2, server, bucket)
+    assert run.states() == [], "STATE is held for the manifest, which was not written"
+
+
 def test_a_closed_stderr_neither_panics_nor_leaves_uploads(server, bucket, tmp_path):
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader of the logs is gone before the first line
