@@ -1411,6 +1411,8 @@ impl<'c, W: Write> Target<'c, W> {
         let settled = match later.as_ref().unwrap_or(&error) {
             Error::Interrupted(signal) => self.wait_after_signal(signal),
             _ => {
+                // The run is failing: no new upload starts (those completing go on).
+                self.destination.brake.failed();
                 self.abandon_open_objects();
                 match self.collect(true) {
                     Err(Error::Interrupted(signal)) => self.wait_after_signal(signal),
