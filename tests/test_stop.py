@@ -237,3 +237,36 @@ def test_a_stalled_store_fails_within_its_retries(server, bucket, proxy, tmp_pat
     last = err.strip().splitlines()[-1]
     assert re.search(r"PutObject s3://\S+ failed", last), last
     assert run.states() == []
+
+
+def test_a_local_folder_removed_mid_run_is_an_error_not_made_again(tmp_path):
+    import shutil
+
+    folder = tmp_path / "lake"
+    folder.mkdir()
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"aws_endpoint": f"file://{folder}", "bucket": "b", "file_type": "csv",
+                                  "object_key_path": "exports/run", "max_batch_rows": 100}))
+    out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = subprocess.Popen([str(BINARY), "--config", str(config)], stdin=subprocess.PIPE, stdout=out,
+                                stderr=err, env=clean_env())
+    lines = singer(400, state_every=100).splitlines(keepends=True)
+    proc.stdin.write("".join(lines[:102]).encode())  # the schema, 100 records and their STATE
+    proc.stdin.flush()
+    deadline = time.monotonic() + 30
+    while not out_path.read_text():  # the first object is stored: its STATE is out
+        assert time.monotonic() < deadline, "the first object was not written"
+        time.sleep(0.05)
+    shutil.rmtree(folder)
+    try:
+        proc.stdin.write("".join(lines[102:]).encode())
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    proc.wait(timeout=60)
+    last = err_path.read_text().strip().splitlines()[-1]
+    assert proc.returncode == 1, last
+    assert "the local folder" in last and "is gone" in last and str(folder) in last, last
+    assert not folder.exists(), "the removed folder is not made again"
+    assert [json.loads(l) for l in out_path.read_text().splitlines()] == [{"at": 100}]
