@@ -18,7 +18,7 @@ use arrow::record_batch::RecordBatch;
 use crate::config::{FileType, Output};
 use crate::encode::{Encoder, Media, media};
 use crate::error::{Error, Result};
-use crate::store::{Upload, Uploader};
+use crate::store::{Failure, Upload, Uploader};
 
 pub enum Job {
     /// Starts object `object` at `key`; its chunks follow.
@@ -109,6 +109,8 @@ struct Worker {
     uploader: Uploader,
     reports: Sender<Report>,
     open: HashMap<u64, Encoder<Upload>>,
+    /// Where each open object's upload keeps the error a write failed with.
+    failures: HashMap<u64, Failure>,
 }
 
 impl Worker {
@@ -124,6 +126,7 @@ impl Worker {
             uploader,
             reports,
             open: HashMap::new(),
+            failures: HashMap::new(),
         }
     }
 
@@ -171,11 +174,14 @@ impl Worker {
             } => {
                 let media = media(self.file_type, self.output.compression.codec);
                 let upload = self.uploader.begin(key, media);
+                if let Some(failure) = upload.as_ref().ok().and_then(Upload::failure) {
+                    self.failures.insert(object, failure);
+                }
                 match upload.and_then(|u| Encoder::new(self.file_type, &self.output, &schema, u)) {
                     Ok(encoder) => {
                         self.open.insert(object, encoder);
                     }
-                    Err(e) => self.report(object, Err(e)),
+                    Err(e) => self.fail(object, e),
                 }
             }
             Job::Chunk { object, batch } => {
@@ -184,7 +190,7 @@ impl Worker {
                 };
                 if let Err(e) = encoder.write(&batch) {
                     self.give_up(object);
-                    self.report(object, Err(e));
+                    self.fail(object, e);
                 }
             }
             Job::Close { object } => {
@@ -192,8 +198,11 @@ impl Worker {
                     return;
                 };
                 match encoder.finish().and_then(Upload::finish) {
-                    Ok(stored) => self.report_later(object, stored),
-                    Err(e) => self.report(object, Err(e)),
+                    Ok(stored) => {
+                        self.failures.remove(&object);
+                        self.report_later(object, stored);
+                    }
+                    Err(e) => self.fail(object, e),
                 }
             }
             Job::Put {
@@ -207,10 +216,19 @@ impl Worker {
             }
             Job::Abort { object } => {
                 if self.give_up(object) {
+                    self.failures.remove(&object);
                     self.report(object, Err(Error::Store("upload abandoned".into())));
                 }
             }
         }
+    }
+
+    /// Reports that `object` failed: with the error its upload failed with, if a write
+    /// into it did (a store error, a stop), else with `error`.
+    fn fail(&mut self, object: u64, error: Error) {
+        let kept = self.failures.remove(&object);
+        let original = kept.and_then(|f| f.lock().unwrap_or_else(|e| e.into_inner()).take());
+        self.report(object, Err(original.unwrap_or(error)));
     }
 
     /// Drops an open object and starts aborting its upload (not waited for here: the

@@ -1,7 +1,8 @@
 """A fault-injecting HTTP proxy for the tests: forwards requests to the S3 server and,
 for requests that match a rule, answers 503 or 500, resets the connection, stalls (for
-`seconds`, or until the proxy stops), answers 200 with an S3 `<Error>` body, or gives an
-answer of the test's own instead. Listens on a free loopback port."""
+`seconds`, or until the proxy stops), delays the request by `seconds` (then forwards it,
+whether or not the client still waits), answers 200 with an S3 `<Error>` body, or gives
+an answer of the test's own instead. Listens on a free loopback port."""
 
 from __future__ import annotations
 
@@ -24,11 +25,11 @@ class Rule:
     first `times` matches (None: all of them)."""
 
     pattern: str
-    action: str  # "503", "500", "reset", "stall", "200-error", or "answer"
+    action: str  # "503", "500", "reset", "stall", "delay", "200-error", or "answer"
     times: int | None = 1
     hits: int = 0
     answer: tuple[int, bytes] | None = None  # for "answer": the status and XML body
-    seconds: float = 5  # for "stall": how long before the connection is closed unanswered
+    seconds: float = 5  # for "stall": how long before the connection is closed unanswered; for "delay"
 
     def take(self, line: str) -> bool:
         if not re.search(self.pattern, line):
@@ -72,6 +73,9 @@ class FaultProxy:
                     self.connection.close()
                     self.close_connection = True
                     return
+                if rule.action == "delay":
+                    proxy.closing.wait(rule.seconds)
+                    return self.forward(body)
                 if rule.action == "stall":
                     proxy.closing.wait(rule.seconds)
                     self.close_connection = True

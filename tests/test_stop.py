@@ -130,6 +130,18 @@ def test_a_signal_ends_a_stalled_completion_after_the_shutdown_timeout(server, b
     assert list_keys(server, bucket) == []
 
 
+def test_a_signal_while_an_upload_is_being_created_still_aborts_it(server, bucket, proxy, tmp_path):
+    create = r"^POST .*\?uploads"
+    proxy.rules = [Rule(create, "delay", times=None, seconds=0.5)]
+    config = base_config(server, bucket, aws_endpoint=proxy.endpoint, file_type="csv", part_size_bytes=PART,
+                         shutdown_timeout_seconds=3)
+    run = Running(config, singer(30_000, state_every=1_000), tmp_path)
+    run.wait_for(lambda: proxy.saw(create))
+    elapsed = run.signal_and_time("SIGTERM")
+    time.sleep(1)  # the delayed request reaches the server even if the target has gone
+    assert_stopped_by(run, "SIGTERM", elapsed, 3 + 2, server, bucket)
+
+
 def test_sigquit_stops_without_waiting_for_completions(server, bucket, proxy, tmp_path):
     run = stalled_completion(server, bucket, proxy, tmp_path, shutdown_timeout_seconds=60)
     elapsed = run.signal_and_time("SIGQUIT")

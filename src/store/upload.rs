@@ -11,10 +11,10 @@
 //! Every wait here also watches the run's brake (`stop`): after a stop signal, or once
 //! a request has failed for good, no new request starts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_s3::types::CompletedPart;
 use tokio::runtime::Handle;
@@ -38,21 +38,41 @@ pub struct Uploader {
     open: OpenUploads,
 }
 
-/// Multipart uploads opened and not known to be completed or aborted: upload id -> key.
+/// The error an object's upload failed with, kept whole: the encoder writing into the
+/// upload passes on only its text.
+pub type Failure = Arc<Mutex<Option<Error>>>;
+
+/// Multipart uploads opened and not known to be completed or aborted.
 #[derive(Clone, Default)]
-struct OpenUploads(Arc<Mutex<BTreeMap<String, String>>>);
+struct OpenUploads(Arc<Mutex<Listed>>);
+
+#[derive(Default)]
+struct Listed {
+    /// Upload id -> key.
+    open: BTreeMap<String, String>,
+    /// Keys whose CreateMultipartUpload has not answered yet.
+    creating: BTreeSet<String>,
+}
 
 impl OpenUploads {
-    fn list(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+    fn list(&self) -> std::sync::MutexGuard<'_, Listed> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn add(&self, id: &str, key: &str) {
-        self.list().insert(id.to_owned(), key.to_owned());
+    /// Creates a multipart upload at `key`, listing it from the moment it exists.
+    async fn create(&self, s3: &S3Store, key: &str, media: Media) -> Result<String> {
+        self.list().creating.insert(key.to_owned());
+        let created = s3.create_multipart(key, media).await;
+        let mut listed = self.list();
+        listed.creating.remove(key);
+        if let Ok(id) = &created {
+            listed.open.insert(id.clone(), key.to_owned());
+        }
+        created
     }
 
     fn remove(&self, id: &str) {
-        self.list().remove(id);
+        self.list().open.remove(id);
     }
 }
 
@@ -85,6 +105,7 @@ impl Uploader {
                 buffer: Vec::new(),
                 multipart: None,
                 bytes: 0,
+                failure: Failure::default(),
             }))),
             Store::Local(local) => local.begin(&key).map(Upload::Local),
         }
@@ -130,8 +151,17 @@ impl Uploader {
         let Store::S3(s3) = &self.store else {
             return Vec::new();
         };
-        let left: Vec<(String, String)> = self.open.list().clone().into_iter().collect();
-        if left.is_empty() {
+        // Uploads still being created are waited for too, so they can be aborted.
+        let until = Instant::now() + within;
+        while !self.open.list().creating.is_empty() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (left, creating) = {
+            let listed = self.open.list();
+            let left: Vec<(String, String)> = listed.open.clone().into_iter().collect();
+            (left, listed.creating.clone())
+        };
+        if left.is_empty() && creating.is_empty() {
             return Vec::new();
         }
         let aborts: Vec<_> = left
@@ -142,8 +172,11 @@ impl Uploader {
             })
             .collect();
         self.runtime.block_on(async {
-            let until = tokio::time::Instant::now() + within;
-            let mut named = Vec::new();
+            let until = tokio::time::Instant::from_std(until);
+            let mut named: Vec<String> = creating
+                .iter()
+                .map(|key| maybe_left_open(s3.bucket(), key))
+                .collect();
             for (abort, (id, key)) in aborts.into_iter().zip(left) {
                 let reason = match tokio::time::timeout_at(until, abort).await {
                     Ok(Ok(Ok(()))) => continue,
@@ -163,6 +196,13 @@ async fn abort(s3: S3Store, open: OpenUploads, key: String, id: String) -> Resul
     s3.abort_multipart(&key, &id).await?;
     open.remove(&id);
     Ok(())
+}
+
+/// The warning for a multipart upload whose creation had not answered at the end.
+fn maybe_left_open(bucket: &str, key: &str) -> String {
+    format!(
+        "multipart upload may be left open: bucket {bucket:?}, key {key:?} (no answer to CreateMultipartUpload yet, so its upload id is not known); look for it (aws s3api list-multipart-uploads --bucket {bucket} --prefix {key}) and set a lifecycle rule on the bucket that aborts incomplete multipart uploads (AbortIncompleteMultipartUpload)"
+    )
 }
 
 /// The warning for a multipart upload that could not be aborted: which one, why, and
@@ -187,16 +227,32 @@ pub struct S3Upload {
     buffer: Vec<u8>,
     multipart: Option<Multipart>,
     bytes: u64,
+    failure: Failure,
 }
 
 impl S3Upload {
+    /// Where a failed write leaves its error whole.
+    pub fn failure(&self) -> Failure {
+        self.failure.clone()
+    }
+
     /// Sends the buffered bytes as the next part, starting the multipart upload first
     /// when this is the first part.
     fn send_part(&mut self) -> Result<()> {
         let u = &self.uploader;
         if self.multipart.is_none() {
-            let id = u.wait(self.s3.create_multipart(&self.key, self.media))?;
-            u.open.add(&id, &self.key);
+            // A task of its own, listing the upload as soon as it exists: a stop that
+            // ends the wait here leaves it running, so the upload is still aborted (or
+            // named) at the run's end.
+            let (s3, key, media) = (self.s3.clone(), self.key.clone(), self.media);
+            let open = u.open.clone();
+            let created = u
+                .runtime
+                .spawn(async move { open.create(&s3, &key, media).await });
+            let id = u.wait(async {
+                let stopped = |e| Error::Store(format!("CreateMultipartUpload stopped: {e}"));
+                created.await.map_err(stopped)?
+            })?;
             self.multipart = Some(Multipart {
                 id,
                 parts: Vec::new(),
@@ -305,8 +361,12 @@ impl io::Write for S3Upload {
             let take = rest.len().min(part_size - self.buffer.len());
             self.buffer.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
-            if self.buffer.len() == part_size {
-                self.send_part().map_err(io::Error::other)?;
+            if self.buffer.len() == part_size
+                && let Err(e) = self.send_part()
+            {
+                let text = e.to_string();
+                *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                return Err(io::Error::other(text));
             }
         }
         self.bytes += data.len() as u64;
