@@ -171,3 +171,46 @@ fn exit_now(signal: &'static str) -> ! {
     );
     std::process::exit(i32::from(exit_code(signal)));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_128_plus_the_signal() {
+        let codes: Vec<u8> = ["SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM"]
+            .iter()
+            .map(|s| exit_code(s))
+            .collect();
+        assert_eq!(codes, [129, 130, 131, 143]);
+        assert_eq!(Error::Interrupted("SIGHUP").exit_code(), 129);
+        assert_eq!(grace("SIGQUIT", Duration::from_secs(30)), Duration::ZERO);
+        assert_eq!(
+            grace("SIGTERM", Duration::from_secs(30)),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn the_brake_ends_waits_with_the_reason() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let brake = Brake::default();
+        let never = || std::future::pending::<Result<()>>();
+        assert!(brake.stopped().is_ok());
+        brake.failed();
+        let refused = runtime.block_on(brake.unless_pulled(never()));
+        assert!(matches!(refused, Err(Error::Halted)), "{refused:?}");
+        assert!(brake.stopped().is_ok(), "a failure is no stop signal");
+        brake.signal("SIGHUP");
+        brake.signal("SIGTERM");
+        let refused = runtime.block_on(brake.unless_pulled(never()));
+        assert!(
+            matches!(refused, Err(Error::Interrupted("SIGHUP"))),
+            "{refused:?}"
+        );
+        assert!(matches!(brake.stopped(), Err(Error::Interrupted("SIGHUP"))));
+    }
+}
