@@ -25,7 +25,9 @@ use parquet::file::reader::{ChunkReader, Length};
 use serde::Deserialize;
 use tokio::runtime::Handle;
 
+use crate::error::{Error, Result as RunResult};
 use crate::input::Blocks;
+use crate::stop::Brake;
 use crate::store::S3Store;
 
 /// Rows per Arrow batch taken from a Parquet file.
@@ -152,8 +154,22 @@ fn percent_decode(text: &str) -> Option<String> {
 /// client (its credentials, region and endpoint).
 pub struct Opener {
     s3: Option<S3Store>,
-    runtime: Handle,
+    runtime: S3Runtime,
     max_line: usize,
+}
+
+/// Runs S3 requests from outside the runtime, each given up when the run's brake is
+/// pulled (a stop signal, or an upload that failed for good).
+#[derive(Clone)]
+struct S3Runtime {
+    handle: Handle,
+    brake: Brake,
+}
+
+impl S3Runtime {
+    fn block_on<T>(&self, work: impl Future<Output = RunResult<T>>) -> RunResult<T> {
+        self.handle.block_on(self.brake.unless_pulled(work))
+    }
 }
 
 /// A batch file being read: its record lines, and whether it was gzip although the
@@ -164,10 +180,10 @@ pub struct Opened {
 }
 
 impl Opener {
-    pub fn new(s3: Option<S3Store>, runtime: Handle, max_line: usize) -> Opener {
+    pub fn new(s3: Option<S3Store>, handle: Handle, brake: Brake, max_line: usize) -> Opener {
         Opener {
             s3,
-            runtime,
+            runtime: S3Runtime { handle, brake },
             max_line,
         }
     }
@@ -253,7 +269,7 @@ fn open_file(path: &std::path::Path) -> Result<File, String> {
 /// Parquet (which reads the footer first, then only what each row group needs).
 struct S3File {
     s3: S3Store,
-    runtime: Handle,
+    runtime: S3Runtime,
     bucket: String,
     key: String,
     len: u64,
@@ -302,31 +318,36 @@ impl ChunkReader for S3File {
             body.collect()
                 .await
                 .map(|data| data.into_bytes())
-                .map_err(|e| {
-                    crate::error::Error::Store(format!(
-                        "reading s3://{}/{}: {e}",
-                        self.bucket, self.key
-                    ))
-                })
+                .map_err(|e| read_error(&self.bucket, &self.key, e))
         });
         fetched.map_err(|e| parquet::errors::ParquetError::General(e.to_string()))
     }
+}
+
+fn read_error(bucket: &str, key: &str, e: impl std::fmt::Display) -> Error {
+    Error::Store(format!("reading s3://{bucket}/{key}: {e}"))
 }
 
 /// A GetObject body as `std::io::Read`, for the reader thread (outside the runtime).
 pub struct BodyReader {
     body: aws_sdk_s3::primitives::ByteStream,
     chunk: Bytes,
-    runtime: Handle,
+    runtime: S3Runtime,
 }
 
 impl Read for BodyReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.chunk.is_empty() {
-            match self.runtime.block_on(self.body.try_next()) {
+            let body = &mut self.body;
+            let next = async {
+                body.try_next()
+                    .await
+                    .map_err(|e| Error::Store(e.to_string()))
+            };
+            match self.runtime.block_on(next) {
                 Ok(Some(chunk)) => self.chunk = chunk,
                 Ok(None) => return Ok(0),
-                Err(e) => return Err(io::Error::other(e)),
+                Err(e) => return Err(io::Error::other(e.to_string())),
             }
         }
         let n = buf.len().min(self.chunk.len());

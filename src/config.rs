@@ -218,7 +218,7 @@ pub const SETTINGS: &[Setting] = &[
         setting(
             "shutdown_timeout_seconds",
             Kind::Integer { min: 0 },
-            "On SIGTERM or SIGINT: how long uploads already completing may take before the target gives up on them; open objects are aborted at once.",
+            "On SIGTERM, SIGINT or SIGHUP: how long uploads already completing may take before the target aborts them (SIGQUIT gives them none); open objects are aborted at once.",
         ),
         "30",
     ),

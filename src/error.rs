@@ -44,6 +44,10 @@ pub enum Error {
         "stopped by {0}: records after the last STATE written were not all stored; run again from that STATE"
     )]
     Interrupted(&'static str),
+    /// Work refused because an earlier upload failed for good (that failure is the one
+    /// to report).
+    #[error("not started: an earlier upload failed")]
+    Halted,
 }
 
 impl Error {
@@ -62,10 +66,15 @@ impl Error {
     /// The exit code: 128 + the signal's number after a signal, else 1.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Interrupted("SIGINT") => 130,
-            Error::Interrupted(_) => 143,
+            Error::Interrupted(signal) => crate::stop::exit_code(signal),
             _ => 1,
         }
+    }
+
+    /// Whether this error only follows from another one (or from a stop), so that
+    /// other is the one to report.
+    pub fn is_consequence(&self) -> bool {
+        matches!(self, Error::Halted)
     }
 }
 

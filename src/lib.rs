@@ -28,7 +28,8 @@
 //! ```
 //!
 //! `target` drives the stages; `config` validates the settings they all read; `mage`
-//! holds Mage's conventions (its catalog, its input's log lines, its settings).
+//! holds Mage's conventions (its catalog, its input's log lines, its settings); `stop`
+//! carries a stop signal (or the first upload that failed for good) to every wait.
 
 pub mod batch;
 pub mod batch_files;
@@ -47,6 +48,7 @@ pub mod scan;
 pub mod schema;
 pub mod sink;
 pub mod state;
+pub mod stop;
 pub mod store;
 pub mod target;
 pub mod values;

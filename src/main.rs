@@ -9,12 +9,14 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 use target_s3::config::{Config, Source};
 use target_s3::error::{Error, Result};
 use target_s3::mage;
 use target_s3::target;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -90,15 +92,14 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.about {
-        match cli.format {
-            AboutFormat::Json => println!("{:#}", target_s3::config::about()),
-            AboutFormat::Markdown => print!("{}", target_s3::config::about_markdown()),
-        }
-        return ExitCode::SUCCESS;
+        let text = match cli.format {
+            AboutFormat::Json => format!("{:#}\n", target_s3::config::about()),
+            AboutFormat::Markdown => target_s3::config::about_markdown(),
+        };
+        return print_out(&text);
     }
     if cli.show_templates {
-        println!("{}", target_s3::config::template());
-        return ExitCode::SUCCESS;
+        return print_out(&format!("{}\n", target_s3::config::template()));
     }
     let logs_to_stdout = cli.log_to_stdout == Some(1);
     let settings = merged_settings(&cli);
@@ -145,21 +146,75 @@ fn merged_settings(cli: &Cli) -> Result<serde_json::Map<String, serde_json::Valu
     target_s3::config::merge(&sources)
 }
 
+/// Prints `text` on stdout; a closed stdout is a failure, not a panic.
+fn print_out(text: &str) -> ExitCode {
+    match io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
 fn init_logging(cli: &Cli, to_stdout: bool, mage: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .log_internal_errors(false);
     let json = JsonLog { epoch: mage };
     if to_stdout {
-        builder.event_format(json).with_writer(io::stdout).init();
+        builder
+            .event_format(json)
+            .with_writer(LogOut::Stdout)
+            .init();
     } else if cli.log_format == LogFormat::Json {
-        builder.event_format(json).with_writer(io::stderr).init();
+        builder
+            .event_format(json)
+            .with_writer(LogOut::Stderr)
+            .init();
     } else {
         builder
-            .with_writer(io::stderr)
+            .with_writer(LogOut::Stderr)
             .with_target(false)
             .with_ansi(io::stderr().is_terminal())
             .init();
+    }
+}
+
+/// Where log lines go. Logging never fails or ends the run: once a write fails (a
+/// closed pipe, say), logging is off for the rest of the run.
+#[derive(Clone, Copy)]
+enum LogOut {
+    Stdout,
+    Stderr,
+}
+
+static LOGGING_OFF: AtomicBool = AtomicBool::new(false);
+
+impl<'a> MakeWriter<'a> for LogOut {
+    type Writer = LogOut;
+
+    fn make_writer(&'a self) -> LogOut {
+        *self
+    }
+}
+
+impl Write for LogOut {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if LOGGING_OFF.load(Ordering::Relaxed) {
+            return Ok(data.len());
+        }
+        let written = match self {
+            LogOut::Stdout => io::stdout().lock().write_all(data),
+            LogOut::Stderr => io::stderr().lock().write_all(data),
+        };
+        if written.is_err() {
+            LOGGING_OFF.store(true, Ordering::Relaxed);
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -243,8 +298,10 @@ impl Write for StateFile {
         }
         let mut temporary = self.path.clone().into_os_string();
         temporary.push(".partial");
-        std::fs::write(&temporary, &self.pending)?;
-        std::fs::rename(&temporary, &self.path)?;
+        let replaced = std::fs::write(&temporary, &self.pending)
+            .and_then(|()| std::fs::rename(&temporary, &self.path));
+        let at = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", self.path.display()));
+        replaced.map_err(at)?;
         self.pending.clear();
         Ok(())
     }

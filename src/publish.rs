@@ -33,6 +33,7 @@ use crate::encode;
 use crate::error::{Error, Result};
 use crate::object_key::{KeyBuilder, ObjectKind};
 use crate::schema::StreamSchema;
+use crate::stop::Brake;
 use crate::store::Store;
 
 /// An object this run stored.
@@ -58,10 +59,19 @@ pub struct StreamEnd {
     pub version: Option<i64>,
 }
 
-/// Where the run's end writes and deletes: the store, and the runtime its requests run on.
+/// Where the run's end writes and deletes: the store, the runtime its requests run on,
+/// and the brake a stop signal pulls.
 pub struct Destination {
     pub store: Store,
     pub runtime: Handle,
+    pub brake: Brake,
+}
+
+impl Destination {
+    /// Waits for `work`, unless a stop signal comes first.
+    pub fn wait<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        self.runtime.block_on(self.brake.unless_pulled(work))
+    }
 }
 
 /// What the end of the run did.
@@ -72,8 +82,8 @@ pub struct Published {
 }
 
 /// Writes the manifests, then deletes the replaced streams' older objects. Every key
-/// written here joins `written`. `stop` is asked before each step that changes the
-/// store, so a signal leaves older objects in place.
+/// written here joins `written`. A stop signal is looked at before each step that
+/// changes the store and ends any wait, so a signal leaves older objects in place.
 pub fn publish(
     config: &Config,
     destination: &Destination,
@@ -81,9 +91,9 @@ pub fn publish(
     streams: &[StreamEnd],
     stored: &[StoredObject],
     written: &mut HashSet<String>,
-    stop: &dyn Fn() -> Result<()>,
 ) -> Result<Published> {
-    let Destination { store, runtime } = destination;
+    let store = &destination.store;
+    let stop = || destination.brake.stopped();
     let mut published = Published::default();
     if config.store.manifest {
         for stream in streams {
@@ -99,7 +109,7 @@ pub fn publish(
                 );
                 written.insert(key.clone());
                 let body = serde_json::to_vec_pretty(&body).unwrap_or_default();
-                runtime.block_on(store.put(key, body, encode::JSON))?;
+                destination.wait(store.put(key, body, encode::JSON))?;
                 published.manifests += 1;
             }
         }
@@ -112,11 +122,11 @@ pub fn publish(
         }
         for (folder, names) in folders {
             stop()?;
-            let listed = runtime.block_on(store.list(&folder))?;
+            let listed = destination.wait(store.list(&folder))?;
             let older = older_objects(&folder, listed, written).map_err(Error::Store)?;
             let count = older.len() as u64;
             if count > 0 {
-                runtime.block_on(store.delete(older))?;
+                destination.wait(store.delete(older))?;
             }
             tracing::info!(
                 "streams {names:?} replaced: {count} older objects deleted under {}",

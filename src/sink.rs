@@ -4,7 +4,9 @@
 //! Owns: the encoder thread, the objects being encoded, completion reports. Must not
 //! touch: input, STATE, or the choice of when objects open and close: `target` decides
 //! that and sends jobs, which the worker carries out in order. Jobs wait in a queue of
-//! one, so a busy encoder holds the reader back instead of letting memory grow.
+//! one, so a busy encoder holds the reader back instead of letting memory grow; every
+//! wait of the worker watches the run's brake (`stop`), so a stop reaches the reader
+//! through it at once.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
@@ -16,7 +18,7 @@ use arrow::record_batch::RecordBatch;
 use crate::config::{FileType, Output};
 use crate::encode::{Encoder, Media, media};
 use crate::error::{Error, Result};
-use crate::store::{Upload, Uploader};
+use crate::store::{Failure, Upload, Uploader};
 
 pub enum Job {
     /// Starts object `object` at `key`; its chunks follow.
@@ -80,8 +82,9 @@ impl Sink {
         self.reports.try_recv().ok()
     }
 
-    pub fn wait_report(&self) -> Option<Report> {
-        self.reports.recv().ok()
+    /// The next report, waiting at most `wait` for one.
+    pub fn report_within(&self, wait: std::time::Duration) -> Option<Report> {
+        self.reports.recv_timeout(wait).ok()
     }
 
     /// The next report, waiting at most until `deadline`.
@@ -106,6 +109,8 @@ struct Worker {
     uploader: Uploader,
     reports: Sender<Report>,
     open: HashMap<u64, Encoder<Upload>>,
+    /// Where each open object's upload keeps the error a write failed with.
+    failures: HashMap<u64, Failure>,
 }
 
 impl Worker {
@@ -121,6 +126,7 @@ impl Worker {
             uploader,
             reports,
             open: HashMap::new(),
+            failures: HashMap::new(),
         }
     }
 
@@ -134,7 +140,11 @@ impl Worker {
         }
     }
 
+    /// Reports how an object ended; a failure pulls the brake, so no new upload starts.
     fn report(&self, object: u64, result: Result<u64>) {
+        if result.is_err() {
+            self.uploader.brake.failed();
+        }
         let _ = self.reports.send(Report { object, result });
     }
 
@@ -145,8 +155,12 @@ impl Worker {
         stored: impl Future<Output = Result<u64>> + Send + 'static,
     ) {
         let reports = self.reports.clone();
+        let brake = self.uploader.brake.clone();
         self.uploader.runtime.spawn(async move {
             let result = stored.await;
+            if result.is_err() {
+                brake.failed();
+            }
             let _ = reports.send(Report { object, result });
         });
     }
@@ -160,11 +174,14 @@ impl Worker {
             } => {
                 let media = media(self.file_type, self.output.compression.codec);
                 let upload = self.uploader.begin(key, media);
+                if let Some(failure) = upload.as_ref().ok().and_then(Upload::failure) {
+                    self.failures.insert(object, failure);
+                }
                 match upload.and_then(|u| Encoder::new(self.file_type, &self.output, &schema, u)) {
                     Ok(encoder) => {
                         self.open.insert(object, encoder);
                     }
-                    Err(e) => self.report(object, Err(e)),
+                    Err(e) => self.fail(object, e),
                 }
             }
             Job::Chunk { object, batch } => {
@@ -173,7 +190,7 @@ impl Worker {
                 };
                 if let Err(e) = encoder.write(&batch) {
                     self.give_up(object);
-                    self.report(object, Err(e));
+                    self.fail(object, e);
                 }
             }
             Job::Close { object } => {
@@ -181,8 +198,11 @@ impl Worker {
                     return;
                 };
                 match encoder.finish().and_then(Upload::finish) {
-                    Ok(stored) => self.report_later(object, stored),
-                    Err(e) => self.report(object, Err(e)),
+                    Ok(stored) => {
+                        self.failures.remove(&object);
+                        self.report_later(object, stored);
+                    }
+                    Err(e) => self.fail(object, e),
                 }
             }
             Job::Put {
@@ -196,19 +216,29 @@ impl Worker {
             }
             Job::Abort { object } => {
                 if self.give_up(object) {
+                    self.failures.remove(&object);
                     self.report(object, Err(Error::Store("upload abandoned".into())));
                 }
             }
         }
     }
 
-    /// Drops an open object and aborts its upload; false if it was not open.
+    /// Reports that `object` failed: with the error its upload failed with, if a write
+    /// into it did (a store error, a stop), else with `error`.
+    fn fail(&mut self, object: u64, error: Error) {
+        let kept = self.failures.remove(&object);
+        let original = kept.and_then(|f| f.lock().unwrap_or_else(|e| e.into_inner()).take());
+        self.report(object, Err(original.unwrap_or(error)));
+    }
+
+    /// Drops an open object and starts aborting its upload (not waited for here: the
+    /// run's end aborts again, or names, any upload still open); false if it was not open.
     fn give_up(&mut self, object: u64) -> bool {
         let Some(mut encoder) = self.open.remove(&object) else {
             return false;
         };
         if let Some(upload) = encoder.writer_mut() {
-            self.uploader.runtime.block_on(upload.abandon());
+            self.uploader.runtime.spawn(upload.abandon());
         }
         true
     }

@@ -21,7 +21,6 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{Read, Write};
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
@@ -44,6 +43,7 @@ use crate::scan::same;
 use crate::schema::StreamSchema;
 use crate::sink::{Job, Sink};
 use crate::state::StateTracker;
+use crate::stop::{self, Brake};
 use crate::store::{Store, Uploader};
 use crate::values::compact_json;
 
@@ -54,6 +54,10 @@ const JOB_BYTES: usize = 1 << 20;
 /// How long input may be silent before finished uploads are looked at anyway, so
 /// STATE keeps flowing while a tap is quiet.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// How often a wait for uploads looks whether a signal asked the run to stop.
+const STOP_TICK: Duration = Duration::from_millis(50);
+/// How long the run's end waits for the aborts of multipart uploads still open.
+const ABORT_WAIT: Duration = Duration::from_secs(1);
 
 /// What a run did, for the closing log line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -121,64 +125,39 @@ pub fn run(
         );
     }
     let limits = &config.limits;
+    let brake = Brake::default();
     let uploader = Uploader::new(
         store.clone(),
         runtime.handle().clone(),
         limits.part_size,
         limits.max_concurrent_uploads,
+        brake.clone(),
     );
-    let sink = Sink::start(config.file_type, config.output.clone(), uploader)?;
-    let stop = watch_signals(&runtime)?;
+    let sink = Sink::start(config.file_type, config.output.clone(), uploader.clone())?;
+    stop::watch_signals(&runtime, &brake)?;
     let blocks = Blocks::spawn(input, config.reliability.max_line_bytes)?;
     let destination = Destination {
         store,
         runtime: runtime.handle().clone(),
+        brake,
     };
-    let mut target = Target::new(config, sink, destination, output, stop);
+    let mut target = Target::new(config, sink, destination, output);
     let consumed = target.consume(blocks).and_then(|()| target.finish());
     let outcome = match consumed.and_then(|()| target.publish()) {
         Ok(()) => {
             target.log_summary();
             Ok(target.summary.clone())
         }
-        Err(error) => {
-            target.settle_after(&error);
-            Err(error)
-        }
+        Err(error) => Err(target.settle_after(error)),
     };
     drop(target);
-    outcome
-}
-
-/// Which signal asked the run to stop: 0 while none has.
-type Stop = Arc<AtomicU8>;
-
-/// The error for a stop that was asked for, if one was.
-fn stopped(stop: &Stop) -> Result<()> {
-    match stop.load(Ordering::Relaxed) {
-        0 => Ok(()),
-        2 => Err(Error::Interrupted("SIGINT")),
-        _ => Err(Error::Interrupted("SIGTERM")),
+    // Every multipart upload opened is completed or aborted by now, or named here.
+    for left in uploader.abort_left(ABORT_WAIT) {
+        tracing::warn!("{left}");
     }
-}
-
-/// Installs SIGTERM and SIGINT handlers that only raise a flag; the run looks at it
-/// between lines and while input is quiet.
-fn watch_signals(runtime: &tokio::runtime::Runtime) -> Result<Stop> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let stop: Stop = Arc::new(AtomicU8::new(0));
-    let _entered = runtime.enter();
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let flag = stop.clone();
-    runtime.spawn(async move {
-        let number = tokio::select! {
-            _ = term.recv() => 15,
-            _ = int.recv() => 2,
-        };
-        flag.store(number, Ordering::Relaxed);
-    });
-    Ok(stop)
+    // Requests still running (past shutdown_timeout_seconds) are not waited for.
+    runtime.shutdown_background();
+    outcome
 }
 
 /// A stream's buffers: rows not yet encoded, the objects they go into, and refused
@@ -444,6 +423,15 @@ impl Objects {
     }
 }
 
+/// An object's failure, naming its stream too.
+fn naming_stream(error: Error, stream: &str) -> Error {
+    match error {
+        Error::Encode(message) => Error::Encode(format!("stream {stream:?}: {message}")),
+        Error::Store(message) => Error::Store(format!("{message} (stream {stream:?})")),
+        other => other,
+    }
+}
+
 /// Singer-style METRIC lines for one ended object: its records, size and upload time.
 fn log_metrics(object: &InFlight, bytes: Option<u64>) {
     let status = if bytes.is_some() {
@@ -547,7 +535,8 @@ struct Target<'c, W> {
     early_versions: HashMap<String, i64>,
     /// Chunks written so far.
     writes: u64,
-    stop: Stop,
+    /// Set once writing a STATE failed: no other is tried.
+    output_failed: bool,
     progress: Progress,
     /// The decoding threads, if the machine has a second core (see `parallel`).
     decoders: Option<Decoders>,
@@ -572,13 +561,7 @@ struct Progress {
 }
 
 impl<'c, W: Write> Target<'c, W> {
-    fn new(
-        config: &'c Config,
-        sink: Sink,
-        destination: Destination,
-        output: W,
-        stop: Stop,
-    ) -> Self {
+    fn new(config: &'c Config, sink: Sink, destination: Destination, output: W) -> Self {
         // The metadata columns' clock starts with the run.
         metadata::now_ns();
         let s3 = match &destination.store {
@@ -586,7 +569,8 @@ impl<'c, W: Write> Target<'c, W> {
             Store::Local(_) => None,
         };
         let max_line = config.reliability.max_line_bytes;
-        let batch_files = Opener::new(s3, destination.runtime.clone(), max_line);
+        let brake = destination.brake.clone();
+        let batch_files = Opener::new(s3, destination.runtime.clone(), brake, max_line);
         Target {
             config,
             limits: &config.limits,
@@ -605,7 +589,7 @@ impl<'c, W: Write> Target<'c, W> {
             buffered: 0,
             early_versions: HashMap::new(),
             writes: 0,
-            stop,
+            output_failed: false,
             progress: Progress {
                 started: Instant::now(),
                 last: Instant::now(),
@@ -648,7 +632,7 @@ impl<'c, W: Write> Target<'c, W> {
     }
 
     fn check_stop(&self) -> Result<()> {
-        stopped(&self.stop)
+        self.destination.brake.stopped()
     }
 
     fn consume(&mut self, blocks: Blocks) -> Result<()> {
@@ -1650,7 +1634,7 @@ impl<'c, W: Write> Target<'c, W> {
         let mut first_error = None;
         while !self.objects.in_flight.is_empty() {
             let report = match wait {
-                Wait::All => self.sink.wait_report(),
+                Wait::All => self.next_report()?,
                 Wait::None => self.sink.try_report(),
                 Wait::Until(deadline) => self.sink.wait_report_until(deadline),
             };
@@ -1664,8 +1648,9 @@ impl<'c, W: Write> Target<'c, W> {
                     let objects = &mut self.objects;
                     let lost = objects.lost_from.unwrap_or(u64::MAX).min(object.first_line);
                     objects.lost_from = Some(lost);
-                    if !objects.abandoned.contains(&report.object) {
-                        first_error.get_or_insert(e);
+                    let expected = objects.abandoned.contains(&report.object);
+                    if !expected && first_error.as_ref().is_none_or(Error::is_consequence) {
+                        first_error = Some(naming_stream(e, &object.stream));
                     }
                 }
                 Ok(bytes) => {
@@ -1676,6 +1661,16 @@ impl<'c, W: Write> Target<'c, W> {
         }
         self.release_states()?;
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// The next report, waiting for one as long as no signal asks the run to stop.
+    fn next_report(&self) -> Result<Option<crate::sink::Report>> {
+        loop {
+            if let Some(report) = self.sink.report_within(STOP_TICK) {
+                return Ok(Some(report));
+            }
+            self.check_stop()?;
+        }
     }
 
     fn release_states(&mut self) -> Result<()> {
@@ -1696,9 +1691,19 @@ impl<'c, W: Write> Target<'c, W> {
         Ok(())
     }
 
+    /// Writes one STATE line. Once that has failed (a closed stdout), no other is
+    /// tried: the first failure ends the run and says so.
     fn write_state(&mut self, value: &str) -> Result<()> {
-        writeln!(self.output, "{value}")?;
-        self.output.flush()?;
+        if self.output_failed {
+            return Ok(());
+        }
+        let _whole = stop::writing_state();
+        let written = writeln!(self.output, "{value}").and_then(|()| self.output.flush());
+        if let Err(e) = written {
+            self.output_failed = true;
+            let message = format!("STATE could not be written: {e}");
+            return Err(Error::Io(std::io::Error::new(e.kind(), message)));
+        }
         self.summary.states += 1;
         Ok(())
     }
@@ -1719,7 +1724,6 @@ impl<'c, W: Write> Target<'c, W> {
                 version: s.table_version,
             })
             .collect();
-        let stop = self.stop.clone();
         let published = publish::publish(
             self.config,
             &self.destination,
@@ -1727,7 +1731,6 @@ impl<'c, W: Write> Target<'c, W> {
             &streams,
             &self.objects.stored,
             &mut self.objects.written,
-            &|| stopped(&stop),
         )?;
         self.summary.manifests = published.manifests;
         self.summary.deleted = published.deleted;
@@ -1779,36 +1782,69 @@ impl<'c, W: Write> Target<'c, W> {
     }
 
     /// After a failure: input errors still store what came before them, so a re-run
-    /// resumes as late as is safe; store errors abandon the open objects. Either way the
-    /// uploads in flight end and the STATE that stored records cover is written.
-    fn settle_after(&mut self, error: &Error) {
+    /// resumes as late as is safe; other errors abandon the open objects. Either way the
+    /// uploads in flight end and the STATE that stored records cover is written. After
+    /// a stop signal (also one that comes while this waits), uploads already completing
+    /// get `shutdown_timeout_seconds` (none after SIGQUIT); the run's end aborts or names
+    /// those still open then. Returns the error to report: `error`, unless it only
+    /// followed from one found while settling.
+    fn settle_after(&mut self, error: Error) -> Error {
         tracing::debug!("stopping after error: {error}");
+        let mut later = None;
         if matches!(error, Error::Input { .. }) {
-            if let Err(e) = self.finish() {
-                tracing::error!("{e}");
+            match self.finish() {
+                Ok(()) => return error,
+                Err(e) => later = Some(e),
             }
-            return;
         }
+        let settled = match later.as_ref().unwrap_or(&error) {
+            Error::Interrupted(signal) => self.wait_after_signal(signal),
+            _ => {
+                // The run is failing: no new upload starts (those completing go on).
+                self.destination.brake.failed();
+                self.abandon_open_objects();
+                match self.collect(true) {
+                    Err(Error::Interrupted(signal)) => self.wait_after_signal(signal),
+                    other => other,
+                }
+            }
+        };
+        let mut reported = error;
+        for e in later.into_iter().chain(settled.err()) {
+            if reported.is_consequence() && !e.is_consequence() {
+                reported = e;
+            } else if !e.is_consequence() && !matches!(e, Error::Interrupted(_)) {
+                // A warning: the error that ends the run is the one line at ERROR, which
+                // is the line an orchestrator (Mage) shows as the cause.
+                tracing::warn!("while stopping, also: {e}");
+            }
+        }
+        reported
+    }
+
+    /// After a stop signal: open objects are aborted at once, uploads already
+    /// completing get their grace.
+    fn wait_after_signal(&mut self, signal: &str) -> Result<()> {
+        self.abandon_open_objects();
+        let grace = stop::grace(signal, self.config.reliability.shutdown_timeout);
+        let waited = self.collect_until(Some(Instant::now() + grace));
+        if !self.objects.in_flight.is_empty() {
+            tracing::warn!(
+                "{} uploads did not end within {grace:?} of {signal}; their records count as not stored",
+                self.objects.in_flight.len()
+            );
+        }
+        waited
+    }
+
+    /// Gives up every open object: its upload is aborted, its records are not stored.
+    fn abandon_open_objects(&mut self) {
         for stream in &mut self.streams.list {
             for (_, object) in stream.objects.drain() {
                 self.objects.abandoned.push(object.id);
                 let _ = self.sink.send(Job::Abort { object: object.id });
             }
         }
-        let deadline = match error {
-            Error::Interrupted(_) => {
-                Some(Instant::now() + self.config.reliability.shutdown_timeout)
-            }
-            _ => None,
-        };
-        if let Err(e) = self.collect_until(deadline) {
-            tracing::error!("{e}");
-        }
-        if !self.objects.in_flight.is_empty() {
-            tracing::warn!(
-                "{} uploads did not end within shutdown_timeout_seconds; their records count as not stored",
-                self.objects.in_flight.len()
-            );
-        }
+        self.objects.open = 0;
     }
 }

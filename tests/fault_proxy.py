@@ -1,6 +1,8 @@
 """A fault-injecting HTTP proxy for the tests: forwards requests to the S3 server and,
-for requests that match a rule, answers 503 or 500, resets the connection, stalls,
-answers 200 with an S3 `<Error>` body, or gives an answer of the test's own instead. Listens on a free loopback port."""
+for requests that match a rule, answers 503 or 500, resets the connection, stalls (for
+`seconds`, or until the proxy stops), delays the request by `seconds` (then forwards it,
+whether or not the client still waits), answers 200 with an S3 `<Error>` body, or gives
+an answer of the test's own instead. Listens on a free loopback port."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import http.client
 import re
 import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -24,10 +25,11 @@ class Rule:
     first `times` matches (None: all of them)."""
 
     pattern: str
-    action: str  # "503", "500", "reset", "stall", "200-error", or "answer"
+    action: str  # "503", "500", "reset", "stall", "delay", "200-error", or "answer"
     times: int | None = 1
     hits: int = 0
     answer: tuple[int, bytes] | None = None  # for "answer": the status and XML body
+    seconds: float = 5  # for "stall": how long before the connection is closed unanswered; for "delay"
 
     def take(self, line: str) -> bool:
         if not re.search(self.pattern, line):
@@ -48,6 +50,7 @@ class FaultProxy:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.lock = threading.Lock()
+        self.closing = threading.Event()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -70,8 +73,11 @@ class FaultProxy:
                     self.connection.close()
                     self.close_connection = True
                     return
+                if rule.action == "delay":
+                    proxy.closing.wait(rule.seconds)
+                    return self.forward(body)
                 if rule.action == "stall":
-                    time.sleep(5)
+                    proxy.closing.wait(rule.seconds)
                     self.close_connection = True
                     return
                 if rule.action == "answer" and rule.answer is not None:
@@ -109,6 +115,11 @@ class FaultProxy:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def saw(self, pattern: str) -> bool:
+        with self.lock:
+            return any(re.search(pattern, line) for line in self.seen)
+
     def stop(self):
+        self.closing.set()
         self.server.shutdown()
         self.server.server_close()

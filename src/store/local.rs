@@ -6,7 +6,9 @@
 //! folder (`.<name>.partial`), flushed to disk, renamed into place, and the folder
 //! synced: a reader sees no object or a whole one, and a STATE written after the
 //! rename is covered by what survives a power cut. Must not touch: keys or state.
-//! The folder given must exist; the bucket's folder and those below are created.
+//! The folder given must exist, at start-up and for every object after (a folder that
+//! vanished mid-run is an error, never silently made again); the bucket's folder and
+//! those below are created. Every write error names the file.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -20,6 +22,8 @@ const WRITE_BUFFER: usize = 1 << 20;
 
 #[derive(Clone, Debug)]
 pub struct LocalStore {
+    /// `<dir>`, the folder given.
+    base: PathBuf,
     /// `<dir>/<bucket>`.
     root: PathBuf,
 }
@@ -34,6 +38,7 @@ impl LocalStore {
             )));
         }
         Ok(LocalStore {
+            base: folder.to_owned(),
             root: folder.join(bucket),
         })
     }
@@ -55,6 +60,13 @@ impl LocalStore {
     /// Starts the object at `key`: its temporary file, in the folder it will end in.
     pub fn begin(&self, key: &str) -> Result<LocalFile> {
         let path = self.path(key)?;
+        if !self.base.is_dir() {
+            return Err(Error::Store(format!(
+                "the local folder {} (aws_endpoint) is gone: it was removed while the run wrote into it; {} was not written",
+                self.base.display(),
+                path.display()
+            )));
+        }
         let failed = |e: io::Error| Error::Store(format!("writing {} failed: {e}", path.display()));
         let folder = path.parent().unwrap_or(&self.root);
         fs::create_dir_all(folder).map_err(failed)?;
@@ -229,14 +241,20 @@ impl Write for LocalFile {
             .file
             .as_mut()
             .ok_or_else(|| io::Error::other("the object was abandoned"))?;
-        let written = file.write(data)?;
+        let written = file.write(data).map_err(|e| naming(&self.path, e))?;
         self.bytes += written as u64;
         Ok(written)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.as_mut().map_or(Ok(()), |f| f.flush())
+        let flushed = self.file.as_mut().map_or(Ok(()), |f| f.flush());
+        flushed.map_err(|e| naming(&self.path, e))
     }
+}
+
+/// A write error that says which file it was writing (a full disk, say).
+fn naming(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("writing {}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -308,6 +326,37 @@ mod tests {
         assert!(dir.join("b/p/t2/3.csv").exists());
         assert_eq!(store.list("p/none/").unwrap(), Vec::<String>::new());
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_full_disk_names_the_file() {
+        let dir = folder("full");
+        let full = File::options().write(true).open("/dev/full").unwrap();
+        let mut file = LocalFile {
+            file: Some(BufWriter::with_capacity(WRITE_BUFFER, full)),
+            temporary: dir.join(".a.csv.partial"),
+            path: dir.join("a.csv"),
+            bytes: 0,
+        };
+        let e = file.write_all(&vec![b'x'; 2 * WRITE_BUFFER]).unwrap_err();
+        assert_eq!(e.raw_os_error(), None, "wrapped, with the path");
+        let text = e.to_string();
+        assert!(
+            text.contains("a.csv") && text.contains("No space left"),
+            "{text}"
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_folder_removed_mid_run_is_not_made_again() {
+        let dir = folder("vanished");
+        let store = LocalStore::open(&dir, "b").unwrap();
+        store.put("p/1.csv", b"x").unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        let e = store.begin("p/2.csv").err().unwrap().to_string();
+        assert!(e.contains("is gone") && e.contains("2.csv"), "{e}");
+        assert!(!dir.exists(), "not made again");
     }
 
     #[test]

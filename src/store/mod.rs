@@ -15,7 +15,7 @@ use std::pin::Pin;
 
 pub use local::LocalStore;
 pub use s3::S3Store;
-pub use upload::{S3Upload, Uploader};
+pub use upload::{Failure, S3Upload, Uploader};
 
 use crate::config::Config;
 use crate::encode::Media;
@@ -115,6 +115,14 @@ impl Upload {
                     .await
                     .map_err(|e| Error::Store(format!("file work stopped: {e}")))?
             })),
+        }
+    }
+
+    /// Where the error of a failed write is kept whole (S3: a write that sends a part).
+    pub fn failure(&self) -> Option<Failure> {
+        match self {
+            Upload::S3(upload) => Some(upload.failure()),
+            Upload::Local(_) => None,
         }
     }
 

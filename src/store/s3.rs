@@ -370,17 +370,22 @@ impl S3Store {
         )))
     }
 
-    /// Drops a multipart upload and its parts, so none are left behind.
+    /// Drops a multipart upload and its parts, so none are left behind. An upload the
+    /// store no longer knows (aborted or completed already) is not left open either.
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
-        self.client
+        let aborted = self
+            .client
             .abort_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .upload_id(upload_id)
             .send()
-            .await
-            .map_err(|e| self.failed("AbortMultipartUpload", key, e))?;
-        Ok(())
+            .await;
+        match aborted {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_upload()) => Ok(()),
+            Err(e) => Err(self.failed("AbortMultipartUpload", key, e)),
+        }
     }
 
     /// The size of an object in any bucket these credentials may read (BATCH files).
