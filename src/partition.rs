@@ -298,37 +298,26 @@ fn folder_name(
             .any(|f| f.name().to_lowercase() == name)
     };
     let default = field.default_name(column);
-    let why = "query engines reading the folders would show the folder value in the column's place (DuckDB, ClickHouse) or refuse to open them (DataFusion, polars, pyarrow)";
-    let Some(name) = &field.name else {
-        if taken(&default) {
-            return Err(format!(
-                "partition_by entry {:?} would name its folder {default:?}, which is also a column of the stream: {why}; give the folder a name no column has, such as \"{default}_part={}\"",
-                field.entry(),
-                PartitionField {
-                    name: None,
-                    ..field.clone()
-                }
-                .entry()
-            ));
-        }
-        return Ok(default);
+    let (name, names) = match &field.name {
+        Some(name) => (name.clone(), "names"),
+        None => (default.clone(), "would name"),
     };
-    if taken(name) {
-        let other = [default, format!("{name}_part")]
-            .into_iter()
-            .find(|n| !taken(n))
-            .unwrap_or_else(|| format!("{name}_folder"));
-        return Err(format!(
-            "partition_by entry {:?} names its folder {name:?}, which is also a column of the stream: {why}; give the folder a name no column has, such as \"{other}={}\"",
-            field.entry(),
-            PartitionField {
-                name: None,
-                ..field.clone()
-            }
-            .entry()
-        ));
+    if !taken(&name) {
+        return Ok(name);
     }
-    Ok(name.clone())
+    let other = [default, format!("{name}_part")]
+        .into_iter()
+        .find(|n| !taken(n))
+        .unwrap_or_else(|| format!("{name}_folder"));
+    let unnamed = PartitionField {
+        name: None,
+        ..field.clone()
+    };
+    Err(format!(
+        "partition_by entry {:?} {names} its folder {name:?}, which is also a column of the stream: query engines reading the folders would show the folder value in the column's place (DuckDB, ClickHouse) or refuse to open them (DataFusion, polars, pyarrow); give the folder a name no column has, such as \"{other}={}\"",
+        field.entry(),
+        unnamed.entry()
+    ))
 }
 
 /// The finest unit of time a strftime pattern shows (`%Y-%m` → `month`), or None when
