@@ -15,7 +15,7 @@ build: $(BIN)
 $(BIN): Cargo.toml Cargo.lock $(shell find src -name '*.rs')
 	cargo build --release --locked
 
-# The test venv: moto (S3 + STS server), pyarrow, DuckDB, pytest, singer-sdk (fixtures).
+# The test venv: moto (S3 + STS server), pyarrow, DuckDB, polars, DataFusion, pytest, singer-sdk (fixtures).
 $(STAMP): tests/requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

@@ -430,7 +430,7 @@ pub const SETTINGS: &[Setting] = &[
     setting(
         "partition_by",
         Kind::PartitionBy,
-        "Record fields whose values make Hive-style folders (`country=FR/`) at {partition}, each object holding one partition's rows: a list of `field`, `field:<strftime>` (date and date-time fields) or `name=field:<strftime>`, for every stream (each must have the fields); or an object of such lists by stream name (streams not named are not partitioned).",
+        "Record fields whose values make Hive-style folders at {partition}, each object holding one partition's rows: a list of `field` (folder `<column>_part=`, `country_part=FR/`), `field:<strftime>` (date and date-time fields; folder `<column>_<finest unit>=`, `created_at_month=2024-03/`) or `name=field:<strftime>` (a name no column of the stream has), for every stream (each must have the fields); or an object of such lists by stream name (streams not named are not partitioned).",
     ),
     setting(
         "server_side_encryption",

@@ -14,6 +14,15 @@
 //! Values are written the way the columns print them: integers and decimals in digits,
 //! `true`/`false`, dates `YYYY-MM-DD`, date-times through the field's strftime pattern
 //! (in UTC). The rows keep every column: the folder is only a copy of the value.
+//!
+//! Folder names never equal a column of the stream (compared without case): DuckDB and
+//! ClickHouse would show the folder value in the column's place, DataFusion refuses a
+//! folder named as a file column, and pyarrow's type inference then fails to merge the
+//! two. So by default a folder is named after its column with a suffix: the finest unit
+//! of time its pattern shows (`created_at:%Y-%m` → `created_at_month`; `_second`,
+//! `_minute`, `_hour`, `_day`, `_week`, `_month`, `_year`), else `_part` (`country` →
+//! `country_part`). A given name, or a default one, that a column has is refused when
+//! the stream's SCHEMA arrives: the columns are not known before.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -35,7 +44,7 @@ pub const DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 /// One `partition_by` entry: `[name=]field[:<strftime>]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionField {
-    /// The folder name; by default the column's name in files.
+    /// The folder name; by default the column's name in files and a suffix.
     pub name: Option<String>,
     /// The property, as records carry it.
     pub field: String,
@@ -189,11 +198,8 @@ impl Partitioner {
                 ));
             };
             check_type(field, &schema.columns[column].ty)?;
-            let name = field
-                .name
-                .as_deref()
-                .unwrap_or(&schema.columns[column].output_name);
-            let folder = format!("{}=", escape(name));
+            let name = folder_name(field, &schema.columns[column].output_name, schema)?;
+            let folder = format!("{}=", escape(&name));
             if resolved.iter().any(|r| r.folder == folder) {
                 return Err(format!(
                     "two partition_by entries make the folder {name:?}; give one another name (\"other={}\")",
@@ -246,6 +252,104 @@ impl Partitioner {
         }
         Ok(groups)
     }
+}
+
+impl PartitionField {
+    /// The entry as written in `partition_by`.
+    fn entry(&self) -> String {
+        let mut text = String::new();
+        if let Some(name) = &self.name {
+            text.push_str(name);
+            text.push('=');
+        }
+        text.push_str(&self.field);
+        if let Some(format) = &self.format {
+            text.push(':');
+            text.push_str(format);
+        }
+        text
+    }
+
+    /// The folder name when none is given: the column's name as written and a suffix,
+    /// so that it differs from the column itself (see the module comment).
+    fn default_name(&self, column: &str) -> String {
+        let unit = self
+            .format
+            .as_deref()
+            .and_then(finest_unit)
+            .unwrap_or("part");
+        format!("{column}_{unit}")
+    }
+}
+
+/// The folder name of `field`, refused when a column of the stream has it (compared
+/// without case, as DuckDB compares names): engines would read one in place of the other.
+fn folder_name(
+    field: &PartitionField,
+    column: &str,
+    schema: &StreamSchema,
+) -> Result<String, String> {
+    let taken = |name: &str| {
+        let name = name.to_lowercase();
+        schema
+            .arrow
+            .fields()
+            .iter()
+            .any(|f| f.name().to_lowercase() == name)
+    };
+    let default = field.default_name(column);
+    let (name, names) = match &field.name {
+        Some(name) => (name.clone(), "names"),
+        None => (default.clone(), "would name"),
+    };
+    if !taken(&name) {
+        return Ok(name);
+    }
+    let other = [default, format!("{name}_part")]
+        .into_iter()
+        .find(|n| !taken(n))
+        .unwrap_or_else(|| format!("{name}_folder"));
+    let unnamed = PartitionField {
+        name: None,
+        ..field.clone()
+    };
+    Err(format!(
+        "partition_by entry {:?} {names} its folder {name:?}, which is also a column of the stream: query engines reading the folders would show the folder value in the column's place (DuckDB, ClickHouse) or refuse to open them (DataFusion, polars, pyarrow); give the folder a name no column has, such as \"{other}={}\"",
+        field.entry(),
+        unnamed.entry()
+    ))
+}
+
+/// The finest unit of time a strftime pattern shows (`%Y-%m` → `month`), or None when
+/// it shows none (`%p`, literal text).
+fn finest_unit(format: &str) -> Option<&'static str> {
+    const UNITS: [(&str, &str); 7] = [
+        ("second", "STXsrc+f"),
+        ("minute", "MR"),
+        ("hour", "HIkl"),
+        ("day", "deFjDxvaAuw"),
+        ("week", "UWV"),
+        ("month", "mbBh"),
+        ("year", "YyCGg"),
+    ];
+    let mut rank: Option<usize> = None;
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            continue;
+        }
+        // Flags, widths and the `.`/`:` of `%.3f` and `%:z` come before the letter.
+        let Some(spec) = chars
+            .by_ref()
+            .find(|c| !matches!(c, '-' | '_' | '0'..='9' | '.' | ':' | '#'))
+        else {
+            break;
+        };
+        if let Some(at) = UNITS.iter().position(|(_, specs)| specs.contains(spec)) {
+            rank = Some(rank.map_or(at, |r| r.min(at)));
+        }
+    }
+    rank.map(|at| UNITS[at].0)
 }
 
 fn check_type(field: &PartitionField, ty: &ColumnType) -> Result<(), String> {
@@ -456,11 +560,70 @@ mod tests {
         assert!(err(json!(["obj"])).contains("holds an object"));
         assert!(err(json!(["tags"])).contains("holds an array"));
         assert!(err(json!(["f"])).contains("holds a number"));
-        assert!(err(json!(["id", "id=name"])).contains("folder \"id\""));
+        assert!(err(json!(["id", "id_part=name"])).contains("folder \"id_part\""));
         let ok = |v: Value| Partitioner::for_stream(&by(v), "s", &s).unwrap();
         assert!(ok(json!(["id", "ts:%Y", "name"])).is_some());
         assert!(ok(json!({"other": ["nope"]})).is_none());
         assert!(ok(json!([])).is_none());
+    }
+
+    #[test]
+    fn folders_are_never_named_as_a_column() {
+        let s = schema(json!({
+            "id": {"type": "integer"}, "ts": {"type": "string", "format": "date-time"},
+            "Country": {"type": "string"}, "ts_day": {"type": "string"}
+        }));
+        let folders = |v: Value| {
+            let p = Partitioner::for_stream(&by(v), "s", &s).unwrap().unwrap();
+            p.fields
+                .iter()
+                .map(|f| f.folder.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            folders(json!([
+                "ts:%Y-%m",
+                "ts:%Y/%m/%d %H",
+                "Country",
+                "id",
+                "ts:%-d.%.3f"
+            ])),
+            [
+                "ts_month=",
+                "ts_hour=",
+                "Country_part=",
+                "id_part=",
+                "ts_second="
+            ]
+        );
+        assert_eq!(
+            folders(json!([
+                "ts:%Y",
+                "ts:%G-W%V",
+                "ts:%H:%M",
+                "ts:%p",
+                "m=ts:%%Y"
+            ])),
+            ["ts_year=", "ts_week=", "ts_minute=", "ts_part=", "m="]
+        );
+        let err = |v: Value| Partitioner::for_stream(&by(v), "s", &s).unwrap_err();
+        let e = err(json!(["ts=ts:%Y-%m"]));
+        assert!(
+            e.contains("entry \"ts=ts:%Y-%m\" names its folder \"ts\", which is also a column")
+                && e.contains("DataFusion")
+                && e.contains("such as \"ts_month=ts:%Y-%m\""),
+            "{e}"
+        );
+        // Compared without case, as DuckDB compares column names.
+        let e = err(json!(["COUNTRY=id"]));
+        assert!(e.contains("such as \"id_part=id\""), "{e}");
+        // A default name that another column has is refused the same way.
+        let e = err(json!(["ts:%Y-%m-%d"]));
+        assert!(
+            e.contains("would name its folder \"ts_day\", which is also a column")
+                && e.contains("such as \"ts_day_part=ts:%Y-%m-%d\""),
+            "{e}"
+        );
     }
 
     #[test]
@@ -508,10 +671,10 @@ mod tests {
         assert_eq!(
             folders,
             [
-                "day=2024-01-01/country=FR/ok=true/d=2024-01-01/amount=12.30",
-                "day=2024-01-02/country=__HIVE_DEFAULT_PARTITION__/ok=false/d=1970-01-01/amount=0.05",
-                "day=2024-01-01/country=a%2Fb/ok=true/d=2024-01-01/amount=12.30",
-                "day=2024-01-01/country=__HIVE_DEFAULT_PARTITION__/ok=true/d=2024-01-01/amount=12.30",
+                "day=2024-01-01/country_part=FR/ok_part=true/d_part=2024-01-01/amount_part=12.30",
+                "day=2024-01-02/country_part=__HIVE_DEFAULT_PARTITION__/ok_part=false/d_part=1970-01-01/amount_part=0.05",
+                "day=2024-01-01/country_part=a%2Fb/ok_part=true/d_part=2024-01-01/amount_part=12.30",
+                "day=2024-01-01/country_part=__HIVE_DEFAULT_PARTITION__/ok_part=true/d_part=2024-01-01/amount_part=12.30",
             ]
         );
         let p = Partitioner::for_stream(&by(json!(["ok"])), "s", &s)
@@ -534,13 +697,13 @@ mod tests {
             .unwrap();
         assert_eq!(
             p_wide.split(&batch_wide).unwrap()[0].folders,
-            "n=-123456789012345678901234567890123456789012"
+            "n_part=-123456789012345678901234567890123456789012"
         );
-        let p = Partitioner::for_stream(&by(json!(["id=d:%Y"])), "s", &s)
+        let p = Partitioner::for_stream(&by(json!(["year=d:%Y"])), "s", &s)
             .unwrap()
             .unwrap();
         let whole = p.split(&batch.slice(0, 1)).unwrap();
-        assert_eq!(whole[0].folders, "id=2024");
+        assert_eq!(whole[0].folders, "year=2024");
         assert_eq!(whole[0].take(&batch.slice(0, 1)).unwrap().num_rows(), 1);
     }
 }

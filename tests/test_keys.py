@@ -154,7 +154,9 @@ def test_partitioned_objects_hold_only_their_partition(server, bucket):
     keys = list_keys(server, bucket)
     folders = set()
     for key in keys:
-        m = re.match(rf"^exports/run/orders/created_at=(2024-01-0[12])/country=([^/]+)/{FILE}\.parquet$", key)
+        # Folders are named after their column with a suffix, never as the column itself.
+        m = re.match(rf"^exports/run/orders/created_at_day=(2024-01-0[12])/country_part=([^/]+)/{FILE}\.parquet$",
+                     key)
         assert m, key
         folders.add((m.group(1), m.group(2)))
     # Even ids fall on the 1st, odd ids on the 2nd; null and "" share the default partition.
@@ -169,8 +171,8 @@ def test_partitioned_objects_hold_only_their_partition(server, bucket):
         assert table.column_names == list(ORDER_PROPS), "rows keep every column"
         folder = folders_of(key)
         for row in table.to_pylist():
-            assert row["created_at"].strftime("%Y-%m-%d") == folder["created_at"], (key, row)
-            assert (row["country"] or None) == hive_unescape(folder["country"]), (key, row)
+            assert row["created_at"].strftime("%Y-%m-%d") == folder["created_at_day"], (key, row)
+            assert (row["country"] or None) == hive_unescape(folder["country_part"]), (key, row)
             seen.append(row)
     by_id = sorted(seen, key=lambda r: r["id"])
     assert [r["id"] for r in by_id] == [o["id"] for o in ORDERS]
@@ -186,27 +188,29 @@ def test_partition_values_read_back_by_duckdb_and_pyarrow(server, bucket, tmp_pa
     files = str(root) + "/**/*.parquet"
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    result = con.sql(f"SELECT id, created_at, created_day, country FROM read_parquet('{files}', "
+    result = con.sql(f"SELECT id, created_at, created_day, country, country_part FROM read_parquet('{files}', "
                      "hive_partitioning = true) ORDER BY id")
     rows = result.fetchall()
     assert [r[0] for r in rows] == [o["id"] for o in ORDERS]
-    for (n, created_at, created_day, country), order in zip(rows, ORDERS):
+    for (n, created_at, created_day, country, country_part), order in zip(rows, ORDERS):
         sent = dt.datetime.fromisoformat(order["created_at"])
         assert created_at == sent, "the file's timestamp is kept"
         assert created_day == sent.date(), (n, created_day)
-        # The folder value replaces the file's: null and "" both read as null.
-        assert country == (order["country"] or None), (n, country)
+        assert country == order["country"], "the file's value is kept, '' apart from null"
+        # The folder's copy: null and "" both read as null.
+        assert country_part == (order["country"] or None), (n, country_part)
     described = con.sql(f"DESCRIBE SELECT * FROM read_parquet('{files}', hive_partitioning = true)")
     kinds = {r[0]: r[1] for r in described.fetchall()}
     assert kinds["created_day"] == "DATE" and kinds["created_at"].startswith("TIMESTAMP")
     plain = con.sql(f"SELECT country FROM read_parquet('{files}', hive_partitioning = false) ORDER BY id")
     assert [r[0] for r in plain.fetchall()] == [o["country"] for o in ORDERS]
 
-    partitioning = ds.partitioning(pa.schema([("created_day", pa.date32()), ("country", pa.string())]),
+    partitioning = ds.partitioning(pa.schema([("created_day", pa.date32()), ("country_part", pa.string())]),
                                    flavor="hive")
     table = ds.dataset(str(root), format="parquet", partitioning=partitioning).to_table().sort_by("id")
     assert table.column("id").to_pylist() == [o["id"] for o in ORDERS]
-    assert table.column("country").to_pylist() == [o["country"] or None for o in ORDERS]
+    assert table.column("country").to_pylist() == [o["country"] for o in ORDERS]
+    assert table.column("country_part").to_pylist() == [o["country"] or None for o in ORDERS]
     assert table.column("created_day").to_pylist() == [
         dt.date.fromisoformat(o["created_at"][:10]) for o in ORDERS]
 
@@ -220,7 +224,7 @@ def test_integer_and_boolean_partitions_in_csv(server, bucket):
     keys = list_keys(server, bucket)
     got = {}
     for key in keys:
-        m = re.match(rf"^exports/run/sales/shop=([^/]+)/paid=(true|false)/{FILE}\.csv$", key)
+        m = re.match(rf"^exports/run/sales/shop_part=([^/]+)/paid_part=(true|false)/{FILE}\.csv$", key)
         assert m, key
         header, *rows = read_csv(server, bucket, key)
         assert header == ["id", "shop", "paid"]
@@ -230,7 +234,7 @@ def test_integer_and_boolean_partitions_in_csv(server, bucket):
             got[int(row[0])] = row
     assert sorted(got) == list(range(12))
     assert {(k.split("/")[3], k.split("/")[4]) for k in keys} == {
-        (f"shop={s}", f"paid={p}") for s in ("7", "__HIVE_DEFAULT_PARTITION__", "-3") for p in ("true", "false")}
+        (f"shop_part={s}", f"paid_part={p}") for s in ("7", "__HIVE_DEFAULT_PARTITION__", "-3") for p in ("true", "false")}
 
 
 def test_partition_by_per_stream_and_schema_errors(server, bucket):
@@ -242,7 +246,7 @@ def test_partition_by_per_stream_and_schema_errors(server, bucket):
     keys = list_keys(server, bucket)
     assert len(keys) == 3, keys
     assert re.match(rf"^exports/run/users/{FILE}\.parquet$", keys[-1]), "streams not named stay whole"
-    assert [k.split("/")[3] for k in keys[:2]] == ["country=FR", "country=__HIVE_DEFAULT_PARTITION__"]
+    assert [k.split("/")[3] for k in keys[:2]] == ["country_part=FR", "country_part=__HIVE_DEFAULT_PARTITION__"]
 
     # A list applies to every stream: a stream without the field is an error at its SCHEMA.
     run = run_target(base_config(server, bucket, partition_by=["country"]), orders + users)
@@ -257,6 +261,31 @@ def test_partition_by_per_stream_and_schema_errors(server, bucket):
     assert run.returncode == 1 and 'give it a strftime pattern, such as "created_at:%Y-%m-%d"' in run.stderr
 
 
+@pytest.mark.parametrize("entry, words", [
+    # Before, this run silently gave DuckDB the folder text in place of the timestamps.
+    ("created_at=created_at:%Y-%m",
+     ['entry "created_at=created_at:%Y-%m" names its folder "created_at", which is also a column',
+      'such as "created_at_month=created_at:%Y-%m"']),
+    ("Amount=country", ['names its folder "Amount", which is also a column', 'such as "country_part=country"']),
+    # The default name of a derived folder may be a column too.
+    ("id:%Y", None),
+])
+def test_a_folder_named_as_a_column_is_refused_at_its_schema(server, bucket, entry, words):
+    props = dict(ORDER_PROPS)
+    if words is None:
+        props = {**ORDER_PROPS, "id": {"type": "string", "format": "date"}, "id_year": {"type": "integer"}}
+        words = ['entry "id:%Y" would name its folder "id_year", which is also a column',
+                 'such as "id_year_part=id:%Y"']
+    records = [{**o, "id": "2024-01-01", "id_year": 2024} if "id_year" in props else o for o in ORDERS[:3]]
+    run = run_target(base_config(server, bucket, partition_by=[entry]), singer("orders", props, records))
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith('target-s3: error: input line 1, stream "orders": partition_by'), last
+    assert all(w in last for w in words) and "DuckDB" in last, last
+    assert list_keys(server, bucket) == [], "refused before any record"
+    assert run.states == []
+
+
 def test_many_partitions_in_one_batch_stay_within_the_budget(server, bucket):
     props = {"id": {"type": "integer"}, "k": {"type": "string"}}
     records = [{"id": n, "k": f"v{n % 500:03d}"} for n in range(1500)]
@@ -267,7 +296,7 @@ def test_many_partitions_in_one_batch_stay_within_the_budget(server, bucket):
     keys = list_keys(server, bucket)
     assert len(keys) == 500, "one chunk: one object per partition"
     for key in keys:
-        value = re.match(rf"^exports/run/wide/k=(v\d{{3}})/{FILE}\.parquet$", key).group(1)
+        value = re.match(rf"^exports/run/wide/k_part=(v\d{{3}})/{FILE}\.parquet$", key).group(1)
         ids = read_parquet(server, bucket, key).column("id").to_pylist()
         assert ids == [n for n in range(1500) if f"v{n % 500:03d}" == value], key
     # Open objects never exceed max_buffer_bytes / part_size_bytes (64 MiB / 8 MiB).
@@ -296,7 +325,7 @@ def test_state_waits_for_every_partition_object(server, bucket):
     keys = list_keys(server, bucket)
     ids_in = {key: read_parquet(server, bucket, key).column("id").to_pylist() for key in keys}
     for key, ids in ids_in.items():
-        assert {"abcde"[n * 7 % 5] for n in ids} == {key.split("/")[3][2:]}, key
+        assert {"abcde"[n * 7 % 5] for n in ids} == {key.split("/")[3].removeprefix("k_part=")}, key
         assert len(ids) <= 60
     assert sorted(n for ids in ids_in.values() for n in ids) == list(range(1000))
     events = stdout_events(run)
@@ -316,8 +345,8 @@ def test_a_failed_partition_holds_back_every_later_state(server, bucket):
 
     proxy = FaultProxy(server.port)
     try:
-        # PutObject of any object in the k=DE folder fails for good ('=' may be sent as %3D).
-        proxy.rules = [Rule(r"^PUT [^?]*/k(=|%3D)DE/.*x-id=PutObject", "500", times=None)]
+        # PutObject of any object in the k_part=DE folder fails for good ('=' may be sent as %3D).
+        proxy.rules = [Rule(r"^PUT [^?]*/k_part(=|%3D)DE/.*x-id=PutObject", "500", times=None)]
         props = {"id": {"type": "integer"}, "k": {"type": "string"}}
         records = [{"id": n, "k": "DE" if n >= 50 and n % 2 else "FR"} for n in range(100)]
         config = base_config(server, bucket, aws_endpoint=proxy.endpoint, partition_by=["k"],
@@ -326,10 +355,10 @@ def test_a_failed_partition_holds_back_every_later_state(server, bucket):
     finally:
         proxy.stop()
     assert run.returncode == 1
-    assert "k=DE/" in run.stderr.strip().splitlines()[-1]
+    assert "k_part=DE/" in run.stderr.strip().splitlines()[-1]
     assert any(r.hits for r in proxy.rules)
     keys = list_keys(server, bucket)
-    assert keys and all("/k=FR/" in k for k in keys), keys
+    assert keys and all("/k_part=FR/" in k for k in keys), keys
     stored = sorted(n for k in keys for n in read_parquet(server, bucket, k).column("id").to_pylist())
     assert max(stored) > 51, "FR objects after the first DE record were stored"
     # The first DE record is id 51, after STATE {"at": 50}: no later STATE may be written.
