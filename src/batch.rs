@@ -28,6 +28,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::dialect::{Marks, non_finite_name};
 use crate::metadata::{Envelope, MetaColumns};
 use crate::protocol::{BorrowedStr, RecordSink};
 use crate::scan::{self, Scanner, same};
@@ -53,6 +54,9 @@ pub struct DecodeOptions {
     pub inexact_numbers: InexactNumbers,
     /// Refuse records with fields the schema does not have (else: warn once, ignore).
     pub refuse_unknown_fields: bool,
+    /// `lone_surrogates: replace`: store U+FFFD for a lone surrogate escape (else the
+    /// record is invalid).
+    pub replace_surrogates: bool,
 }
 
 /// The rows of one stream not yet written, with what is needed to decide when to flush.
@@ -141,11 +145,22 @@ impl Batch {
     /// Decodes one record object from a deserializer into a new row, which `end_row`
     /// then keeps or drops. On error the reason is kept for `end_row`.
     pub fn decode<'de, D: de::Deserializer<'de>>(&mut self, d: D) -> Result<(), D::Error> {
+        self.decode_marked(d, None)
+    }
+
+    /// `decode`, for a record of a rewritten line whose NaN and infinities `marks`
+    /// gives (see `dialect`).
+    pub fn decode_marked<'de, D: de::Deserializer<'de>>(
+        &mut self,
+        d: D,
+        marks: Option<&Marks>,
+    ) -> Result<(), D::Error> {
         let mut ctx = Ctx {
             options: self.options,
             failure: &mut self.failure,
             newly_ignored: &mut self.newly_ignored,
             replaced: &self.schema.replaced,
+            marks,
         };
         RootSeed {
             root: &mut self.root,
@@ -308,6 +323,23 @@ impl<T: BatchOf> RecordSink for T {
             batch.discard_row();
         }
     }
+
+    fn decode_marked<'de, D: de::Deserializer<'de>>(
+        &mut self,
+        stream: &str,
+        d: D,
+        marks: &Marks,
+    ) -> Result<(), D::Error> {
+        match self.batch_of(stream) {
+            Some(batch) => batch.decode_marked(d, Some(marks)),
+            None => Err(de::Error::custom("no such stream")),
+        }
+    }
+
+    fn replaces_surrogates(&mut self, stream: &str) -> bool {
+        self.batch_of(stream)
+            .is_some_and(|batch| batch.options.replace_surrogates)
+    }
 }
 
 /// Decoding state shared by the visitors of one record.
@@ -318,6 +350,8 @@ struct Ctx<'a> {
     newly_ignored: &'a mut Vec<String>,
     /// Record fields whose schema properties metadata columns replaced.
     replaced: &'a [String],
+    /// On a rewritten line: where NaN and infinities were.
+    marks: Option<&'a Marks>,
 }
 
 impl Ctx<'_> {
@@ -1108,7 +1142,22 @@ impl<'de> DeserializeSeed<'de> for RootSeed<'_, '_> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
+        if self.ctx.marks.is_some() {
+            // Not an object then, but its text is needed to say what it is.
+            let raw = <&'de RawValue>::deserialize(d)?;
+            if !raw.get().starts_with('{') {
+                return Err(self.not_an_object(raw.get()));
+            }
+            let mut inner = serde_json::Deserializer::from_str(raw.get());
+            return de::Deserializer::deserialize_map(&mut inner, self).map_err(de::Error::custom);
+        }
+        d.deserialize_any(self)
+    }
+}
+
+impl RootSeed<'_, '_> {
+    fn not_an_object<E: de::Error>(self, what: &str) -> E {
+        self.ctx.fail(crate::protocol::not_an_object(what))
     }
 }
 
@@ -1121,6 +1170,35 @@ impl<'de> Visitor<'de> for RootSeed<'_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         self.root.visit_fields(map, self.ctx)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(self.not_an_object("null"))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        Err(self.not_an_object(if v { "true" } else { "false" }))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        Err(self.not_an_object(&v.to_string()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        Err(self.not_an_object(&v.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        Err(self.not_an_object(&v.to_string()))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        let quoted = serde_json::to_string(v).unwrap_or_default();
+        Err(self.not_an_object(&quoted))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(self.not_an_object("[]"))
     }
 }
 
@@ -1212,11 +1290,46 @@ impl<'de> DeserializeSeed<'de> for ValueSeed<'_, '_> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if let Some(marks) = self.ctx.marks {
+            let raw = <&'de RawValue>::deserialize(d)?;
+            return self.marked(raw.get(), marks);
+        }
         if self.takes_raw_text() {
             let raw = <&'de RawValue>::deserialize(d)?;
             return self.raw(raw.get());
         }
         d.deserialize_any(self)
+    }
+}
+
+impl<'de> ValueSeed<'_, '_> {
+    /// A value of a rewritten line: a NaN or infinity goes into a float column and is
+    /// refused anywhere else (JSON text cannot hold one either); any other value is
+    /// decoded from its own text, so that nested values are looked at the same way.
+    fn marked<E: de::Error>(self, text: &'de str, marks: &Marks) -> Result<(), E> {
+        if let Some(value) = marks.value_at(text) {
+            if let Kind::Float { values, .. } = &mut self.builder.kind {
+                values.push(value);
+                return Ok(());
+            }
+            let got = format_args!(
+                "{} (only float columns take NaN and Infinity)",
+                non_finite_name(value)
+            );
+            return Err(self.ctx.refuse(self.builder, got));
+        }
+        if self.takes_raw_text() {
+            if let Some(value) = marks.within(text) {
+                let got = format_args!(
+                    "a value holding {}, which JSON text cannot hold",
+                    non_finite_name(value)
+                );
+                return Err(self.ctx.refuse(self.builder, got));
+            }
+            return self.raw(text);
+        }
+        let mut inner = serde_json::Deserializer::from_str(text);
+        de::Deserializer::deserialize_any(&mut inner, self).map_err(E::custom)
     }
 }
 

@@ -29,6 +29,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod dialect;
 pub mod encode;
 pub mod error;
 pub mod input;

@@ -899,6 +899,7 @@ impl<'c, W: Write> Target<'c, W> {
 
     fn on_schema(&mut self, stream: &str, schema: &str, keys: &[String], line: u64) -> Result<()> {
         let refused = |e| Error::input(line, Some(stream), e);
+        self.keys.claim_folder(stream).map_err(refused)?;
         let parsed =
             StreamSchema::from_json(stream, schema, keys, &self.config.types).map_err(refused)?;
         let partitioner =
@@ -960,6 +961,7 @@ impl<'c, W: Write> Target<'c, W> {
             Record::Decoded => stream.batch.end_row(true, line, bytes, &envelope),
             Record::Refused => stream.batch.end_row(false, line, bytes, &envelope),
             Record::Raw(raw) => stream.batch.append(raw.get(), line, &envelope),
+            Record::Invalid(reason) => Err(reason),
         };
         for field in stream.batch.take_newly_ignored() {
             tracing::warn!("stream {name:?}: field {field:?} is not in the schema; ignored");

@@ -145,6 +145,9 @@ enum Floats {
 }
 
 fn push_float(v: f64, floats: Floats, out: &mut Vec<u8>) {
+    if !v.is_finite() {
+        return render_float(v, out);
+    }
     match floats {
         Floats::Shortest => render_float(v, out),
         Floats::Typed => out.extend_from_slice(ryu::Buffer::new().format(v).as_bytes()),
@@ -270,9 +273,14 @@ pub fn push_json_string(text: &str, out: &mut Vec<u8>) {
 }
 
 /// Shortest text that reads back as the same float (Ryu); exponent form for very large
-/// or small magnitudes, so 1e308 is not 309 digits; no `.0` on whole numbers. Valid
-/// JSON too (NaN and infinities never reach a column).
+/// or small magnitudes, so 1e308 is not 309 digits; no `.0` on whole numbers. NaN and
+/// the infinities (which taps send as Python writes them) are written `NaN`,
+/// `Infinity` and `-Infinity`, as Python, DuckDB and Spark read them.
 pub fn render_float(v: f64, out: &mut Vec<u8>) {
+    if !v.is_finite() {
+        let name = crate::dialect::non_finite_name(v);
+        return out.extend_from_slice(name.as_bytes());
+    }
     let mut buffer = ryu::Buffer::new();
     let text = buffer.format(v).as_bytes();
     out.extend_from_slice(text.strip_suffix(b".0").unwrap_or(text));
