@@ -77,7 +77,9 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(schema: Arc<StreamSchema>, options: DecodeOptions) -> Batch {
-        let root = StructColumn::new(&schema.record_columns(), "");
+        let mut root = StructColumn::new(&schema.record_columns(), "");
+        // Fields whose properties metadata columns replaced are passed over, never kept.
+        root.ignored.extend(schema.replaced.iter().cloned());
         let keys = schema
             .key_properties
             .iter()
@@ -235,10 +237,20 @@ impl Batch {
     /// Hands out the buffered rows and empties the buffer.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let mut arrays = self.root.finish_children()?;
+        // The undeclared fields' column is the root's last child, and the file's last
+        // column before the metadata columns.
+        let extra = if self.root.has_extra {
+            arrays.pop()
+        } else {
+            None
+        };
         if let Some(meta) = &mut self.meta {
             let no_deleted_at = || ArrowError::SchemaError("no _sdc_deleted_at column".into());
             let deleted_at = arrays.pop().ok_or_else(no_deleted_at)?;
+            arrays.extend(extra);
             arrays.extend(meta.finish(deleted_at)?);
+        } else {
+            arrays.extend(extra);
         }
         self.rows = 0;
         self.bytes = 0;
@@ -547,7 +559,7 @@ impl Builder {
             ColumnType::Boolean => Kind::Bool(BooleanBufferBuilder::new(0), Validity::new()),
             ColumnType::Text => text(TextKind::Text),
             ColumnType::Literal => text(TextKind::Literal),
-            ColumnType::Json => text(TextKind::Json),
+            ColumnType::Json | ColumnType::Extra => text(TextKind::Json),
             ColumnType::Timestamp(unit) => Kind::Timestamp(Fixed::new(), *unit),
             ColumnType::Date => Kind::Date(Fixed::new()),
             ColumnType::Time => Kind::Time(Fixed::new()),
@@ -927,9 +939,13 @@ struct StructColumn {
     len: usize,
     path: String,
     ignored: HashSet<String>,
+    /// Whether the last child holds the fields this level does not declare.
+    has_extra: bool,
 }
 
 impl StructColumn {
+    /// The undeclared fields' column (`ColumnType::Extra`) comes last among the
+    /// children, after any other column, and has no name records can match.
     fn new(columns: &[Column], path: &str) -> StructColumn {
         let child_path = |name: &str| {
             if path.is_empty() {
@@ -938,15 +954,19 @@ impl StructColumn {
                 format!("{path}.{name}")
             }
         };
+        let is_extra = |c: &&Column| c.ty == ColumnType::Extra;
+        let declared: Vec<&Column> = columns.iter().filter(|c| !is_extra(c)).collect();
+        let extra = columns.iter().find(is_extra);
+        let children: Vec<&Column> = declared.iter().copied().chain(extra).collect();
         StructColumn {
-            names: columns.iter().map(|c| c.name.clone()).collect(),
-            quoted: columns.iter().map(|c| scan::quoted(&c.name)).collect(),
-            children: columns
+            names: declared.iter().map(|c| c.name.clone()).collect(),
+            quoted: declared.iter().map(|c| scan::quoted(&c.name)).collect(),
+            children: children
                 .iter()
                 .map(|c| Builder::new(&c.ty, child_path(&c.name)))
                 .collect(),
-            flattened: columns.iter().map(|c| c.flattened).collect(),
-            fields: columns
+            flattened: children.iter().map(|c| c.flattened).collect(),
+            fields: children
                 .iter()
                 .map(|c| Arc::new(c.ty.field(&c.output_name)))
                 .collect(),
@@ -954,7 +974,63 @@ impl StructColumn {
             len: 0,
             path: path.to_owned(),
             ignored: HashSet::new(),
+            has_extra: extra.is_some(),
         }
+    }
+
+    /// The undeclared fields' column, when this level keeps them.
+    fn extra(&mut self) -> Option<&mut Builder> {
+        if self.has_extra {
+            self.children.last_mut()
+        } else {
+            None
+        }
+    }
+
+    /// Adds one undeclared field to the row's `_sdc_extra` object. `key` is the name
+    /// as JSON text (quoted and escaped), `value` the field's JSON text.
+    fn push_extra(&mut self, key: &str, value: &str) -> bool {
+        let Some(Builder {
+            kind: Kind::Str { offsets, data, .. },
+            ..
+        }) = self.extra()
+        else {
+            return false;
+        };
+        let opened = data.len() > offsets.last().map_or(0, |&o| o as usize);
+        data.push(if opened { b',' } else { b'{' });
+        data.extend_from_slice(key.as_bytes());
+        data.push(b':');
+        data.extend_from_slice(values::compact_json(value).as_bytes());
+        true
+    }
+
+    /// Ends the row's `_sdc_extra` object, if a field opened it (else the column is left
+    /// for the null that fills every column the record did not give).
+    fn close_extra(&mut self) -> bool {
+        let Some(Builder {
+            kind:
+                Kind::Str {
+                    offsets,
+                    data,
+                    valid,
+                    ..
+                },
+            ..
+        }) = self.extra()
+        else {
+            return true;
+        };
+        if data.len() == offsets.last().map_or(0, |&o| o as usize) {
+            return true;
+        }
+        data.push(b'}');
+        let Ok(end) = i32::try_from(data.len()) else {
+            return false;
+        };
+        offsets.push(end);
+        valid.0.append(true);
+        true
     }
 
     /// The child for a field name. Taps write fields in the same order every record, so
@@ -1039,8 +1115,14 @@ impl StructColumn {
         let mut guess = 0;
         while let Some(BorrowedStr(key)) = map.next_key::<BorrowedStr<'de>>()? {
             let Some(i) = self.child_index(&key, guess) else {
-                self.unknown_field(&key, ctx)?;
-                map.next_value::<IgnoredAny>()?;
+                let replaced = self.path.is_empty() && ctx.replaced.iter().any(|r| *r == key);
+                if self.has_extra && !replaced {
+                    let raw = map.next_value::<&'de RawValue>()?;
+                    self.extra_field(&key, raw.get(), ctx)?;
+                } else {
+                    self.unknown_field(&key, ctx)?;
+                    map.next_value::<IgnoredAny>()?;
+                }
                 continue;
             };
             guess = i + 1;
@@ -1053,6 +1135,11 @@ impl StructColumn {
                 ctx,
             })?;
         }
+        if !self.close_extra() {
+            return Err(
+                ctx.fail("more than 2 GiB of text in one batch; lower max_batch_bytes".into())
+            );
+        }
         for child in &mut self.children {
             if child.len() == row {
                 child.push_null();
@@ -1060,6 +1147,25 @@ impl StructColumn {
         }
         self.valid.0.append(true);
         self.len += 1;
+        Ok(())
+    }
+
+    /// An undeclared field kept in `_sdc_extra`; NaN and infinities cannot be, since
+    /// the column holds JSON.
+    fn extra_field<E: de::Error>(&mut self, key: &str, raw: &str, ctx: &mut Ctx) -> Result<(), E> {
+        if let Some(value) = ctx.marks.and_then(|marks| marks.within(raw)) {
+            let path = if self.path.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            return Err(ctx.fail(format!(
+                "field {path:?}: {} in a field additionalProperties keeps, which JSON text cannot hold",
+                non_finite_name(value)
+            )));
+        }
+        let key = serde_json::to_string(key).unwrap_or_default();
+        self.push_extra(&key, raw);
         Ok(())
     }
 
@@ -1072,30 +1178,34 @@ impl StructColumn {
         let (mut guess, mut filled) = (0, 0);
         let read = scanner.items(b'}', |scanner| {
             let expected = self.quoted.get(guess).and_then(Option::as_deref);
-            let i = if expected.is_some_and(|quoted| scanner.eat_literal(quoted)) {
-                Some(guess)
+            let (i, key) = if expected.is_some_and(|quoted| scanner.eat_literal(quoted)) {
+                (Some(guess), "")
             } else {
                 let Some(key) = scanner.plain_str() else {
                     return false;
                 };
-                let i = self.child_index(key, guess);
-                if i.is_none() && !(skip_ignored && self.ignored.contains(key)) {
-                    return false;
-                }
-                i
+                (self.child_index(key, guess), key)
             };
             if !scanner.eat(b':') {
                 return false;
             }
             let Some(i) = i else {
-                return scanner.skip_value();
+                // Fields warned about (or replaced by metadata columns) are skipped;
+                // others are kept in `_sdc_extra` where this level keeps them.
+                if (skip_ignored || self.has_extra) && self.ignored.contains(key) {
+                    return scanner.skip_value();
+                }
+                return self.has_extra
+                    && scanner
+                        .value_text()
+                        .is_some_and(|value| self.push_extra(&format!("\"{key}\""), value));
             };
             guess = i + 1;
             filled += 1;
             let child = &mut self.children[i];
             child.len() == row && child.plain_value(scanner, skip_ignored)
         });
-        if !read {
+        if !read || !self.close_extra() {
             return false;
         }
         // A field given twice was refused above, so `filled` counts distinct fields.
@@ -1511,6 +1621,42 @@ mod tests {
         assert_eq!(plain, full);
         // Records 1-4, 7 and 22 (fields already warned about) and 8 take the fast path.
         assert_eq!(taken, 7);
+    }
+
+    #[test]
+    fn undeclared_fields_are_kept_where_the_schema_allows_them_both_ways() {
+        let schema = r#"{"additionalProperties": true, "properties": {"id": {"type": "integer"},
+            "o": {"type": "object", "additionalProperties": true, "properties": {"k": {"type": "integer"}}}}}"#;
+        let records = [
+            r#"{"id": 1, "z": {"a": [1, 2]}, "o": {"k": 1, "y": "x y"}}"#,
+            r#"{"id": 2}"#,
+            r#"{"w": "first", "id": 3, "v": null, "o": {"y": "a\"b"}}"#,
+            r#"{"id": 4, "o": null, "z": 1.50}"#,
+        ];
+        let (plain, full, taken) = both_ways(schema, &records);
+        assert_eq!(plain, full);
+        assert_eq!(taken, 3);
+        let extra: Vec<Option<&str>> = plain.column(2).as_string::<i32>().iter().collect();
+        assert_eq!(
+            extra,
+            [
+                Some(r#"{"z":{"a":[1,2]}}"#),
+                None,
+                Some(r#"{"w":"first","v":null}"#),
+                Some(r#"{"z":1.50}"#)
+            ]
+        );
+        let nested = plain.column(1).as_struct().column(1).as_string::<i32>();
+        assert_eq!(nested.value(0), r#"{"y":"x y"}"#);
+        assert_eq!(nested.value(2), r#"{"y":"a\"b"}"#);
+        let whole = both_ways(r#"{"type": "object"}"#, &records);
+        assert_eq!(whole.0, whole.1);
+        let kept: Vec<Option<&str>> = whole.0.column(0).as_string::<i32>().iter().collect();
+        assert_eq!(kept[1], Some(r#"{"id":2}"#));
+        assert_eq!(
+            kept[2],
+            Some(r#"{"w":"first","id":3,"v":null,"o":{"y":"a\"b"}}"#)
+        );
     }
 
     #[test]

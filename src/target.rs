@@ -915,6 +915,9 @@ impl<'c, W: Write> Target<'c, W> {
                     "stream {stream:?}: property {name:?} is replaced by the metadata column of that name (add_metadata_columns); the record's values for it are not stored"
                 );
             }
+            for note in &batch.schema().notes {
+                tracing::warn!("stream {stream:?}: {note}");
+            }
         }
         match known {
             Some(known) if known.batch.schema() == batch.schema() => {}

@@ -291,3 +291,95 @@ def test_each_refusal_names_its_cause(server, bucket, line, stream, message):
     assert "not a JSON object" not in error
     assert run.states == [{"bookmarks": {"n": 1}}]
     assert table(server, bucket, "p/s/").to_pylist() == [{"id": 1, "t": None}]
+
+
+# ---- JSON Schema as taps write it ----
+
+def test_local_refs_and_all_of_are_resolved(server, bucket, tmp_path):
+    body = {
+        "type": "object",
+        "definitions": {
+            "address": {"type": "object", "properties": {"city": {"type": "string"}, "home": {"type": "integer"}}},
+            # pipelinewise-tap-postgres sends arrays like this.
+            "sdc_recursive_integer_array": {"type": ["null", "integer", "array"],
+                                            "items": {"$ref": "#/definitions/sdc_recursive_integer_array"}},
+        },
+        "$defs": {"stamp": {"type": "string", "format": "date-time"}},
+        "properties": {
+            "id": {"type": "integer"},
+            "addr": {"$ref": "#/definitions/address"},
+            "at": {"allOf": [{"type": ["string", "null"]}, {"format": "date-time"}]},
+            "seen": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/stamp"}]},
+            "ints": {"$ref": "#/definitions/sdc_recursive_integer_array"},
+        },
+    }
+    text = lines({"type": "SCHEMA", "stream": "s", "schema": body, "key_properties": ["id"]},
+                 record("s", {"id": 1, "addr": {"city": "Oslo", "home": 17}, "at": "2024-01-01T00:00:00Z",
+                              "seen": "2024-01-02T03:04:05+0000", "ints": [1, [2, 3]]}),
+                 record("s", {"id": 2, "addr": {"city": "Rome", "home": "17"}}),
+                 state(1))
+    run = load(server, bucket, text, prefix="p", invalid_records="quarantine")
+    assert run.states == [{"bookmarks": {"n": 1}}]
+    assert run.stderr.count("refers to itself (a recursive schema)") == 1
+    t = table(server, bucket, "p/s/")
+    assert str(t.schema.field("addr").type) == "struct<city: string, home: int64>"
+    assert str(t.schema.field("at").type) == "timestamp[us, tz=UTC]"
+    assert str(t.schema.field("seen").type) == "timestamp[us, tz=UTC]"
+    [row] = t.to_pylist()
+    assert row["addr"] == {"city": "Oslo", "home": 17}
+    assert row["at"] == dt.datetime(2024, 1, 1, tzinfo=UTC)
+    assert json.loads(row["ints"]) == [1, [2, 3]]
+    assert duck(server, bucket, "p/s/", tmp_path, "SELECT addr.home, epoch(\"at\") FROM t") == [(17, 1704067200.0)]
+    [entry] = rejected(server, bucket, "p/s/")
+    assert 'field "addr.home": expected an integer within int64, got the string "17"' in entry["reason"]
+
+
+def test_additional_properties_keep_undeclared_fields(server, bucket, tmp_path):
+    props = {"id": {"type": "integer"},
+             "o": {"type": "object", "additionalProperties": True, "properties": {"k": {"type": "integer"}}},
+             "closed": {"type": "object", "properties": {"k": {"type": "integer"}}}}
+    text = lines(schema("s", props, additionalProperties=True),
+                 record("s", {"id": 1, "o": {"k": 1, "y": "kept"}, "closed": {"k": 2, "dropped": 1},
+                              "more": {"deep": [1, 2]}}),
+                 record("s", {"id": 2}),
+                 state(1))
+    run = load(server, bucket, text, prefix="p")
+    assert run.states == [{"bookmarks": {"n": 1}}]
+    assert 'field "closed.dropped" is not in the schema; ignored' in run.stderr
+    assert "more" not in run.stderr
+    t = table(server, bucket, "p/s/")
+    assert t.schema.names == ["id", "o", "closed", "_sdc_extra"]
+    rows = t.to_pylist()
+    assert json.loads(rows[0]["_sdc_extra"]) == {"more": {"deep": [1, 2]}}
+    assert json.loads(rows[0]["o"]["_sdc_extra"]) == {"y": "kept"}
+    assert rows[1]["_sdc_extra"] is None
+    got = duck(server, bucket, "p/s/", tmp_path,
+               "SELECT id, json_extract(_sdc_extra, '$.more.deep[1]')::INT FROM t ORDER BY id")
+    assert got == [(1, 2), (2, None)]
+    # JSONL puts the kept fields back into the object.
+    load(server, bucket, text, prefix="j", file_type="jsonl")
+    [key] = list_keys(server, bucket, "j/")
+    back = [json.loads(line) for line in get_bytes(server, bucket, key).decode().splitlines()]
+    assert back[0] == {"id": 1, "o": {"k": 1, "y": "kept"}, "closed": {"k": 2}, "more": {"deep": [1, 2]}}
+
+
+def test_a_schema_without_properties_keeps_each_record_whole(server, bucket, tmp_path):
+    # singer-io tap-mongodb and tap-dynamodb send {"type": "object"}.
+    sent = [{"_id": "65a1", "n": {"x": [1, 2.5]}, "s": "é \"q\""}, {"_id": "65a2", "tags": []}]
+    text = lines({"type": "SCHEMA", "stream": "docs", "schema": {"type": "object"}, "key_properties": ["_id"]},
+                 *[record("docs", r) for r in sent], state(1))
+    load(server, bucket, text, prefix="p")
+    t = table(server, bucket, "p/docs/")
+    assert t.schema.names == ["_sdc_extra"]
+    assert [json.loads(v) for v in t.column("_sdc_extra").to_pylist()] == sent
+    assert duck(server, bucket, "p/docs/", tmp_path,
+                "SELECT _sdc_extra->>'_id' FROM t ORDER BY 1") == [("65a1",), ("65a2",)]
+    run = load(server, bucket, text, prefix="j", file_type="jsonl")
+    assert run.states == [{"bookmarks": {"n": 1}}]
+    [key] = list_keys(server, bucket, "j/")
+    assert [json.loads(l) for l in get_bytes(server, bucket, key).decode().splitlines()] == sent
+    load(server, bucket, text, prefix="c", file_type="csv")
+    [key] = list_keys(server, bucket, "c/")
+    import csv, io
+    rows = list(csv.reader(io.StringIO(get_bytes(server, bucket, key).decode(), newline="")))
+    assert rows[0] == ["_sdc_extra"] and [json.loads(r[0]) for r in rows[1:]] == sent

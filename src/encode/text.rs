@@ -20,7 +20,7 @@ use arrow::datatypes::{
 };
 use arrow::record_batch::RecordBatch;
 
-use crate::schema::JSON_EXTENSION;
+use crate::schema::{EXTRA_FIELDS, JSON_EXTENSION};
 use crate::values::{format_date, format_time, format_timestamp};
 
 /// A column, downcast once per batch rather than once per cell.
@@ -167,8 +167,9 @@ fn timestamps(array: &dyn Array, unit: TimeUnit) -> &[i64] {
 /// row: downcast and with its field names escaped once per batch, not once per cell.
 enum Nested<'a> {
     Struct {
-        /// Each field's `"name":` and its column.
-        fields: Vec<(Vec<u8>, Column<'a>)>,
+        /// Each field's `"name":` and its column; no name for the undeclared fields
+        /// (`_sdc_extra`), which are written back as fields of the object.
+        fields: Vec<(Option<Vec<u8>>, Column<'a>)>,
     },
     List {
         offsets: &'a [i32],
@@ -186,9 +187,13 @@ impl<'a> Nested<'a> {
                     .iter()
                     .zip(array.as_struct().columns())
                     .map(|(field, child)| {
-                        let mut name = Vec::new();
-                        push_json_string(field.name(), &mut name);
-                        name.push(b':');
+                        let extra = field.metadata().contains_key(EXTRA_FIELDS);
+                        let name = (!extra).then(|| {
+                            let mut name = Vec::new();
+                            push_json_string(field.name(), &mut name);
+                            name.push(b':');
+                            name
+                        });
                         (name, Column::new(child.as_ref(), Some(field)))
                     })
                     .collect(),
@@ -209,12 +214,32 @@ impl<'a> Nested<'a> {
         match self {
             Nested::Struct { fields, .. } => {
                 out.push(b'{');
-                for (i, (name, child)) in fields.iter().enumerate() {
-                    if i > 0 {
+                let mut first = true;
+                for (name, child) in fields {
+                    let start = out.len();
+                    if !first {
                         out.push(b',');
                     }
+                    let Some(name) = name else {
+                        // `{"a":1}` becomes `,"a":1`; null or `{}` adds nothing.
+                        let comma = out.len();
+                        child.json_as(row, floats, out);
+                        let fields = out[comma..]
+                            .strip_prefix(b"{")
+                            .and_then(|f| f.strip_suffix(b"}"))
+                            .filter(|f| !f.is_empty())
+                            .map(<[u8]>::to_vec);
+                        out.truncate(comma);
+                        match fields {
+                            Some(fields) => out.extend_from_slice(&fields),
+                            None => out.truncate(start),
+                        }
+                        first &= out.len() == start;
+                        continue;
+                    };
                     out.extend_from_slice(name);
                     child.json_as(row, floats, out);
+                    first = false;
                 }
                 out.push(b'}');
             }
