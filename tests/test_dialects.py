@@ -6,6 +6,8 @@ DuckDB; values, folders and STATE lines are checked."""
 import datetime as dt
 import json
 import math
+import tempfile
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -39,11 +41,22 @@ def data_keys(server, bucket, folder):
 
 
 def table(server, bucket, folder):
-    """Every data object under `folder`, as one pyarrow table (rows in key order)."""
+    """Every data object under `folder`, as one pyarrow table (rows in key order). DuckDB
+    reads the same objects and must find the same columns and rows."""
     keys = data_keys(server, bucket, folder)
     assert keys, f"no objects under {folder}"
-    tables = [pq.read_table(pa.BufferReader(get_bytes(server, bucket, k))) for k in keys]
-    return pa.concat_tables(tables)
+    blobs = [get_bytes(server, bucket, k) for k in keys]
+    result = pa.concat_tables([pq.read_table(pa.BufferReader(b)) for b in blobs])
+    with tempfile.TemporaryDirectory() as folder_copy:
+        paths = []
+        for i, blob in enumerate(blobs):
+            path = Path(folder_copy) / f"{i}.parquet"
+            path.write_bytes(blob)
+            paths.append(str(path))
+        relation = duckdb.connect().sql(f"SELECT * FROM read_parquet({paths!r})")
+        assert relation.columns == result.schema.names
+        assert len(relation.fetchall()) == result.num_rows
+    return result
 
 
 def duck(server, bucket, folder, tmp_path, query="SELECT * FROM t"):
@@ -356,6 +369,11 @@ def test_additional_properties_keep_undeclared_fields(server, bucket, tmp_path):
     got = duck(server, bucket, "p/s/", tmp_path,
                "SELECT id, json_extract(_sdc_extra, '$.more.deep[1]')::INT FROM t ORDER BY id")
     assert got == [(1, 2), (2, None)]
+    # With metadata columns, `_sdc_extra` stays the last of the stream's own.
+    load(server, bucket, text, prefix="m", add_metadata_columns=True)
+    t = table(server, bucket, "m/s/")
+    assert t.schema.names[:5] == ["id", "o", "closed", "_sdc_extra", "_sdc_extracted_at"]
+    assert json.loads(t.to_pylist()[0]["_sdc_extra"]) == {"more": {"deep": [1, 2]}}
     # JSONL puts the kept fields back into the object.
     load(server, bucket, text, prefix="j", file_type="jsonl")
     [key] = list_keys(server, bucket, "j/")
