@@ -1135,7 +1135,7 @@ impl StructColumn {
                 ctx,
             })?;
         }
-        if !self.close_extra() {
+        if self.has_extra && !self.close_extra() {
             return Err(
                 ctx.fail("more than 2 GiB of text in one batch; lower max_batch_bytes".into())
             );
@@ -1178,34 +1178,28 @@ impl StructColumn {
         let (mut guess, mut filled) = (0, 0);
         let read = scanner.items(b'}', |scanner| {
             let expected = self.quoted.get(guess).and_then(Option::as_deref);
-            let (i, key) = if expected.is_some_and(|quoted| scanner.eat_literal(quoted)) {
-                (Some(guess), "")
+            let i = if expected.is_some_and(|quoted| scanner.eat_literal(quoted)) {
+                guess
             } else {
                 let Some(key) = scanner.plain_str() else {
                     return false;
                 };
-                (self.child_index(key, guess), key)
+                match self.child_index(key, guess) {
+                    Some(i) => i,
+                    None => {
+                        return scanner.eat(b':') && self.plain_unknown(key, scanner, skip_ignored);
+                    }
+                }
             };
             if !scanner.eat(b':') {
                 return false;
             }
-            let Some(i) = i else {
-                // Fields warned about (or replaced by metadata columns) are skipped;
-                // others are kept in `_sdc_extra` where this level keeps them.
-                if (skip_ignored || self.has_extra) && self.ignored.contains(key) {
-                    return scanner.skip_value();
-                }
-                return self.has_extra
-                    && scanner
-                        .value_text()
-                        .is_some_and(|value| self.push_extra(&format!("\"{key}\""), value));
-            };
             guess = i + 1;
             filled += 1;
             let child = &mut self.children[i];
             child.len() == row && child.plain_value(scanner, skip_ignored)
         });
-        if !read || !self.close_extra() {
+        if !read || self.has_extra && !self.close_extra() {
             return false;
         }
         // A field given twice was refused above, so `filled` counts distinct fields.
@@ -1219,6 +1213,20 @@ impl StructColumn {
         self.valid.0.append(true);
         self.len += 1;
         true
+    }
+
+    /// The value of a field the schema does not declare, on the plain path: skipped
+    /// when it was warned about (or a metadata column replaced it), kept in
+    /// `_sdc_extra` where this level keeps such fields; else declined (false).
+    #[cold]
+    fn plain_unknown(&mut self, key: &str, scanner: &mut Scanner, skip_ignored: bool) -> bool {
+        if (skip_ignored || self.has_extra) && self.ignored.contains(key) {
+            return scanner.skip_value();
+        }
+        self.has_extra
+            && scanner
+                .value_text()
+                .is_some_and(|value| self.push_extra(&format!("\"{key}\""), value))
     }
 
     fn unknown_field<E: de::Error>(&mut self, key: &str, ctx: &mut Ctx) -> Result<(), E> {

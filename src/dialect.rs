@@ -150,7 +150,7 @@ impl Marks {
         let at = self.offset(text);
         self.spots
             .iter()
-            .find(|(start, _, _)| (at..at + text.len()).contains(start))
+            .find(|(start, _, _)| (at..at.saturating_add(text.len())).contains(start))
             .map(|s| s.2)
     }
 }

@@ -229,6 +229,7 @@ fn check_unit(nanos: u32, unit: TimeUnit, beyond_nanos: bool, hint: &str) -> Res
 
 /// A zone designator, whole: `Z`, `±HH:MM`, `±HHMM` or `±HH` (ISO 8601's forms; taps
 /// send all of them). Returns the offset east of UTC in seconds.
+#[inline]
 fn zone_offset(b: &[u8]) -> Option<i64> {
     let (sign, hours, minutes) = match b {
         [b'Z' | b'z'] => return Some(0),
