@@ -3,7 +3,10 @@
 //! Owns: turning one record's raw JSON into one row (checking every value, at any depth,
 //! against its column's type, and naming the field when it does not fit) and handing
 //! out the buffered rows as an Arrow `RecordBatch`, with the Singer metadata columns
-//! (`metadata`) after the stream's own when they are on.
+//! (`metadata`) after the stream's own when they are on. Fields an object level does
+//! not declare go to its `_sdc_extra` column where the schema keeps them (see
+//! `schema`), and on a line `dialect` rewrote, NaN and the infinities go into float
+//! columns only.
 //! Must not touch: encoding, keys or the store. A rejected record leaves no trace: every
 //! buffer is cut back to the previous row count, so skipping it is always safe.
 //!
