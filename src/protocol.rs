@@ -681,6 +681,19 @@ mod tests {
         };
         assert_eq!(time, r#""2024-01-01T00:00:00Z""#);
         assert_eq!(sink.0, 1);
+        // The record before the stream's name: decoded from the rewritten line too.
+        let m = parse_line(
+            r#"{"record":{"a":Infinity},"type":"RECORD","stream":"s"}"#,
+            &mut sink,
+        );
+        assert!(matches!(
+            m,
+            Ok(Message::Record {
+                record: Record::Decoded,
+                ..
+            })
+        ));
+        assert_eq!(sink.0, 2);
         // Outside the record, NaN stays an error that names it.
         let e = parse(r#"{"type":"STATE","value":{"x":NaN}}"#).unwrap_err();
         assert!(
