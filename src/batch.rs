@@ -3,7 +3,10 @@
 //! Owns: turning one record's raw JSON into one row (checking every value, at any depth,
 //! against its column's type, and naming the field when it does not fit) and handing
 //! out the buffered rows as an Arrow `RecordBatch`, with the Singer metadata columns
-//! (`metadata`) after the stream's own when they are on.
+//! (`metadata`) after the stream's own when they are on. Fields an object level does
+//! not declare go to its `_sdc_extra` column where the schema keeps them (see
+//! `schema`), and on a line `dialect` rewrote, NaN and the infinities go into float
+//! columns only.
 //! Must not touch: encoding, keys or the store. A rejected record leaves no trace: every
 //! buffer is cut back to the previous row count, so skipping it is always safe.
 //!
@@ -28,6 +31,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::dialect::{Marks, non_finite_name};
 use crate::metadata::{self, Envelope, MetaColumns};
 use crate::protocol::{BorrowedStr, RecordSink};
 use crate::scan::{self, Scanner, same};
@@ -53,6 +57,9 @@ pub struct DecodeOptions {
     pub inexact_numbers: InexactNumbers,
     /// Refuse records with fields the schema does not have (else: warn once, ignore).
     pub refuse_unknown_fields: bool,
+    /// `lone_surrogates: replace`: store U+FFFD for a lone surrogate escape (else the
+    /// record is invalid).
+    pub replace_surrogates: bool,
 }
 
 /// The rows of one stream not yet written, with what is needed to decide when to flush.
@@ -73,7 +80,9 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(schema: Arc<StreamSchema>, options: DecodeOptions) -> Batch {
-        let root = StructColumn::new(&schema.record_columns(), "");
+        let mut root = StructColumn::new(&schema.record_columns(), "");
+        // Fields whose properties metadata columns replaced are passed over, never kept.
+        root.ignored.extend(schema.replaced.iter().cloned());
         let keys = schema
             .key_properties
             .iter()
@@ -141,11 +150,22 @@ impl Batch {
     /// Decodes one record object from a deserializer into a new row, which `end_row`
     /// then keeps or drops. On error the reason is kept for `end_row`.
     pub fn decode<'de, D: de::Deserializer<'de>>(&mut self, d: D) -> Result<(), D::Error> {
+        self.decode_marked(d, None)
+    }
+
+    /// `decode`, for a record of a rewritten line whose NaN and infinities `marks`
+    /// gives (see `dialect`).
+    pub fn decode_marked<'de, D: de::Deserializer<'de>>(
+        &mut self,
+        d: D,
+        marks: Option<&Marks>,
+    ) -> Result<(), D::Error> {
         let mut ctx = Ctx {
             options: self.options,
             failure: &mut self.failure,
             newly_ignored: &mut self.newly_ignored,
             replaced: &self.schema.replaced,
+            marks,
         };
         RootSeed {
             root: &mut self.root,
@@ -234,10 +254,20 @@ impl Batch {
     /// Hands out the buffered rows and empties the buffer.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let mut arrays = self.root.finish_children()?;
+        // The undeclared fields' column is the root's last child, and the file's last
+        // column before the metadata columns.
+        let extra = if self.root.has_extra {
+            arrays.pop()
+        } else {
+            None
+        };
         if let Some(meta) = &mut self.meta {
             let no_deleted_at = || ArrowError::SchemaError("no _sdc_deleted_at column".into());
             let deleted_at = arrays.pop().ok_or_else(no_deleted_at)?;
+            arrays.extend(extra);
             arrays.extend(meta.finish(deleted_at)?);
+        } else {
+            arrays.extend(extra);
         }
         if let Some(unit) = self.schema.mage_unit() {
             arrays.extend(metadata::mage_columns(unit, self.rows)?);
@@ -325,6 +355,23 @@ impl<T: BatchOf> RecordSink for T {
             batch.discard_row();
         }
     }
+
+    fn decode_marked<'de, D: de::Deserializer<'de>>(
+        &mut self,
+        stream: &str,
+        d: D,
+        marks: &Marks,
+    ) -> Result<(), D::Error> {
+        match self.batch_of(stream) {
+            Some(batch) => batch.decode_marked(d, Some(marks)),
+            None => Err(de::Error::custom("no such stream")),
+        }
+    }
+
+    fn replaces_surrogates(&mut self, stream: &str) -> bool {
+        self.batch_of(stream)
+            .is_some_and(|batch| batch.options.replace_surrogates)
+    }
 }
 
 /// Decoding state shared by the visitors of one record.
@@ -335,6 +382,8 @@ struct Ctx<'a> {
     newly_ignored: &'a mut Vec<String>,
     /// Record fields whose schema properties metadata columns replaced.
     replaced: &'a [String],
+    /// On a rewritten line: where NaN and infinities were.
+    marks: Option<&'a Marks>,
 }
 
 impl Ctx<'_> {
@@ -530,7 +579,7 @@ impl Builder {
             ColumnType::Boolean => Kind::Bool(BooleanBufferBuilder::new(0), Validity::new()),
             ColumnType::Text => text(TextKind::Text),
             ColumnType::Literal => text(TextKind::Literal),
-            ColumnType::Json => text(TextKind::Json),
+            ColumnType::Json | ColumnType::Extra => text(TextKind::Json),
             ColumnType::Timestamp(unit) => Kind::Timestamp(Fixed::new(), *unit),
             ColumnType::Date => Kind::Date(Fixed::new()),
             ColumnType::Time => Kind::Time(Fixed::new()),
@@ -910,9 +959,13 @@ struct StructColumn {
     len: usize,
     path: String,
     ignored: HashSet<String>,
+    /// Whether the last child holds the fields this level does not declare.
+    has_extra: bool,
 }
 
 impl StructColumn {
+    /// The undeclared fields' column (`ColumnType::Extra`) comes last among the
+    /// children, after any other column, and has no name records can match.
     fn new(columns: &[Column], path: &str) -> StructColumn {
         let child_path = |name: &str| {
             if path.is_empty() {
@@ -921,15 +974,19 @@ impl StructColumn {
                 format!("{path}.{name}")
             }
         };
+        let is_extra = |c: &&Column| c.ty == ColumnType::Extra;
+        let declared: Vec<&Column> = columns.iter().filter(|c| !is_extra(c)).collect();
+        let extra = columns.iter().find(is_extra);
+        let children: Vec<&Column> = declared.iter().copied().chain(extra).collect();
         StructColumn {
-            names: columns.iter().map(|c| c.name.clone()).collect(),
-            quoted: columns.iter().map(|c| scan::quoted(&c.name)).collect(),
-            children: columns
+            names: declared.iter().map(|c| c.name.clone()).collect(),
+            quoted: declared.iter().map(|c| scan::quoted(&c.name)).collect(),
+            children: children
                 .iter()
                 .map(|c| Builder::new(&c.ty, child_path(&c.name)))
                 .collect(),
-            flattened: columns.iter().map(|c| c.flattened).collect(),
-            fields: columns
+            flattened: children.iter().map(|c| c.flattened).collect(),
+            fields: children
                 .iter()
                 .map(|c| Arc::new(c.ty.field(&c.output_name)))
                 .collect(),
@@ -937,7 +994,63 @@ impl StructColumn {
             len: 0,
             path: path.to_owned(),
             ignored: HashSet::new(),
+            has_extra: extra.is_some(),
         }
+    }
+
+    /// The undeclared fields' column, when this level keeps them.
+    fn extra(&mut self) -> Option<&mut Builder> {
+        if self.has_extra {
+            self.children.last_mut()
+        } else {
+            None
+        }
+    }
+
+    /// Adds one undeclared field to the row's `_sdc_extra` object. `key` is the name
+    /// as JSON text (quoted and escaped), `value` the field's JSON text.
+    fn push_extra(&mut self, key: &str, value: &str) -> bool {
+        let Some(Builder {
+            kind: Kind::Str { offsets, data, .. },
+            ..
+        }) = self.extra()
+        else {
+            return false;
+        };
+        let opened = data.len() > offsets.last().map_or(0, |&o| o as usize);
+        data.push(if opened { b',' } else { b'{' });
+        data.extend_from_slice(key.as_bytes());
+        data.push(b':');
+        data.extend_from_slice(values::compact_json(value).as_bytes());
+        true
+    }
+
+    /// Ends the row's `_sdc_extra` object, if a field opened it (else the column is left
+    /// for the null that fills every column the record did not give).
+    fn close_extra(&mut self) -> bool {
+        let Some(Builder {
+            kind:
+                Kind::Str {
+                    offsets,
+                    data,
+                    valid,
+                    ..
+                },
+            ..
+        }) = self.extra()
+        else {
+            return true;
+        };
+        if data.len() == offsets.last().map_or(0, |&o| o as usize) {
+            return true;
+        }
+        data.push(b'}');
+        let Ok(end) = i32::try_from(data.len()) else {
+            return false;
+        };
+        offsets.push(end);
+        valid.0.append(true);
+        true
     }
 
     /// The child for a field name. Taps write fields in the same order every record, so
@@ -1022,8 +1135,14 @@ impl StructColumn {
         let mut guess = 0;
         while let Some(BorrowedStr(key)) = map.next_key::<BorrowedStr<'de>>()? {
             let Some(i) = self.child_index(&key, guess) else {
-                self.unknown_field(&key, ctx)?;
-                map.next_value::<IgnoredAny>()?;
+                let replaced = self.path.is_empty() && ctx.replaced.iter().any(|r| *r == key);
+                if self.has_extra && !replaced {
+                    let raw = map.next_value::<&'de RawValue>()?;
+                    self.extra_field(&key, raw.get(), ctx)?;
+                } else {
+                    self.unknown_field(&key, ctx)?;
+                    map.next_value::<IgnoredAny>()?;
+                }
                 continue;
             };
             guess = i + 1;
@@ -1036,6 +1155,11 @@ impl StructColumn {
                 ctx,
             })?;
         }
+        if self.has_extra && !self.close_extra() {
+            return Err(
+                ctx.fail("more than 2 GiB of text in one batch; lower max_batch_bytes".into())
+            );
+        }
         for child in &mut self.children {
             if child.len() == row {
                 child.push_null();
@@ -1043,6 +1167,25 @@ impl StructColumn {
         }
         self.valid.0.append(true);
         self.len += 1;
+        Ok(())
+    }
+
+    /// An undeclared field kept in `_sdc_extra`; NaN and infinities cannot be, since
+    /// the column holds JSON.
+    fn extra_field<E: de::Error>(&mut self, key: &str, raw: &str, ctx: &mut Ctx) -> Result<(), E> {
+        if let Some(value) = ctx.marks.and_then(|marks| marks.within(raw)) {
+            let path = if self.path.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            return Err(ctx.fail(format!(
+                "field {path:?}: {} in a field additionalProperties keeps, which JSON text cannot hold",
+                non_finite_name(value)
+            )));
+        }
+        let key = serde_json::to_string(key).unwrap_or_default();
+        self.push_extra(&key, raw);
         Ok(())
     }
 
@@ -1056,29 +1199,27 @@ impl StructColumn {
         let read = scanner.items(b'}', |scanner| {
             let expected = self.quoted.get(guess).and_then(Option::as_deref);
             let i = if expected.is_some_and(|quoted| scanner.eat_literal(quoted)) {
-                Some(guess)
+                guess
             } else {
                 let Some(key) = scanner.plain_str() else {
                     return false;
                 };
-                let i = self.child_index(key, guess);
-                if i.is_none() && !(skip_ignored && self.ignored.contains(key)) {
-                    return false;
+                match self.child_index(key, guess) {
+                    Some(i) => i,
+                    None => {
+                        return scanner.eat(b':') && self.plain_unknown(key, scanner, skip_ignored);
+                    }
                 }
-                i
             };
             if !scanner.eat(b':') {
                 return false;
             }
-            let Some(i) = i else {
-                return scanner.skip_value();
-            };
             guess = i + 1;
             filled += 1;
             let child = &mut self.children[i];
             child.len() == row && child.plain_value(scanner, skip_ignored)
         });
-        if !read {
+        if !read || self.has_extra && !self.close_extra() {
             return false;
         }
         // A field given twice was refused above, so `filled` counts distinct fields.
@@ -1092,6 +1233,20 @@ impl StructColumn {
         self.valid.0.append(true);
         self.len += 1;
         true
+    }
+
+    /// The value of a field the schema does not declare, on the plain path: skipped
+    /// when it was warned about (or a metadata column replaced it), kept in
+    /// `_sdc_extra` where this level keeps such fields; else declined (false).
+    #[cold]
+    fn plain_unknown(&mut self, key: &str, scanner: &mut Scanner, skip_ignored: bool) -> bool {
+        if (skip_ignored || self.has_extra) && self.ignored.contains(key) {
+            return scanner.skip_value();
+        }
+        self.has_extra
+            && scanner
+                .value_text()
+                .is_some_and(|value| self.push_extra(&format!("\"{key}\""), value))
     }
 
     fn unknown_field<E: de::Error>(&mut self, key: &str, ctx: &mut Ctx) -> Result<(), E> {
@@ -1125,7 +1280,22 @@ impl<'de> DeserializeSeed<'de> for RootSeed<'_, '_> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
+        if self.ctx.marks.is_some() {
+            // Not an object then, but its text is needed to say what it is.
+            let raw = <&'de RawValue>::deserialize(d)?;
+            if !raw.get().starts_with('{') {
+                return Err(self.not_an_object(raw.get()));
+            }
+            let mut inner = serde_json::Deserializer::from_str(raw.get());
+            return de::Deserializer::deserialize_map(&mut inner, self).map_err(de::Error::custom);
+        }
+        d.deserialize_any(self)
+    }
+}
+
+impl RootSeed<'_, '_> {
+    fn not_an_object<E: de::Error>(self, what: &str) -> E {
+        self.ctx.fail(crate::protocol::not_an_object(what))
     }
 }
 
@@ -1138,6 +1308,35 @@ impl<'de> Visitor<'de> for RootSeed<'_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         self.root.visit_fields(map, self.ctx)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(self.not_an_object("null"))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        Err(self.not_an_object(if v { "true" } else { "false" }))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        Err(self.not_an_object(&v.to_string()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        Err(self.not_an_object(&v.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        Err(self.not_an_object(&v.to_string()))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        let quoted = serde_json::to_string(v).unwrap_or_default();
+        Err(self.not_an_object(&quoted))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(self.not_an_object("[]"))
     }
 }
 
@@ -1229,11 +1428,46 @@ impl<'de> DeserializeSeed<'de> for ValueSeed<'_, '_> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if let Some(marks) = self.ctx.marks {
+            let raw = <&'de RawValue>::deserialize(d)?;
+            return self.marked(raw.get(), marks);
+        }
         if self.takes_raw_text() {
             let raw = <&'de RawValue>::deserialize(d)?;
             return self.raw(raw.get());
         }
         d.deserialize_any(self)
+    }
+}
+
+impl<'de> ValueSeed<'_, '_> {
+    /// A value of a rewritten line: a NaN or infinity goes into a float column and is
+    /// refused anywhere else (JSON text cannot hold one either); any other value is
+    /// decoded from its own text, so that nested values are looked at the same way.
+    fn marked<E: de::Error>(self, text: &'de str, marks: &Marks) -> Result<(), E> {
+        if let Some(value) = marks.value_at(text) {
+            if let Kind::Float { values, .. } = &mut self.builder.kind {
+                values.push(value);
+                return Ok(());
+            }
+            let got = format_args!(
+                "{} (only float columns take NaN and Infinity)",
+                non_finite_name(value)
+            );
+            return Err(self.ctx.refuse(self.builder, got));
+        }
+        if self.takes_raw_text() {
+            if let Some(value) = marks.within(text) {
+                let got = format_args!(
+                    "a value holding {}, which JSON text cannot hold",
+                    non_finite_name(value)
+                );
+                return Err(self.ctx.refuse(self.builder, got));
+            }
+            return self.raw(text);
+        }
+        let mut inner = serde_json::Deserializer::from_str(text);
+        de::Deserializer::deserialize_any(&mut inner, self).map_err(E::custom)
     }
 }
 
@@ -1415,6 +1649,42 @@ mod tests {
         assert_eq!(plain, full);
         // Records 1-4, 7 and 22 (fields already warned about) and 8 take the fast path.
         assert_eq!(taken, 7);
+    }
+
+    #[test]
+    fn undeclared_fields_are_kept_where_the_schema_allows_them_both_ways() {
+        let schema = r#"{"additionalProperties": true, "properties": {"id": {"type": "integer"},
+            "o": {"type": "object", "additionalProperties": true, "properties": {"k": {"type": "integer"}}}}}"#;
+        let records = [
+            r#"{"id": 1, "z": {"a": [1, 2]}, "o": {"k": 1, "y": "x y"}}"#,
+            r#"{"id": 2}"#,
+            r#"{"w": "first", "id": 3, "v": null, "o": {"y": "a\"b"}}"#,
+            r#"{"id": 4, "o": null, "z": 1.50}"#,
+        ];
+        let (plain, full, taken) = both_ways(schema, &records);
+        assert_eq!(plain, full);
+        assert_eq!(taken, 3);
+        let extra: Vec<Option<&str>> = plain.column(2).as_string::<i32>().iter().collect();
+        assert_eq!(
+            extra,
+            [
+                Some(r#"{"z":{"a":[1,2]}}"#),
+                None,
+                Some(r#"{"w":"first","v":null}"#),
+                Some(r#"{"z":1.50}"#)
+            ]
+        );
+        let nested = plain.column(1).as_struct().column(1).as_string::<i32>();
+        assert_eq!(nested.value(0), r#"{"y":"x y"}"#);
+        assert_eq!(nested.value(2), r#"{"y":"a\"b"}"#);
+        let whole = both_ways(r#"{"type": "object"}"#, &records);
+        assert_eq!(whole.0, whole.1);
+        let kept: Vec<Option<&str>> = whole.0.column(0).as_string::<i32>().iter().collect();
+        assert_eq!(kept[1], Some(r#"{"id":2}"#));
+        assert_eq!(
+            kept[2],
+            Some(r#"{"w":"first","id":3,"v":null,"o":{"y":"a\"b"}}"#)
+        );
     }
 
     #[test]

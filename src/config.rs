@@ -86,6 +86,7 @@ pub const INVALID_RECORDS: &[&str] = &["fail", "skip", "quarantine"];
 pub const UNKNOWN_FIELDS: &[&str] = &["warn", "fail"];
 pub const UNKNOWN_MESSAGE_TYPES: &[&str] = &["fail", "warn"];
 pub const INEXACT_NUMBERS: &[&str] = &["fail", "warn"];
+pub const LONE_SURROGATES: &[&str] = &["invalid", "replace"];
 pub const TIMESTAMP_UNITS: &[&str] = &["us", "ms", "ns"];
 pub const COMPRESSIONS: &[&str] = &["none", "gzip", "zstd", "snappy", "lz4"];
 pub const ENCRYPTIONS: &[&str] = &["AES256", "aws:kms"];
@@ -277,6 +278,14 @@ pub const SETTINGS: &[Setting] = &[
             "A `number` value a float64 cannot hold exactly (an integer beyond 2^53, more digits than survive the round trip): `fail` treats the record as invalid and names the column; `warn` stores the nearest float64 and counts it.",
         ),
         "fail",
+    ),
+    with_default(
+        setting(
+            "lone_surrogates",
+            Kind::Choice(LONE_SURROGATES),
+            "A record string holding an escape of half a UTF-16 character (`\\ud800` without its other half), which is not Unicode text: `invalid` makes the record invalid (see `invalid_records`), naming the field; `replace` stores U+FFFD in its place.",
+        ),
+        "invalid",
     ),
     with_default(
         setting(
@@ -847,6 +856,7 @@ impl Config {
                     _ => InexactNumbers::Fail,
                 },
                 refuse_unknown_fields: v.choice_or_default("unknown_fields")? == "fail",
+                replace_surrogates: v.choice_or_default("lone_surrogates")? == "replace",
             },
             invalid_records: match v.choice_or_default("invalid_records")?.as_str() {
                 "skip" => InvalidRecords::Skip,

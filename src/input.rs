@@ -5,6 +5,8 @@
 //! checked whole here, on the reader's own thread, and only a block that fails is
 //! checked line by line (to name the line). Must not touch: what a line says. The queue
 //! holds a few blocks only, so a slow pipeline stops the reading, not the memory.
+//! A UTF-8 byte order mark at the very start of the input is skipped (one anywhere
+//! else is the line's, and `protocol` names it when it refuses the line).
 
 use std::io::{self, Read};
 use std::ops::Range;
@@ -131,6 +133,9 @@ impl Blocks {
     }
 }
 
+/// The UTF-8 byte order mark.
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// The error for a line past `max_line_bytes`.
 pub const LINE_TOO_LONG: &str = "the line is longer than max_line_bytes";
 
@@ -140,6 +145,9 @@ fn read_blocks(mut input: impl Read, tx: SyncSender<io::Result<Block>>, max_line
     let kept = QUEUED_BLOCKS + crate::parallel::IN_FLIGHT + 2;
     let (pool, returned) = sync_channel::<Vec<u8>>(kept);
     let mut carry = Vec::new();
+    // Until the first block goes out: a UTF-8 byte order mark opening the input is
+    // dropped there (files saved by Windows tools start with one).
+    let mut first = true;
     loop {
         let mut data = returned.try_recv().unwrap_or_default();
         let size = BLOCK.max(carry.len() * 2);
@@ -172,6 +180,13 @@ fn read_blocks(mut input: impl Read, tx: SyncSender<io::Result<Block>>, max_line
                     carry.extend_from_slice(&data[..len]);
                     continue;
                 }
+            }
+        }
+        if first && len > 0 {
+            first = false;
+            if data[..len].starts_with(BOM) {
+                data.drain(..BOM.len());
+                len -= BOM.len();
             }
         }
         let pool = pool.clone();
@@ -277,6 +292,15 @@ mod tests {
             );
         }
         assert_eq!(seen, [Ok("ok".into()), Err(4), Ok("été".into())]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_opening_the_input_is_skipped() {
+        assert_eq!(
+            collect(b"\xEF\xBB\xBFa\n\xEF\xBB\xBFb"),
+            [b"a".to_vec(), b"\xEF\xBB\xBFb".to_vec()]
+        );
+        assert_eq!(collect(b"\xEF\xBB\xBF"), Vec::<Vec<u8>>::new());
     }
 
     #[test]

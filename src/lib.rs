@@ -34,6 +34,7 @@
 pub mod batch;
 pub mod batch_files;
 pub mod config;
+pub mod dialect;
 pub mod encode;
 pub mod error;
 pub mod input;

@@ -21,14 +21,20 @@
 //! across runs by the run id) or `{uuid}`; any other template is refused at start-up,
 //! because an object must never overwrite another.
 //!
-//! Table rule: ASCII letters, digits, `-`, `_` and `.` are kept; every other character
-//! (slashes, colons, spaces, non-ASCII) becomes `_`; a name left empty or made of dots
-//! alone becomes `_`. `test:SpecialChars!in?attributes` → `test_SpecialChars_in_attributes`.
+//! Table rule: letters and digits of any script (Unicode alphanumerics), `-`, `_` and
+//! `.` are kept; every other character (slashes, colons, spaces, `%`, combining marks)
+//! becomes its UTF-8 bytes as `%XX`, so the rule is reversible and two stream names
+//! never share a folder: `a/b` → `a%2Fb`, `a_b` stays, `Продажи` stays. A name made of
+//! dots alone has its dots encoded (`..` → `%2E%2E`: never a `..` segment); an empty
+//! name becomes `_`, the one name that shares a folder with another, which the run
+//! refuses (see `folder_of`). Names that were key-safe before (ASCII letters, digits,
+//! `-`, `_`, `.`) keep their folders.
 //!
 //! Quarantined records (`ObjectKind::Rejected`) take the same template with
 //! `{date_partition}` and `{partition}` empty, `jsonl` for `{ext}`, and a `_rejected`
 //! folder just before the file name.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::hash::{BuildHasher, Hasher};
 
@@ -211,6 +217,8 @@ pub struct KeyBuilder {
     extension: &'static str,
     run_id: String,
     sequence: u64,
+    /// The folder each stream's name gave it so far, and the stream's name.
+    folders: HashMap<String, String>,
 }
 
 /// What the placeholders stand for in one key.
@@ -232,6 +240,7 @@ impl KeyBuilder {
             extension: crate::encode::extension(config.file_type, config.output.compression.codec),
             run_id: random_hex(),
             sequence: 0,
+            folders: HashMap::new(),
         }
     }
 
@@ -307,8 +316,9 @@ impl KeyBuilder {
     }
 
     /// Whether streams of different names have different `stream_prefix`es: the fixed
-    /// part holds {stream}, or {table} with no `table` setting. (Two names that the
-    /// table rule makes equal, such as `a:b` and `a_b`, still share one.)
+    /// part holds {stream}, or {table} with no `table` setting. (The two names the
+    /// table rule makes equal, the empty name and `_`, would share one: `claim_folder`
+    /// refuses that.)
     pub fn prefix_is_per_stream(&self) -> bool {
         self.fixed_prefix("").1
     }
@@ -318,6 +328,29 @@ impl KeyBuilder {
     /// setting): what `load_method: overwrite` needs before it may delete there.
     pub fn prefix_is_per_table(&self) -> bool {
         self.fixed_prefix("").2
+    }
+
+    /// Takes note of `stream`'s folder (the key-safe form of its name, where the
+    /// template names the table or stream after it), and refuses a stream whose folder
+    /// another stream of the run already has: two streams never mix their objects in
+    /// one folder unless the `table` setting puts them there on purpose.
+    pub fn claim_folder(&mut self, stream: &str) -> Result<(), String> {
+        let by_name =
+            self.template.uses("stream") || self.template.uses("table") && self.table.is_none();
+        if !by_name {
+            return Ok(());
+        }
+        let folder = table_name(stream);
+        match self.folders.get(&folder) {
+            Some(other) if other != stream => Err(format!(
+                "streams {other:?} and {stream:?} would share the folder {folder:?}; rename one in the tap, or set \"table\" to put streams in one folder on purpose"
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.folders.insert(folder, stream.to_owned());
+                Ok(())
+            }
+        }
     }
 
     /// The prefix, whether it names the stream, and whether it names the table.
@@ -396,21 +429,23 @@ fn segments(text: &str) -> Vec<&str> {
 
 /// A stream name made safe for one key segment (the rule in the module comment).
 pub fn table_name(stream: &str) -> String {
-    let safe: String = stream
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if safe.chars().all(|c| c == '.') {
-        "_".to_owned()
-    } else {
-        safe
+    if stream.is_empty() {
+        return "_".to_owned();
     }
+    let dots_only = stream.chars().all(|c| c == '.');
+    let mut safe = String::with_capacity(stream.len());
+    for c in stream.chars() {
+        let kept = (c.is_alphanumeric() || matches!(c, '-' | '_' | '.')) && !(dots_only);
+        if kept {
+            safe.push(c);
+        } else {
+            let mut bytes = [0; 4];
+            for b in c.encode_utf8(&mut bytes).bytes() {
+                let _ = write!(safe, "%{b:02X}");
+            }
+        }
+    }
+    safe
 }
 
 /// 64 random bits from the standard library's per-process random hash keys (a new key
@@ -528,7 +563,7 @@ mod tests {
         let key = data_key(&mut keys, "my stream", "a=1");
         let run = keys.run_id().to_owned();
         let (head, file) = key.rsplit_once('/').unwrap();
-        assert_eq!(head, "exports/daily/my_stream/t_x/2024/03/a=1");
+        assert_eq!(head, "exports/daily/my%20stream/t%3Ax/2024/03/a=1");
         let (uuid, rest) = file.split_at(36);
         assert_eq!(rest, format!("-{run}-00001.csv"));
         let groups: Vec<usize> = uuid.split('-').map(str::len).collect();
@@ -626,7 +661,7 @@ mod tests {
             let keys = builder(extra);
             (keys.stream_prefix("a:b"), keys.prefix_is_per_stream())
         };
-        assert_eq!(prefix(json!({})), ("exports/daily/a_b/".into(), true));
+        assert_eq!(prefix(json!({})), ("exports/daily/a%3Ab/".into(), true));
         assert_eq!(
             prefix(json!({"table": "orders", "date_partition_format": "%Y"})),
             ("exports/daily/orders/".into(), false)
@@ -636,7 +671,7 @@ mod tests {
             prefix(template(
                 "{object_key_path}/x/{stream}/{table}-{date:%Y}/{uuid}"
             )),
-            ("exports/daily/x/a_b/".into(), true)
+            ("exports/daily/x/a%3Ab/".into(), true)
         );
         assert_eq!(
             prefix(template("{object_key_path}/{table}-{date:%Y}/{uuid}")),
@@ -652,7 +687,7 @@ mod tests {
         );
         assert_eq!(
             prefix(template("{object_key_path}//{table}//{run_id}/{part}")),
-            ("exports/daily/a_b/".into(), true)
+            ("exports/daily/a%3Ab/".into(), true)
         );
     }
 
@@ -683,10 +718,10 @@ mod tests {
     fn every_key_of_a_stream_starts_with_its_prefix() {
         let now = Utc.with_ymd_and_hms(2024, 3, 9, 4, 5, 6).unwrap();
         let mut keys = builder(json!({"date_partition_format": "%Y/%m"}));
-        assert_eq!(keys.stream_prefix("a:b"), "exports/daily/a_b/");
+        assert_eq!(keys.stream_prefix("a:b"), "exports/daily/a%3Ab/");
         for kind in [ObjectKind::Data, ObjectKind::Rejected, ObjectKind::Manifest] {
             let key = keys.next_key("a:b", kind, now, "").unwrap();
-            assert!(key.starts_with("exports/daily/a_b/"), "{key}");
+            assert!(key.starts_with("exports/daily/a%3Ab/"), "{key}");
         }
         let manifest = keys.next_key("a", ObjectKind::Manifest, now, "").unwrap();
         assert!(
@@ -714,12 +749,67 @@ mod tests {
     fn table_names_are_key_safe() {
         assert_eq!(
             table_name("test:SpecialChars!in?attributes"),
-            "test_SpecialChars_in_attributes"
+            "test%3ASpecialChars%21in%3Fattributes"
         );
-        assert_eq!(table_name("a/b c"), "a_b_c");
-        assert_eq!(table_name("naïve"), "na_ve");
-        assert_eq!(table_name(".."), "_");
+        assert_eq!(table_name("a/b c"), "a%2Fb%20c");
+        assert_eq!(table_name("a%2Fb"), "a%252Fb");
+        assert_eq!(table_name("naïve"), "naïve");
+        assert_eq!(table_name("Продажи"), "Продажи");
+        assert_eq!(table_name("e\u{301}"), "e%CC%81");
+        assert_eq!(table_name(".."), "%2E%2E");
+        assert_eq!(table_name("a..b"), "a..b");
         assert_eq!(table_name(""), "_");
         assert_eq!(table_name("public-users.v2"), "public-users.v2");
+        assert_ne!(table_name("a/b"), table_name("a_b"));
+        assert_ne!(table_name("é"), table_name("ü"));
+    }
+
+    /// The rule is reversible: decoding the percent escapes gives the name back.
+    #[test]
+    fn table_names_decode_back() {
+        let decode = |safe: &str| {
+            let mut bytes = Vec::new();
+            let mut rest = safe.as_bytes();
+            while let Some((&b, tail)) = rest.split_first() {
+                if b == b'%' {
+                    let hex = std::str::from_utf8(&tail[..2]).unwrap();
+                    bytes.push(u8::from_str_radix(hex, 16).unwrap());
+                    rest = &tail[2..];
+                } else {
+                    bytes.push(b);
+                    rest = tail;
+                }
+            }
+            String::from_utf8(bytes).unwrap()
+        };
+        for name in [
+            "a/b",
+            "a_b",
+            "Клиенты",
+            "x%y",
+            "..",
+            "tab\there",
+            "日本語 テーブル",
+            "a:b=c",
+        ] {
+            assert_eq!(decode(&table_name(name)), name);
+        }
+    }
+
+    #[test]
+    fn streams_sharing_a_folder_are_refused_unless_table_says_so() {
+        let mut keys = builder(json!({}));
+        keys.claim_folder("Продажи").unwrap();
+        keys.claim_folder("Клиенты").unwrap();
+        keys.claim_folder("Продажи").unwrap();
+        keys.claim_folder("_").unwrap();
+        let e = keys.claim_folder("").unwrap_err();
+        assert!(
+            e.contains(r#"streams "_" and """#) && e.contains("table"),
+            "{e}"
+        );
+        let mut shared = builder(json!({"table": "orders"}));
+        shared.claim_folder("_").unwrap();
+        shared.claim_folder("").unwrap();
     }
 }

@@ -4,6 +4,11 @@
 //! Must not touch: schemas, buffers or state. When the caller can take a record as it
 //! is parsed (`RecordSink`), the record's value is handed to it straight from the
 //! parser, so record bytes are scanned once; otherwise it stays raw JSON text.
+//!
+//! A line serde_json refuses gets a second look (`dialect`): a record holding `NaN`,
+//! `Infinity` or lone surrogate escapes is read from a rewritten copy of the line, and
+//! any other refusal names its real cause (a byte order mark, a non-finite number or a
+//! surrogate outside the record, an envelope field of the wrong type).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -12,7 +17,9 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::dialect::{self, Marks};
 use crate::scan::Scanner;
+use crate::values::describe_raw;
 
 /// One Singer message, borrowing from the input line.
 #[derive(Debug)]
@@ -57,6 +64,9 @@ pub enum Record<'a> {
     /// (A line that is not JSON is an error instead, even inside a record.)
     Refused,
     Raw(&'a RawValue),
+    /// The record cannot be a row, for the reason given: it is not an object, or holds
+    /// lone surrogates. Like a refused record, it goes to `invalid_records`.
+    Invalid(String),
 }
 
 /// Takes record values as they are parsed.
@@ -71,8 +81,24 @@ pub trait RecordSink {
     fn decode_plain(&mut self, _stream: &str, _scanner: &mut Scanner) -> bool {
         false
     }
-    /// Drops the record value just decoded by `decode_plain`.
+    /// Drops the record value just decoded by `decode_plain`, or what a failed
+    /// decode left of it.
     fn discard(&mut self, _stream: &str) {}
+    /// `decode` for a record of a rewritten line (see `dialect`), whose values at the
+    /// places `marks` gives are NaN or infinities.
+    fn decode_marked<'de, D: Deserializer<'de>>(
+        &mut self,
+        stream: &str,
+        d: D,
+        _marks: &Marks,
+    ) -> Result<(), D::Error> {
+        self.decode(stream, d)
+    }
+    /// Whether lone surrogates in records of `stream` become U+FFFD (else the record
+    /// is invalid).
+    fn replaces_surrogates(&mut self, _stream: &str) -> bool {
+        false
+    }
 }
 
 /// A sink that takes nothing: every record stays raw.
@@ -105,28 +131,131 @@ pub fn parse_line<'a, S: RecordSink>(
         return Ok(message);
     }
     let mut fields = Fields::default();
-    let mut deserializer = serde_json::Deserializer::from_str(line);
-    let parsed = EnvelopeSeed {
-        fields: &mut fields,
-        sink,
-    }
-    .deserialize(&mut deserializer)
-    .and_then(|()| deserializer.end());
-    match parsed {
+    match read_envelope(line, &mut fields, sink, None) {
         Ok(()) => fields.into_message(),
         Err(e) if fields.refused && e.classify() == serde_json::error::Category::Data => {
-            Ok(Message::Record {
-                stream: fields.stream.unwrap_or_default(),
-                record: Record::Refused,
-                time_extracted: None,
-                version: None,
+            Ok(refused(fields))
+        }
+        Err(e) => {
+            if let Some(stream) = fields.stream.as_deref() {
+                sink.discard(stream);
+            }
+            if fields.bad.is_none()
+                && let Some(message) = read_dialect(line, sink)
+            {
+                return Ok(message);
+            }
+            Err(ParseError {
+                message: describe_failure(line, &fields, &e),
+                stream: fields.stream.map(Cow::into_owned),
             })
         }
-        Err(e) => Err(ParseError {
-            stream: fields.stream.map(Cow::into_owned),
-            message: format!("not a JSON object: {}", describe_json_error(&e)),
-        }),
     }
+}
+
+fn read_envelope<'a, S: RecordSink>(
+    text: &'a str,
+    fields: &mut Fields<'a>,
+    sink: &mut S,
+    marks: Option<&Marks>,
+) -> Result<(), serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    EnvelopeSeed {
+        fields,
+        sink,
+        marks,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|()| deserializer.end())
+}
+
+/// The record the sink refused while it was being read.
+fn refused(fields: Fields) -> Message {
+    Message::Record {
+        stream: fields.stream.unwrap_or_default(),
+        record: Record::Refused,
+        time_extracted: None,
+        version: None,
+    }
+}
+
+/// A RECORD line that holds NaN, infinities or lone surrogates in its record (and
+/// nowhere else), read from its rewritten copy; None for any other line.
+fn read_dialect<'a, S: RecordSink>(line: &'a str, sink: &mut S) -> Option<Message<'a>> {
+    let found = dialect::rewrite(line)?;
+    if !found.spots.iter().all(dialect::Spot::in_record) {
+        return None;
+    }
+    let stream = found.stream.clone()?;
+    let lone = found
+        .spots
+        .iter()
+        .find(|s| matches!(s.found, dialect::Found::Surrogate { .. }));
+    let invalid = lone.filter(|_| !sink.replaces_surrogates(&stream));
+    let (text, marks) = (found.text.as_str(), found.marks());
+    let mut fields = Fields::default();
+    let read = match invalid {
+        Some(_) => read_envelope(text, &mut fields, &mut NoSink, None),
+        None => read_envelope(text, &mut fields, sink, Some(&marks)),
+    };
+    let message = match read {
+        Ok(()) => fields.into_message().ok()?,
+        Err(e) if fields.refused && e.classify() == serde_json::error::Category::Data => {
+            refused(fields)
+        }
+        Err(_) => return None,
+    };
+    let Message::Record {
+        record,
+        time_extracted,
+        version,
+        ..
+    } = message
+    else {
+        return None;
+    };
+    let record = match (record, invalid) {
+        (_, Some(spot)) => Record::Invalid(spot.describe()),
+        (Record::Raw(raw), None) if sink.accepts(&stream) => {
+            let mut d = serde_json::Deserializer::from_str(raw.get());
+            match sink.decode_marked(&stream, &mut d, &marks) {
+                Ok(()) => Record::Decoded,
+                Err(_) => Record::Refused,
+            }
+        }
+        (Record::Raw(_), None) => Record::Invalid("the stream has no SCHEMA".into()),
+        (Record::Decoded, None) => Record::Decoded,
+        (Record::Refused, None) => Record::Refused,
+        (Record::Invalid(reason), None) => Record::Invalid(reason),
+    };
+    // The rewrite kept every offset, so the text is at the same place in the line.
+    let time_extracted = time_extracted.and_then(|t| {
+        let at = (t.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+        line.get(at..at + t.len())
+    });
+    Some(Message::Record {
+        stream: Cow::Owned(stream),
+        record,
+        time_extracted,
+        version,
+    })
+}
+
+/// Why a line could not be read, by its real cause where one is known.
+fn describe_failure(line: &str, fields: &Fields, e: &serde_json::Error) -> String {
+    if line.starts_with('\u{feff}') {
+        return "the line starts with a byte order mark (U+FEFF), which only the start of the input may have".into();
+    }
+    if let Some(bad) = &fields.bad {
+        return bad.clone();
+    }
+    if let Some(found) = dialect::rewrite(line) {
+        let spot = found.spots.iter().find(|s| !s.in_record());
+        if let Some(spot) = spot.or(found.spots.first()) {
+            return spot.describe();
+        }
+    }
+    format!("not a JSON object: {}", describe_json_error(e))
 }
 
 /// The fast path for the line taps write most: `{"type":"RECORD","stream":...,
@@ -204,6 +333,8 @@ struct Fields<'a> {
     time_extracted: Option<&'a str>,
     encoding: Option<&'a RawValue>,
     manifest: Option<&'a RawValue>,
+    /// An envelope field of the wrong type, as the message that says so.
+    bad: Option<String>,
 }
 
 impl<'a> Fields<'a> {
@@ -221,7 +352,8 @@ impl<'a> Fields<'a> {
                 let record = match self.record {
                     _ if self.decoded => Record::Decoded,
                     Some(raw) if raw.get().starts_with('{') => Record::Raw(raw),
-                    _ => return Err(fail(&stream, "RECORD needs a \"record\" object")),
+                    Some(raw) => Record::Invalid(not_an_object(raw.get())),
+                    None => return Err(fail(&stream, "RECORD has no \"record\"")),
                 };
                 let stream = stream.ok_or_else(|| fail(&None, "RECORD has no \"stream\""))?;
                 Ok(Message::Record {
@@ -232,10 +364,15 @@ impl<'a> Fields<'a> {
                 })
             }
             "SCHEMA" => {
-                let schema = self
-                    .schema
-                    .filter(|s| s.get().starts_with('{'))
-                    .ok_or_else(|| fail(&stream, "SCHEMA needs a \"schema\" object"))?;
+                let schema = match self.schema {
+                    Some(raw) if raw.get().starts_with('{') => raw,
+                    Some(raw) => {
+                        let got = describe_raw(raw.get());
+                        let message = format!("\"schema\" must be an object, got {got}");
+                        return Err(fail(&stream, &message));
+                    }
+                    None => return Err(fail(&stream, "SCHEMA needs a \"schema\" object")),
+                };
                 let stream = stream.ok_or_else(|| fail(&None, "SCHEMA has no \"stream\""))?;
                 Ok(Message::Schema {
                     stream,
@@ -281,9 +418,15 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Why a record value that is not an object cannot be a row.
+pub fn not_an_object(raw: &str) -> String {
+    format!("the record is {}; expected an object", describe_raw(raw))
+}
+
 struct EnvelopeSeed<'f, 'a, S> {
     fields: &'f mut Fields<'a>,
     sink: &'f mut S,
+    marks: Option<&'f Marks>,
 }
 
 impl<'de, S: RecordSink> DeserializeSeed<'de> for EnvelopeSeed<'_, 'de, S> {
@@ -291,6 +434,44 @@ impl<'de, S: RecordSink> DeserializeSeed<'de> for EnvelopeSeed<'_, 'de, S> {
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
+    }
+}
+
+/// The envelope field `key`, of the type `expected`, read by `read` from its raw JSON;
+/// a value of another type is noted in `bad` and stops the parse.
+fn envelope_field<'de, T, E: de::Error>(
+    bad: &mut Option<String>,
+    key: &str,
+    raw: &'de RawValue,
+    expected: &str,
+    read: impl FnOnce(&'de str) -> Option<T>,
+) -> Result<T, E> {
+    read(raw.get()).ok_or_else(|| {
+        let message = format!(
+            "{key:?} must be {expected}, got {}",
+            describe_raw(raw.get())
+        );
+        // A value of the right type with lone surrogates in it: `dialect` says so.
+        if dialect::rewrite(raw.get()).is_none() {
+            bad.get_or_insert(message.clone());
+        }
+        E::custom(message)
+    })
+}
+
+/// A JSON string's text, borrowed when it has no escapes.
+fn string_of(raw: &str) -> Option<Cow<'_, str>> {
+    serde_json::from_str::<BorrowedStr>(raw).ok().map(|s| s.0)
+}
+
+/// A whole number (`12`, `12.0`, `1.2e1`), or null for none.
+fn version_of(raw: &str) -> Option<Option<i64>> {
+    if raw == "null" {
+        return Some(None);
+    }
+    match raw.as_bytes().first() {
+        Some(b'-' | b'0'..=b'9') => crate::values::parse_integer(raw).ok().map(Some),
+        _ => None,
     }
 }
 
@@ -305,8 +486,17 @@ impl<'de, S: RecordSink> Visitor<'de> for EnvelopeSeed<'_, 'de, S> {
         let f = self.fields;
         while let Some(BorrowedStr(key)) = map.next_key::<BorrowedStr<'de>>()? {
             match key.as_ref() {
-                "type" => f.kind = Some(map.next_value::<BorrowedStr>()?.0),
-                "stream" => f.stream = Some(map.next_value::<BorrowedStr>()?.0),
+                "type" => {
+                    let raw = map.next_value()?;
+                    f.kind = Some(envelope_field(
+                        &mut f.bad, "type", raw, "a string", string_of,
+                    )?);
+                }
+                "stream" => {
+                    let raw = map.next_value()?;
+                    let stream = envelope_field(&mut f.bad, "stream", raw, "a string", string_of)?;
+                    f.stream = Some(stream);
+                }
                 "record" => {
                     let in_place = f.kind.as_deref() == Some("RECORD")
                         && f.stream.as_deref().is_some_and(|s| self.sink.accepts(s));
@@ -315,6 +505,7 @@ impl<'de, S: RecordSink> Visitor<'de> for EnvelopeSeed<'_, 'de, S> {
                         let seed = SinkSeed {
                             sink: &mut *self.sink,
                             stream,
+                            marks: self.marks,
                         };
                         if let Err(e) = map.next_value_seed(seed) {
                             f.refused = true;
@@ -326,11 +517,22 @@ impl<'de, S: RecordSink> Visitor<'de> for EnvelopeSeed<'_, 'de, S> {
                     }
                 }
                 "schema" => f.schema = Some(map.next_value()?),
-                "key_properties" => f.key_properties = map.next_value()?,
+                "key_properties" => {
+                    let raw = map.next_value()?;
+                    let expected = "an array of strings (or null)";
+                    let keys = envelope_field(&mut f.bad, "key_properties", raw, expected, |t| {
+                        serde_json::from_str::<Option<Vec<String>>>(t).ok()
+                    })?;
+                    f.key_properties = keys;
+                }
                 "value" => f.value = Some(map.next_value()?),
                 "encoding" => f.encoding = Some(map.next_value()?),
                 "manifest" => f.manifest = Some(map.next_value()?),
-                "version" => f.version = map.next_value()?,
+                "version" => {
+                    let raw = map.next_value()?;
+                    let expected = "a whole number (or null)";
+                    f.version = envelope_field(&mut f.bad, "version", raw, expected, version_of)?;
+                }
                 "time_extracted" => {
                     f.time_extracted = Some(map.next_value::<&RawValue>()?.get());
                 }
@@ -368,13 +570,17 @@ impl<'de> Deserialize<'de> for BorrowedStr<'de> {
 struct SinkSeed<'s, S> {
     sink: &'s mut S,
     stream: &'s str,
+    marks: Option<&'s Marks>,
 }
 
 impl<'de, S: RecordSink> DeserializeSeed<'de> for SinkSeed<'_, S> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        self.sink.decode(self.stream, d)
+        match self.marks {
+            Some(marks) => self.sink.decode_marked(self.stream, d, marks),
+            None => self.sink.decode(self.stream, d),
+        }
     }
 }
 
@@ -491,12 +697,117 @@ mod tests {
         .unwrap_err();
         assert!(e.message.contains("trailing characters"), "{}", e.message);
         let e = parse_line(
-            r#"{"type":"RECORD","stream":"s","record":{"a":NaN}}"#,
+            r#"{"type":"RECORD","stream":"s","record":{"a":NaN} x"#,
             &mut sink,
         )
         .unwrap_err();
         assert!(e.message.starts_with("not a JSON object"), "{}", e.message);
         assert_eq!(e.stream.as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn records_with_nan_are_read_from_a_rewritten_line() {
+        let mut sink = Counting(0);
+        let line = r#"{"type":"RECORD","stream":"s","record":{"a":NaN,"b":[-Infinity]},"time_extracted":"2024-01-01T00:00:00Z"}"#;
+        let m = parse_line(line, &mut sink).unwrap();
+        let Message::Record {
+            record: Record::Decoded,
+            time_extracted: Some(time),
+            ..
+        } = m
+        else {
+            panic!("{m:?}")
+        };
+        assert_eq!(time, r#""2024-01-01T00:00:00Z""#);
+        assert_eq!(sink.0, 1);
+        // The record before the stream's name: decoded from the rewritten line too.
+        let m = parse_line(
+            r#"{"record":{"a":Infinity},"type":"RECORD","stream":"s"}"#,
+            &mut sink,
+        );
+        assert!(matches!(
+            m,
+            Ok(Message::Record {
+                record: Record::Decoded,
+                ..
+            })
+        ));
+        assert_eq!(sink.0, 2);
+        // Outside the record, NaN stays an error that names it.
+        let e = parse(r#"{"type":"STATE","value":{"x":NaN}}"#).unwrap_err();
+        assert!(
+            e.message.contains(r#"field "value.x": NaN is not JSON"#),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn lone_surrogates_make_the_record_invalid_naming_the_field() {
+        let mut sink = Counting(0);
+        let line = r#"{"type":"RECORD","stream":"s","record":{"a":{"b":"x\udc00"}}}"#;
+        let Ok(Message::Record {
+            record: Record::Invalid(reason),
+            ref stream,
+            ..
+        }) = parse_line(line, &mut sink)
+        else {
+            panic!()
+        };
+        assert_eq!(stream, "s");
+        assert!(
+            reason.contains(r#"field "a.b" holds \udc00, a lone trailing surrogate"#),
+            "{reason}"
+        );
+        assert_eq!(sink.0, 0);
+        let e = parse(r#"{"type":"RECORD","stream":"s\ud800","record":{}}"#).unwrap_err();
+        assert!(
+            e.message
+                .contains(r#"field "stream" holds \ud800, a lone leading"#),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn envelope_fields_of_the_wrong_type_are_named() {
+        for (line, expected) in [
+            (
+                r#"{"type":"RECORD","stream":5,"record":{}}"#,
+                r#""stream" must be a string, got the number 5"#,
+            ),
+            (
+                r#"{"type":null,"stream":"s"}"#,
+                r#""type" must be a string, got null"#,
+            ),
+            (
+                r#"{"type":"RECORD","stream":"s","record":{},"version":1.5}"#,
+                r#""version" must be a whole number (or null), got the number 1.5"#,
+            ),
+            (
+                r#"{"type":"SCHEMA","stream":"s","schema":{},"key_properties":"id"}"#,
+                r#""key_properties" must be an array of strings (or null), got the string "id""#,
+            ),
+            (
+                r#"{"type":"SCHEMA","stream":"s","schema":true}"#,
+                r#""schema" must be an object, got true"#,
+            ),
+            (
+                "\u{feff}{\"type\":\"STATE\",\"value\":{}}",
+                "byte order mark (U+FEFF)",
+            ),
+        ] {
+            let e = parse(line).unwrap_err();
+            assert!(e.message.contains(expected), "{line}: {}", e.message);
+        }
+        let m = parse(r#"{"type":"ACTIVATE_VERSION","stream":"s","version":1.7e12}"#);
+        assert!(matches!(
+            m,
+            Ok(Message::ActivateVersion {
+                version: 1_700_000_000_000,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -551,8 +862,21 @@ mod tests {
         let e = parse(r#"{"stream":"s"}"#).unwrap_err();
         assert_eq!(e.stream.as_deref(), Some("s"));
         assert!(e.message.contains("no \"type\""));
-        let e = parse(r#"{"type":"RECORD","stream":"s","record":[1]}"#).unwrap_err();
-        assert!(e.message.contains("\"record\" object"));
+        for (record, what) in [
+            ("[1]", "an array"),
+            ("null", "null"),
+            ("\"x\"", "the string \"x\""),
+        ] {
+            let line = format!(r#"{{"type":"RECORD","stream":"s","record":{record}}}"#);
+            let Ok(Message::Record {
+                record: Record::Invalid(reason),
+                ..
+            }) = parse(&line)
+            else {
+                panic!("{line}")
+            };
+            assert_eq!(reason, format!("the record is {what}; expected an object"));
+        }
         let e = parse(r#"{"type":"RECORD","record":{}}"#).unwrap_err();
         assert!(e.message.contains("no \"stream\""));
     }

@@ -8,6 +8,15 @@
 //! schema alone, never from data, so every batch of a stream has the same columns and
 //! types.
 //!
+//! JSON Schema as taps write it: local `$ref`s (`#/definitions/…`, `#/$defs/…`, any
+//! `#/…` pointer) are followed, and a schema that refers to itself becomes a JSON text
+//! column (noted once per SCHEMA in `notes`); `allOf` parts are merged into one schema;
+//! `anyOf`/`oneOf` give one column type for their alternatives. An object level whose
+//! `additionalProperties` is `true` or a schema keeps the fields it does not declare, as
+//! one JSON object in a column `_sdc_extra` after its own (`ColumnType::Extra`); a
+//! SCHEMA with no properties at all has that column alone, so each record is stored
+//! whole (JSONL writes it as the line itself).
+//!
 //! Flattening keeps the tree the records are decoded into; it marks the struct columns
 //! whose fields become columns of their own (`parent__child`), and the Arrow schema
 //! lists those fields in the struct's place.
@@ -34,6 +43,13 @@ pub const FLATTEN_SEPARATOR: &str = "__";
 /// Arrow's canonical extension name for a string column holding JSON text.
 pub const JSON_EXTENSION: &str = "arrow.json";
 
+/// The column that holds the fields an object level does not declare.
+pub const EXTRA_COLUMN: &str = "_sdc_extra";
+
+/// Field metadata marking that column, for encoders that merge its fields back into
+/// the object (JSONL).
+pub const EXTRA_FIELDS: &str = "target_s3.additional_properties";
+
 /// The logical type of a column (or of a nested field or list item).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ColumnType {
@@ -56,6 +72,9 @@ pub enum ColumnType {
     Time,
     /// Objects without properties, `{}`, mixed types: the value's compact JSON text.
     Json,
+    /// The fields an object level does not declare and its `additionalProperties`
+    /// allows, as one compact JSON object (null when there are none).
+    Extra,
     Struct(Vec<Column>),
     List(Box<ColumnType>),
 }
@@ -70,7 +89,9 @@ impl ColumnType {
             }
             ColumnType::Decimal { precision, scale } => DataType::Decimal256(*precision, *scale),
             ColumnType::Boolean => DataType::Boolean,
-            ColumnType::Text | ColumnType::Literal | ColumnType::Json => DataType::Utf8,
+            ColumnType::Text | ColumnType::Literal | ColumnType::Json | ColumnType::Extra => {
+                DataType::Utf8
+            }
             ColumnType::Timestamp(unit) => DataType::Timestamp(*unit, Some("UTC".into())),
             ColumnType::Date => DataType::Date32,
             ColumnType::Time => DataType::Time64(TimeUnit::Microsecond),
@@ -79,16 +100,22 @@ impl ColumnType {
         }
     }
 
-    /// An Arrow field of this type; JSON text is marked with the canonical extension.
+    /// An Arrow field of this type; JSON text is marked with the canonical extension,
+    /// and the undeclared fields' column with `EXTRA_FIELDS` too.
     pub fn field(&self, name: &str) -> Field {
         let field = Field::new(name, self.arrow_type(), true);
-        if *self != ColumnType::Json {
-            return field;
-        }
-        field.with_metadata(HashMap::from([
+        let mut metadata = HashMap::from([
             ("ARROW:extension:name".to_owned(), JSON_EXTENSION.to_owned()),
             ("ARROW:extension:metadata".to_owned(), String::new()),
-        ]))
+        ]);
+        match self {
+            ColumnType::Json => field.with_metadata(metadata),
+            ColumnType::Extra => {
+                metadata.insert(EXTRA_FIELDS.to_owned(), "true".to_owned());
+                field.with_metadata(metadata)
+            }
+            _ => field,
+        }
     }
 
     /// The column's type as SQL engines that read these files spell it (Athena, Hive,
@@ -99,7 +126,9 @@ impl ColumnType {
             ColumnType::Number => "double".into(),
             ColumnType::Decimal { precision, scale } => format!("decimal({precision},{scale})"),
             ColumnType::Boolean => "boolean".into(),
-            ColumnType::Text | ColumnType::Literal | ColumnType::Json => "string".into(),
+            ColumnType::Text | ColumnType::Literal | ColumnType::Json | ColumnType::Extra => {
+                "string".into()
+            }
             ColumnType::Timestamp(_) => "timestamp".into(),
             ColumnType::Date => "date".into(),
             ColumnType::Time => "time".into(),
@@ -125,6 +154,7 @@ impl ColumnType {
             ColumnType::Boolean => "true or false".into(),
             ColumnType::Text => "a string".into(),
             ColumnType::Literal | ColumnType::Json => "any JSON value".into(),
+            ColumnType::Extra => "fields as JSON".into(),
             ColumnType::Timestamp(_) => "an RFC 3339 date-time string".into(),
             ColumnType::Date => "a date string YYYY-MM-DD".into(),
             ColumnType::Time => "a time string HH:MM:SS[.ffffff]".into(),
@@ -247,6 +277,9 @@ pub struct StreamSchema {
     pub key_properties: Vec<String>,
     /// The file's columns: the stream's own, then the metadata columns.
     pub arrow: SchemaRef,
+    /// What the run should say once about how the schema was read (a `$ref` that
+    /// refers to itself, one that cannot be followed).
+    pub notes: Vec<String>,
 }
 
 impl PartialEq for StreamSchema {
@@ -267,28 +300,26 @@ impl StreamSchema {
         key_properties: &[String],
         options: &TypeOptions,
     ) -> Result<StreamSchema, String> {
-        let schema: Value =
+        let mut schema: Value =
             serde_json::from_str(schema).map_err(|e| format!("schema is not valid JSON: {e}"))?;
-        let properties = schema
-            .get("properties")
-            .and_then(Value::as_object)
-            .filter(|p| !p.is_empty())
-            .ok_or("SCHEMA has no properties; expected \"schema\": {\"properties\": {...}}")?;
-        let selected = options
-            .catalog
-            .as_ref()
-            .and_then(|c| c.select(stream, properties, key_properties));
-        let (properties, key_properties) = match &selected {
-            Some((properties, _)) if properties.is_empty() => {
+        let mut keys = key_properties.to_vec();
+        let selected = match (&options.catalog, schema.get("properties")) {
+            (Some(catalog), Some(Value::Object(properties))) => {
+                catalog.select(stream, properties, key_properties)
+            }
+            _ => None,
+        };
+        if let Some((selected, selected_keys)) = selected {
+            if selected.is_empty() {
                 return Err("--catalog_json selects none of the stream's columns".into());
             }
-            Some((properties, keys)) => (properties, keys.as_slice()),
-            None => (properties, key_properties),
-        };
-        let mapper = Mapper {
-            unit: options.timestamp_unit,
-        };
-        let mut columns = mapper.columns(properties);
+            schema["properties"] = Value::Object(selected);
+            keys = selected_keys;
+        }
+        let key_properties = keys.as_slice();
+        let mut mapper = Mapper::new(options.timestamp_unit, &schema);
+        let (columns, properties) = mapper.record_columns(&schema);
+        let mut columns = columns?;
         let (mut metadata, mut replaced) = (Vec::new(), Vec::new());
         if options.metadata_columns {
             metadata = METADATA_COLUMNS
@@ -322,7 +353,8 @@ impl StreamSchema {
         };
         shape.apply(&mut columns, options.flatten_max_depth)?;
         apply_header_case(&mut columns, &mut metadata, &mut mage, options.header_case)?;
-        for key in key_properties {
+        // With no properties, keys cannot be checked against them.
+        for key in key_properties.iter().filter(|_| !properties.is_empty()) {
             if !properties.contains_key(key) {
                 return Err(format!(
                     "key property {key:?} is not among the schema's properties"
@@ -342,6 +374,7 @@ impl StreamSchema {
             mage,
             replaced,
             key_properties: key_properties.to_vec(),
+            notes: mapper.notes,
         })
     }
 
@@ -494,40 +527,186 @@ pub fn parse_type_name(name: &str) -> Result<ColumnType, String> {
     }
 }
 
-/// The JSON Schema walk, with the settings it needs.
-struct Mapper {
+/// References followed while mapping one schema, at most: a schema whose references
+/// fan out (`a` uses `b` twice, `b` uses `c` twice…) would otherwise grow columns
+/// without end.
+const MAX_REFERENCES: usize = 10_000;
+
+/// The JSON Schema walk, with the settings and the root it needs.
+struct Mapper<'s> {
     unit: TimeUnit,
+    /// The SCHEMA's whole schema, which local `$ref`s point into.
+    root: &'s Value,
+    /// The references being followed, innermost last: one met again refers to itself.
+    following: Vec<String>,
+    followed: usize,
+    notes: Vec<String>,
 }
 
-impl Mapper {
-    fn columns(&self, properties: &Map<String, Value>) -> Vec<Column> {
+impl<'s> Mapper<'s> {
+    fn new(unit: TimeUnit, root: &'s Value) -> Mapper<'s> {
+        Mapper {
+            unit,
+            root,
+            following: Vec::new(),
+            followed: 0,
+            notes: Vec::new(),
+        }
+    }
+
+    fn note(&mut self, note: String) {
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+    }
+
+    /// The record's columns, and its properties (empty when it declares none, and then
+    /// the one column holds each record whole).
+    fn record_columns(
+        &mut self,
+        schema: &Value,
+    ) -> (Result<Vec<Column>, String>, Map<String, Value>) {
+        let Some((root, refs)) = self.flatten(schema) else {
+            let e = "the SCHEMA's schema refers to itself at its top; expected \"schema\": {\"properties\": {...}}";
+            return (Err(e.into()), Map::new());
+        };
+        self.following.extend(refs.iter().cloned());
+        let properties = match root.get("properties") {
+            Some(Value::Object(properties)) => properties.clone(),
+            _ => Map::new(),
+        };
+        let columns = if properties.is_empty() {
+            vec![column(EXTRA_COLUMN, ColumnType::Extra)]
+        } else {
+            self.object_columns(&properties, &root)
+        };
+        self.following.truncate(self.following.len() - refs.len());
+        (Ok(columns), properties)
+    }
+
+    /// An object level's columns: its properties, then `_sdc_extra` when its
+    /// `additionalProperties` keeps the fields it does not declare.
+    fn object_columns(
+        &mut self,
+        properties: &Map<String, Value>,
+        schema: &Map<String, Value>,
+    ) -> Vec<Column> {
+        let mut columns = self.columns(properties);
+        let keeps_extra = match schema.get("additionalProperties") {
+            Some(Value::Bool(keep)) => *keep,
+            Some(Value::Object(_)) => true,
+            _ => false,
+        };
+        if keeps_extra {
+            if properties.contains_key(EXTRA_COLUMN) {
+                self.note(format!(
+                    "a property is named {EXTRA_COLUMN:?}, the column that would hold the fields additionalProperties allows; those fields are ignored"
+                ));
+            } else {
+                columns.push(column(EXTRA_COLUMN, ColumnType::Extra));
+            }
+        }
+        columns
+    }
+
+    fn columns(&mut self, properties: &Map<String, Value>) -> Vec<Column> {
         properties
             .iter()
-            .map(|(name, property)| Column {
-                name: name.clone(),
-                output_name: name.clone(),
-                ty: self.column_type(property),
-                flattened: false,
+            .map(|(name, property)| {
+                let ty = self.column_type(property);
+                column(name, ty)
             })
             .collect()
     }
 
+    /// `schema` with its `$ref` followed and its `allOf` parts merged into it, and the
+    /// references followed to get there; None when it refers to itself (or cannot be
+    /// followed), which makes it JSON text.
+    fn flatten(&mut self, schema: &Value) -> Option<(Map<String, Value>, Vec<String>)> {
+        let mut flat = match schema {
+            Value::Object(object) => object.clone(),
+            // `true` (anything) and `false` (nothing) say nothing about a type.
+            _ => return Some((Map::new(), Vec::new())),
+        };
+        let mut refs = Vec::new();
+        if let Some(reference) = flat.remove("$ref") {
+            let reference = reference.as_str().unwrap_or_default().to_owned();
+            let target = self.target(&reference)?;
+            self.following.push(reference.clone());
+            let resolved = self.flatten(target);
+            self.following.pop();
+            let (mut merged, inner) = resolved?;
+            merge_schemas(&mut merged, flat);
+            flat = merged;
+            refs.push(reference);
+            refs.extend(inner);
+        }
+        if let Some(parts) = flat.remove("allOf") {
+            for part in parts.as_array().into_iter().flatten() {
+                self.following.extend(refs.iter().cloned());
+                let resolved = self.flatten(part);
+                self.following.truncate(self.following.len() - refs.len());
+                let (part, inner) = resolved?;
+                merge_schemas(&mut flat, part);
+                refs.extend(inner);
+            }
+        }
+        Some((flat, refs))
+    }
+
+    /// What a local `$ref` points to; None (with a note) for one that refers to itself,
+    /// that is not local or that points nowhere.
+    fn target(&mut self, reference: &str) -> Option<&'s Value> {
+        if self.following.iter().any(|r| r == reference) {
+            self.note(format!(
+                "{reference:?} refers to itself (a recursive schema): the columns that use it hold JSON text"
+            ));
+            return None;
+        }
+        self.followed += 1;
+        if self.followed > MAX_REFERENCES {
+            self.note(format!(
+                "more than {MAX_REFERENCES} $refs to follow: the columns past them hold JSON text"
+            ));
+            return None;
+        }
+        let found = reference
+            .strip_prefix('#')
+            .and_then(|pointer| self.root.pointer(pointer));
+        if found.is_none() {
+            self.note(format!(
+                "$ref {reference:?} cannot be followed (only local references, \"#/…\", are): the columns that use it hold JSON text"
+            ));
+        }
+        found
+    }
+
     /// The type of one property schema. Null alternatives only make it nullable (every
     /// column is); anything that cannot be one typed column is kept as JSON text.
-    fn column_type(&self, property: &Value) -> ColumnType {
+    fn column_type(&mut self, property: &Value) -> ColumnType {
         let Some(object) = property.as_object() else {
             return ColumnType::Json;
         };
+        if object.contains_key("$ref") || object.contains_key("allOf") {
+            let Some((flat, refs)) = self.flatten(property) else {
+                return ColumnType::Json;
+            };
+            self.following.extend(refs.iter().cloned());
+            let ty = self.column_type(&Value::Object(flat));
+            self.following.truncate(self.following.len() - refs.len());
+            return ty;
+        }
         if let Some(alternatives) = object
             .get("anyOf")
             .or_else(|| object.get("oneOf"))
             .and_then(Value::as_array)
         {
-            let types = alternatives
+            let types: Vec<ColumnType> = alternatives
                 .iter()
                 .filter(|alt| !is_null_only(alt))
-                .map(|alt| self.column_type(alt));
-            return merge(types);
+                .map(|alt| self.column_type(alt))
+                .collect();
+            return merge(types.into_iter());
         }
         let types: Vec<&str> = match object.get("type") {
             Some(Value::String(t)) => vec![t.as_str()],
@@ -538,10 +717,11 @@ impl Mapper {
         if types.len() == 1 {
             return self.single_type(types[0], object);
         }
-        merge(types.iter().map(|t| self.single_type(t, object)))
+        let types: Vec<ColumnType> = types.iter().map(|t| self.single_type(t, object)).collect();
+        merge(types.into_iter())
     }
 
-    fn single_type(&self, name: &str, schema: &Map<String, Value>) -> ColumnType {
+    fn single_type(&mut self, name: &str, schema: &Map<String, Value>) -> ColumnType {
         let format = schema.get("format").and_then(Value::as_str);
         match (name, format) {
             ("integer", _) => decimal_of(schema, true).unwrap_or(ColumnType::Integer),
@@ -554,7 +734,7 @@ impl Mapper {
             ("string", _) => ColumnType::Text,
             ("object", _) => match schema.get("properties").and_then(Value::as_object) {
                 Some(properties) if !properties.is_empty() => {
-                    ColumnType::Struct(self.columns(properties))
+                    ColumnType::Struct(self.object_columns(properties, schema))
                 }
                 _ => ColumnType::Json,
             },
@@ -565,6 +745,69 @@ impl Mapper {
                 _ => ColumnType::List(Box::new(ColumnType::Json)),
             },
             _ => ColumnType::Json,
+        }
+    }
+}
+
+/// A column of a property, named as the record names it.
+fn column(name: &str, ty: ColumnType) -> Column {
+    Column {
+        name: name.to_owned(),
+        output_name: name.to_owned(),
+        ty,
+        flattened: false,
+    }
+}
+
+/// Merges `part` into `schema`, as `allOf` means: properties of both (a property in both
+/// must meet both), `required` of both, the types both allow; any other keyword
+/// `schema` lacks is taken from `part`.
+fn merge_schemas(schema: &mut Map<String, Value>, part: Map<String, Value>) {
+    for (key, value) in part {
+        let Some(mine) = schema.get_mut(&key) else {
+            schema.insert(key, value);
+            continue;
+        };
+        match (key.as_str(), mine, value) {
+            ("properties", Value::Object(mine), Value::Object(theirs)) => {
+                for (name, property) in theirs {
+                    match mine.get_mut(&name) {
+                        Some(existing) => {
+                            let both = Value::Array(vec![existing.take(), property]);
+                            *existing = serde_json::json!({ "allOf": both });
+                        }
+                        None => {
+                            mine.insert(name, property);
+                        }
+                    }
+                }
+            }
+            ("required", Value::Array(mine), Value::Array(theirs)) => {
+                for name in theirs {
+                    if !mine.contains(&name) {
+                        mine.push(name);
+                    }
+                }
+            }
+            ("type", mine, theirs) => {
+                let allowed = |t: &Value| -> Vec<Value> {
+                    match t {
+                        Value::Array(ts) => ts.clone(),
+                        other => vec![other.clone()],
+                    }
+                };
+                let theirs = allowed(&theirs);
+                let both: Vec<Value> = allowed(mine)
+                    .into_iter()
+                    .filter(|t| theirs.contains(t))
+                    .collect();
+                *mine = Value::Array(both);
+            }
+            ("items", mine, theirs) => {
+                let both = Value::Array(vec![mine.take(), theirs]);
+                *mine = serde_json::json!({ "allOf": both });
+            }
+            _ => {}
         }
     }
 }
@@ -669,10 +912,7 @@ mod tests {
     use serde_json::json;
 
     fn ty(schema: Value) -> ColumnType {
-        Mapper {
-            unit: TimeUnit::Microsecond,
-        }
-        .column_type(&schema)
+        Mapper::new(TimeUnit::Microsecond, &schema).column_type(&schema)
     }
 
     fn decimal(precision: u8, scale: i8) -> ColumnType {
@@ -1015,11 +1255,89 @@ mod tests {
         assert_ne!(off, s);
     }
 
+    fn stream(schema: &str) -> StreamSchema {
+        StreamSchema::from_json("s", schema, &[], &options(None)).unwrap()
+    }
+
+    #[test]
+    fn local_refs_are_followed_and_recursive_ones_are_json() {
+        let s = stream(
+            r##"{"definitions": {"addr": {"type": "object", "properties": {"home": {"type": "integer"}}},
+                "rec": {"type": ["null", "array"], "items": {"$ref": "#/definitions/rec"}}},
+               "$defs": {"day": {"type": "string", "format": "date"}},
+               "properties": {"a": {"$ref": "#/definitions/addr"}, "d": {"$ref": "#/$defs/day"},
+                 "r": {"$ref": "#/definitions/rec"}, "x": {"$ref": "http://example.com/s.json"},
+                 "n": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/day"}]}}}"##,
+        );
+        let types: Vec<&ColumnType> = s.columns.iter().map(|c| &c.ty).collect();
+        assert!(matches!(types[0], ColumnType::Struct(f) if f[0].ty == ColumnType::Integer));
+        assert_eq!(types[1], &ColumnType::Date);
+        assert_eq!(types[2], &ColumnType::List(Box::new(ColumnType::Json)));
+        assert_eq!(types[3], &ColumnType::Json);
+        assert_eq!(types[4], &ColumnType::Date);
+        assert_eq!(s.notes.len(), 2, "{:?}", s.notes);
+        assert!(s.notes[0].contains("\"#/definitions/rec\" refers to itself"));
+        assert!(s.notes[1].contains("cannot be followed"));
+        let root = stream(
+            r##"{"$ref": "#/definitions/row", "definitions": {"row": {"properties": {"id": {"type": "integer"}}}}}"##,
+        );
+        assert_eq!(root.columns[0].ty, ColumnType::Integer);
+    }
+
+    #[test]
+    fn all_of_parts_are_merged() {
+        let s = stream(
+            r##"{"definitions": {"base": {"type": "object", "properties": {"id": {"type": "integer"}}}},
+               "properties": {
+                 "t": {"allOf": [{"type": ["string", "null"]}, {"format": "date-time"}]},
+                 "o": {"allOf": [{"$ref": "#/definitions/base"},
+                                 {"properties": {"name": {"type": "string"}, "id": {"type": ["integer", "null"]}}}]},
+                 "clash": {"allOf": [{"type": "string"}, {"type": "integer"}]}}}"##,
+        );
+        assert_eq!(
+            s.columns[0].ty,
+            ColumnType::Timestamp(TimeUnit::Microsecond)
+        );
+        let ColumnType::Struct(fields) = &s.columns[1].ty else {
+            panic!("{:?}", s.columns[1].ty)
+        };
+        let names: Vec<(&str, &ColumnType)> =
+            fields.iter().map(|f| (f.name.as_str(), &f.ty)).collect();
+        assert_eq!(
+            names,
+            [("id", &ColumnType::Integer), ("name", &ColumnType::Text)]
+        );
+        assert_eq!(s.columns[2].ty, ColumnType::Json);
+    }
+
+    #[test]
+    fn additional_properties_keep_undeclared_fields_and_no_properties_keep_the_record() {
+        let s = stream(
+            r#"{"additionalProperties": true, "properties": {"id": {"type": "integer"},
+                "o": {"type": "object", "additionalProperties": {"type": "string"}, "properties": {"k": {}}},
+                "closed": {"type": "object", "additionalProperties": false, "properties": {"k": {}}}}}"#,
+        );
+        assert_eq!(file_names(&s), ["id", "o", "closed", EXTRA_COLUMN]);
+        assert!(matches!(&s.columns[1].ty, ColumnType::Struct(f) if f[1].ty == ColumnType::Extra));
+        assert!(matches!(&s.columns[2].ty, ColumnType::Struct(f) if f.len() == 1));
+        assert_eq!(
+            s.arrow
+                .field(3)
+                .metadata()
+                .get(EXTRA_FIELDS)
+                .map(String::as_str),
+            Some("true")
+        );
+        for whole in [r#"{"type": "object"}"#, r#"{"properties": {}}"#] {
+            let s = StreamSchema::from_json("s", whole, &["_id".into()], &options(None)).unwrap();
+            assert_eq!(file_names(&s), [EXTRA_COLUMN]);
+            assert_eq!(s.columns[0].ty, ColumnType::Extra);
+        }
+    }
+
     #[test]
     fn rejects_unusable_schemas() {
         let o = options(None);
-        let e = StreamSchema::from_json("s", r#"{"type": "object"}"#, &[], &o).unwrap_err();
-        assert!(e.contains("no properties"), "{e}");
         let e = StreamSchema::from_json("s", r#"{"properties": {"a": {}}}"#, &["id".into()], &o)
             .unwrap_err();
         assert!(e.contains("\"id\""), "{e}");

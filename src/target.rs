@@ -30,6 +30,7 @@ use chrono::Utc;
 use crate::batch::{Batch, BatchOf};
 use crate::batch_files::{Encoding, Opener};
 use crate::config::{Config, InvalidRecords, Limits, LoadMethod};
+use crate::dialect;
 use crate::error::{Error, Result};
 use crate::input::{self, Block, Blocks, LineText, Next};
 use crate::mage;
@@ -483,6 +484,23 @@ impl Origin {
             Origin::After(before) => before + u64::from(index) + 1,
             Origin::Line(line) => line,
         }
+    }
+}
+
+/// Keeps or drops the row a record's decoding left in `batch` (see `Batch::end_row`),
+/// or appends a record left raw.
+fn end_record(
+    batch: &mut Batch,
+    record: Record,
+    line: u64,
+    bytes: usize,
+    envelope: &Envelope,
+) -> std::result::Result<(), String> {
+    match record {
+        Record::Decoded => batch.end_row(true, line, bytes, envelope),
+        Record::Refused => batch.end_row(false, line, bytes, envelope),
+        Record::Raw(raw) => batch.append(raw.get(), line, envelope),
+        Record::Invalid(reason) => Err(reason),
     }
 }
 
@@ -1007,6 +1025,7 @@ impl<'c, W: Write> Target<'c, W> {
 
     fn on_schema(&mut self, stream: &str, schema: &str, keys: &[String], line: u64) -> Result<()> {
         let refused = |e| Error::input(line, Some(stream), e);
+        self.keys.claim_folder(stream).map_err(refused)?;
         let parsed =
             StreamSchema::from_json(stream, schema, keys, &self.config.types).map_err(refused)?;
         let partitioner =
@@ -1021,6 +1040,9 @@ impl<'c, W: Write> Target<'c, W> {
                 tracing::warn!(
                     "stream {stream:?}: property {name:?} is replaced by the metadata column of that name (add_metadata_columns); the record's values for it are not stored"
                 );
+            }
+            for note in &batch.schema().notes {
+                tracing::warn!("stream {stream:?}: {note}");
             }
         }
         match known {
@@ -1064,11 +1086,7 @@ impl<'c, W: Write> Target<'c, W> {
             _ => raw_line.len(),
         };
         envelope.table_version = envelope.table_version.or(stream.table_version);
-        let appended = match record {
-            Record::Decoded => stream.batch.end_row(true, line, bytes, &envelope),
-            Record::Refused => stream.batch.end_row(false, line, bytes, &envelope),
-            Record::Raw(raw) => stream.batch.append(raw.get(), line, &envelope),
-        };
+        let appended = end_record(&mut stream.batch, record, line, bytes, &envelope);
         self.row_ended(index, appended, bytes, line, raw_line)
     }
 
@@ -1297,13 +1315,38 @@ impl<'c, W: Write> Target<'c, W> {
             table_version: stream.table_version,
         };
         let batch = &mut stream.batch;
-        let appended = if batch.decode_plain_line(text) {
-            batch.end_row(true, file.line, text.len(), &envelope)
-        } else {
-            batch.append(text, file.line, &envelope)
+        let appended = match batch.decode_plain_line(text) {
+            true => batch.end_row(true, file.line, text.len(), &envelope),
+            false => batch.append(text, file.line, &envelope),
+        };
+        let appended = match appended {
+            Err(_) if dialect::rewrite(text).is_some() => {
+                self.file_line_dialect(file, text, &envelope)
+            }
+            other => other,
         };
         let appended = appended.map_err(|reason| file.locate(at, &reason));
         self.row_ended(file.index, appended, text.len(), file.line, text)
+    }
+
+    /// A batch file's record holding NaN, infinities or lone surrogates (see `dialect`):
+    /// read as the RECORD line that would carry it, so it is taken or refused exactly
+    /// as it would be there.
+    fn file_line_dialect(
+        &mut self,
+        file: &BatchFile,
+        text: &str,
+        envelope: &Envelope,
+    ) -> std::result::Result<(), String> {
+        let stream = serde_json::Value::from(file.stream);
+        let line = format!(r#"{{"type":"RECORD","stream":{stream},"record":{text}}}"#);
+        let record = match protocol::parse_line(&line, &mut self.streams) {
+            Ok(Message::Record { record, .. }) => record,
+            Ok(_) => return Err("the line is not a record".into()),
+            Err(e) => return Err(e.message),
+        };
+        let batch = &mut self.streams.list[file.index].batch;
+        end_record(batch, record, file.line, text.len(), envelope)
     }
 
     /// A message of a type this target does not know: it may carry records (as BATCH

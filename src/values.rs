@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use arrow::datatypes::{TimeUnit, i256};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 /// The reason a float column gives when a number would be rounded.
 pub const INEXACT: &str = "cannot be held exactly by a float64";
@@ -188,7 +188,7 @@ fn unit_name(unit: TimeUnit) -> &'static str {
 
 /// Refuses fraction digits that the unit would drop: the rule is that digits below the
 /// column's unit must be zeros, never rounded or cut.
-fn check_fraction(text: &str, nanos: u32, unit: TimeUnit) -> Result<(), String> {
+fn check_fraction(text: &str, nanos: u32, unit: TimeUnit, hint: &str) -> Result<(), String> {
     let fraction: &str = text
         .rfind('.')
         .map(|i| &text[i + 1..])
@@ -197,11 +197,16 @@ fn check_fraction(text: &str, nanos: u32, unit: TimeUnit) -> Result<(), String> 
     let beyond_nanos = fraction
         .get(9..)
         .is_some_and(|rest| rest.bytes().any(|b| b != b'0'));
-    check_unit(nanos, unit, beyond_nanos)
+    check_unit(nanos, unit, beyond_nanos, hint)
 }
 
+/// The hint for a date-time column's digits below its unit.
+const TIMESTAMP_HINT: &str = "; set timestamp_unit to \"ns\" to keep them";
+/// The hint for a time column's digits below a microsecond.
+const TIME_HINT: &str = " (a time column holds microseconds); set column_types for this column to \"string\" to keep them as text";
+
 /// Refuses nanoseconds that the unit cannot hold (and digits beyond nanoseconds).
-fn check_unit(nanos: u32, unit: TimeUnit, beyond_nanos: bool) -> Result<(), String> {
+fn check_unit(nanos: u32, unit: TimeUnit, beyond_nanos: bool, hint: &str) -> Result<(), String> {
     let divisor = match unit {
         TimeUnit::Second => 1_000_000_000,
         TimeUnit::Millisecond => 1_000_000,
@@ -212,7 +217,7 @@ fn check_unit(nanos: u32, unit: TimeUnit, beyond_nanos: bool) -> Result<(), Stri
         let hint = if unit == TimeUnit::Nanosecond || beyond_nanos {
             ""
         } else {
-            "; set timestamp_unit to \"ns\" to keep them"
+            hint
         };
         return Err(format!(
             "digits below a {} would be lost{hint}",
@@ -222,27 +227,87 @@ fn check_unit(nanos: u32, unit: TimeUnit, beyond_nanos: bool) -> Result<(), Stri
     Ok(())
 }
 
-/// RFC 3339 (any offset, `T` or space), or no zone (taken as UTC), or a bare date;
-/// returns the time since the epoch, UTC, in `unit`.
+/// A zone designator, whole: `Z`, `±HH:MM`, `±HHMM` or `±HH` (ISO 8601's forms; taps
+/// send all of them). Returns the offset east of UTC in seconds.
+#[inline]
+fn zone_offset(b: &[u8]) -> Option<i64> {
+    let (sign, hours, minutes) = match b {
+        [b'Z' | b'z'] => return Some(0),
+        [sign @ (b'+' | b'-'), h1, h2] => (sign, [*h1, *h2], [b'0', b'0']),
+        [sign @ (b'+' | b'-'), h1, h2, m1, m2] | [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            (sign, [*h1, *h2], [*m1, *m2])
+        }
+        _ => return None,
+    };
+    let (h, m) = (digits(&hours)?, digits(&minutes)?);
+    if h > 23 || m > 59 {
+        return None;
+    }
+    let seconds = i64::from(h * 3600 + m * 60);
+    Some(if *sign == b'-' { -seconds } else { seconds })
+}
+
+/// Splits a zone designator off the end of a date-time or time: the text before it and
+/// the offset in seconds (0 when there is none). `clock_at` is where the time of day
+/// starts, so that a date's own `-` is never taken for a zone. None: a malformed zone.
+fn split_zone(text: &str, clock_at: usize) -> Option<(&str, i64)> {
+    let zone = text
+        .get(clock_at..)?
+        .find(['Z', 'z', '+', '-'])
+        .map(|i| clock_at + i);
+    match zone {
+        Some(at) => Some((&text[..at], zone_offset(&text.as_bytes()[at..])?)),
+        None => Some((text, 0)),
+    }
+}
+
+/// RFC 3339 and the ISO 8601 forms taps send besides (`T` or a space; `Z`, `±HH:MM`,
+/// `±HHMM` or `±HH`; PostgreSQL's `2024-01-01 10:00:00.123456+00`), or no zone (taken as
+/// UTC), or a bare date; returns the time since the epoch, UTC, in `unit`. `24:00:00`
+/// is the next day's midnight, and the leap second `23:59:60` the second after
+/// `23:59:59`: both are the same instant as a POSIX time.
 pub fn parse_timestamp(text: &str, unit: TimeUnit) -> Result<i64, String> {
     if let Some((seconds, nanos)) = fast_timestamp(text.as_bytes()) {
-        check_unit(nanos, unit, false)?;
+        check_unit(nanos, unit, false, TIMESTAMP_HINT)?;
         return scale_timestamp(seconds, nanos, unit);
     }
-    let naive = if let Ok(dt) = DateTime::parse_from_rfc3339(text) {
-        dt.naive_utc()
-    } else if let Ok(dt) = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f") {
-        dt
-    } else if let Ok(dt) = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f") {
-        dt
-    } else if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        date.and_time(NaiveTime::MIN)
+    let naive = if text.len() == 10 {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map_err(|_| String::new())?
+            .and_time(NaiveTime::MIN)
     } else {
-        return Err(String::new());
+        general_timestamp(text).ok_or_else(String::new)?
     };
-    check_fraction(text, naive.nanosecond(), unit)?;
+    check_fraction(text, naive.nanosecond(), unit, TIMESTAMP_HINT)?;
     let utc = naive.and_utc();
     scale_timestamp(utc.timestamp(), utc.timestamp_subsec_nanos(), unit)
+}
+
+/// A date-time the fast path declined, as UTC: a leap second, `24:00:00`, more than
+/// nine fraction digits.
+fn general_timestamp(text: &str) -> Option<NaiveDateTime> {
+    if !matches!(text.as_bytes().get(10), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
+    let (clock, offset) = split_zone(text, 11)?;
+    let date = NaiveDate::parse_from_str(&clock[..10], "%Y-%m-%d").ok()?;
+    let time = &clock[11..];
+    let naive = if is_end_of_day(time) {
+        date.succ_opt()?.and_time(NaiveTime::MIN)
+    } else {
+        date.and_time(NaiveTime::parse_from_str(time, "%H:%M:%S%.f").ok()?)
+    };
+    naive.checked_sub_signed(chrono::TimeDelta::seconds(offset))
+}
+
+/// `24:00:00`, with or without a fraction of zeros.
+fn is_end_of_day(time: &str) -> bool {
+    time.strip_prefix("24:00:00").is_some_and(|rest| {
+        rest.is_empty()
+            || rest
+                .strip_prefix('.')
+                .is_some_and(|f| !f.is_empty() && f.bytes().all(|b| b == b'0'))
+    })
 }
 
 /// Whole seconds and nanoseconds since the epoch, in `unit`.
@@ -261,7 +326,7 @@ fn scale_timestamp(seconds: i64, nanos: u32, unit: TimeUnit) -> Result<i64, Stri
         })
 }
 
-/// The common forms, parsed by hand: `YYYY-MM-DD[T ]HH:MM:SS[.f{1,9}][Z|±HH:MM]`.
+/// The common forms, parsed by hand: `YYYY-MM-DD[T ]HH:MM:SS[.f{1,9}][Z|±HH[[:]MM]]`.
 /// Returns seconds since the epoch (UTC) and nanoseconds, or None for anything else
 /// (which then takes the general path).
 fn fast_timestamp(b: &[u8]) -> Option<(i64, u32)> {
@@ -291,16 +356,8 @@ fn fast_timestamp(b: &[u8]) -> Option<(i64, u32)> {
         rest = &fraction[count..];
     }
     let offset = match rest {
-        [] | [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let (h, m) = (digits(&[*h1, *h2])?, digits(&[*m1, *m2])?);
-            if h > 23 || m > 59 {
-                return None;
-            }
-            let seconds = i64::from(h * 3600 + m * 60);
-            if *sign == b'-' { -seconds } else { seconds }
-        }
-        _ => return None,
+        [] => 0,
+        zone => zone_offset(zone)?,
     };
     let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset;
     Some((seconds, nanos))
@@ -376,12 +433,22 @@ pub fn parse_date(text: &str) -> Result<i32, String> {
     i32::try_from(days).map_err(|_| "beyond the date32 range".into())
 }
 
-/// `HH:MM:SS[.f]`; returns microseconds since midnight.
+/// `HH:MM:SS[.f]`, with a zone (`Z`, `±HH:MM`, `±HHMM`, `±HH`) turned into UTC, as
+/// date-times are; returns microseconds since midnight. `24:00:00` and the leap second
+/// `23:59:60` are refused alike: neither is a time of day a time column can hold.
 pub fn parse_time(text: &str) -> Result<i64, String> {
-    let time = NaiveTime::parse_from_str(text, "%H:%M:%S%.f").map_err(|_| String::new())?;
-    check_fraction(text, time.nanosecond(), TimeUnit::Microsecond)?;
-    Ok(i64::from(time.num_seconds_from_midnight()) * 1_000_000
-        + i64::from(time.nanosecond() / 1000))
+    let (clock, offset) = split_zone(text, 0).ok_or_else(String::new)?;
+    if clock.starts_with("24:") || clock.get(5..8) == Some(":60") {
+        return Err(
+            "not a time of day: a time column holds 00:00:00 to 23:59:59.999999 (24:00:00 and leap seconds are refused alike); set column_types for this column to \"string\" to keep it as text"
+                .into(),
+        );
+    }
+    let time = NaiveTime::parse_from_str(clock, "%H:%M:%S%.f").map_err(|_| String::new())?;
+    check_fraction(clock, time.nanosecond(), TimeUnit::Microsecond, TIME_HINT)?;
+    let micros = i64::from(time.num_seconds_from_midnight()) * 1_000_000
+        + i64::from(time.nanosecond() / 1000);
+    Ok((micros - offset * 1_000_000).rem_euclid(MICROS_PER_DAY))
 }
 
 /// Appends a time since the epoch as RFC 3339 in UTC with `Z`, with as many fraction
@@ -580,6 +647,7 @@ mod tests {
     }
 
     use super::*;
+    use chrono::DateTime;
 
     const US: TimeUnit = TimeUnit::Microsecond;
 
@@ -653,6 +721,66 @@ mod tests {
             parse_timestamp("9999-12-31T23:59:59.999999Z", US).unwrap(),
             253_402_300_799_999_999
         );
+    }
+
+    #[test]
+    fn iso_offsets_without_colon_and_postgres_text_form() {
+        let utc = parse_timestamp("2024-01-01T10:00:00Z", US).unwrap();
+        for text in [
+            "2024-01-01T10:00:00+0000",
+            "2024-01-01T10:00:00+00",
+            "2024-01-01T12:30:00+0230",
+            "2024-01-01T02:00:00-0800",
+            "2024-01-01T05:00:00-05",
+            "2024-01-01 15:00:00+05",
+            "2024-01-01T10:00:00.000000000000+00",
+        ] {
+            assert_eq!(parse_timestamp(text, US), Ok(utc), "{text}");
+        }
+        assert_eq!(
+            parse_timestamp("2024-01-01 10:00:00.123456+00", US).unwrap(),
+            utc + 123_456
+        );
+        for bad in [
+            "2024-01-01T10:00:00+2400",
+            "2024-01-01T10:00:00+0",
+            "2024-01-01T10:00:00+00:0",
+            "2024-01-01T10:00:00 +00",
+            "2024-01-01T10:00:00+0060",
+        ] {
+            assert!(parse_timestamp(bad, US).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn end_of_day_and_leap_seconds_are_the_next_midnight_in_date_times() {
+        let next = parse_timestamp("2024-01-02T00:00:00Z", US).unwrap();
+        assert_eq!(parse_timestamp("2024-01-01T24:00:00Z", US), Ok(next));
+        assert_eq!(
+            parse_timestamp("2024-01-01T24:00:00.000+00:00", US),
+            Ok(next)
+        );
+        assert_eq!(parse_timestamp("2024-01-01T23:59:60Z", US), Ok(next));
+        assert!(parse_timestamp("2024-01-01T24:00:01Z", US).is_err());
+    }
+
+    #[test]
+    fn times_with_zones_become_utc_and_the_end_of_day_is_refused() {
+        assert_eq!(parse_time("10:00:00Z"), parse_time("10:00:00"));
+        assert_eq!(parse_time("10:00:00+05:00"), parse_time("05:00:00"));
+        assert_eq!(parse_time("10:00:00.5+0530"), parse_time("04:30:00.5"));
+        assert_eq!(parse_time("02:00:00+05"), parse_time("21:00:00"));
+        assert_eq!(parse_time("22:00:00-0300"), parse_time("01:00:00"));
+        for end in ["24:00:00", "23:59:60", "23:59:60.5", "24:00:00Z"] {
+            let e = parse_time(end).unwrap_err();
+            assert!(e.contains("not a time of day"), "{end}: {e}");
+        }
+        let e = parse_time("10:00:00.123456789").unwrap_err();
+        assert!(
+            e.contains("column_types") && !e.contains("timestamp_unit"),
+            "{e}"
+        );
+        assert!(parse_time("10:00:00+25:00").is_err());
     }
 
     #[test]

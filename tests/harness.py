@@ -209,9 +209,16 @@ def read_csv(server: MotoServer, bucket: str, key: str) -> list[list[str]]:
 
 
 def table_name(stream: str) -> str:
-    """The documented key-safe rule, restated independently for the tests."""
-    safe = "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in stream)
-    return "_" if set(safe) <= {"."} else safe
+    """The documented key-safe rule, restated independently for the tests: letters and
+    digits of any script, `-`, `_` and `.` stay, anything else becomes `%XX` per UTF-8
+    byte; dots alone are encoded too, and the empty name is `_`."""
+    if stream == "":
+        return "_"
+    dots_only = set(stream) <= {"."}
+    return "".join(
+        c if not dots_only and (c.isalnum() or c in "-_.") else "".join(f"%{b:02X}" for b in c.encode())
+        for c in stream
+    )
 
 
 def records_by_stream(singer_text: str) -> dict[str, list[dict]]:

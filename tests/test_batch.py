@@ -74,7 +74,7 @@ def as_record_lines(rows):
 
 
 def table_of(server, bucket, prefix):
-    keys = list_keys(server, bucket, prefix)
+    keys = [k for k in list_keys(server, bucket, prefix) if "/_rejected/" not in k]
     assert keys, f"no objects under {prefix}"
     tables = [read_parquet(server, bucket, k) for k in keys]
     return pa.concat_tables(tables).sort_by("id")
@@ -281,3 +281,28 @@ def test_decoding_threads_cut_objects_where_one_thread_and_record_lines_do(serve
     for name in runs:
         [rejected] = [k for k in list_keys(server, bucket, f"{name}/orders/") if "/_rejected/" in k]
         assert b'"id":20001' in server.client().get_object(Bucket=bucket, Key=rejected)["Body"].read()
+
+
+def test_nan_and_lone_surrogates_in_batch_files_are_taken_as_in_record_lines(server, bucket, tmp_path):
+    """Python's json.dumps writes NaN and Infinity; a file's record holding them (or a
+    lone surrogate escape) is taken or refused exactly as the RECORD line would be."""
+    text_lines = ['{"id": 1, "price": NaN}', '{"id": 2, "price": -Infinity}', '{"id": 3, "name": "cut \\ud800"}',
+                  '{"id": 4, "price": 1.5}']
+    path = tmp_path / "py.jsonl"
+    path.write_text("\n".join(text_lines) + "\n")
+    run = run_target(base_config(server, bucket, object_key_path="nan", invalid_records="quarantine"),
+                     lines(SCHEMA, batch("orders", [path.as_uri()], "jsonl", "none"), state(1)))
+    assert run.returncode == 0, run.stderr
+    records = "".join('{"type": "RECORD", "stream": "orders", "record": %s}\n' % t for t in text_lines)
+    plain = run_target(base_config(server, bucket, object_key_path="nanrec", invalid_records="quarantine"),
+                       lines(SCHEMA) + records + lines(state(1)))
+    assert plain.returncode == 0, plain.stderr
+    got, want = (table_of(server, bucket, f"{p}/orders/") for p in ("nan", "nanrec"))
+    # NaN != NaN: compare the text form
+    assert str(got.to_pylist()) == str(want.to_pylist())
+    assert got.column("id").to_pylist() == [1, 2, 4]
+    prices = got.column("price").to_pylist()
+    assert prices[0] != prices[0] and prices[1] == float("-inf") and prices[2] == 1.5
+    [rejected] = [k for k in list_keys(server, bucket, "nan/") if "_rejected" in k]
+    entry = json.loads(server.client().get_object(Bucket=bucket, Key=rejected)["Body"].read())
+    assert "line 3" in entry["reason"] and "lone leading surrogate" in entry["reason"], entry["reason"]

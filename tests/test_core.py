@@ -255,7 +255,7 @@ INPUT_ERRORS = [
     ("{not json}", 2, None, "not a JSON object"),
     ('{"type": "RECORD", "stream": "ghost", "record": {"id": 1}}', 2, "ghost", "before any SCHEMA"),
     ('{"type": "RECORD", "stream": "users", "record": {"name": "x"}}', 2, "users", 'key property "id"'),
-    ('{"type": "SCHEMA", "stream": "empty", "schema": {"type": "object"}, "key_properties": []}', 2, "empty", "no properties"),
+    ('{"type": "SCHEMA", "stream": "empty", "schema": [], "key_properties": []}', 2, "empty", '"schema" must be an object, got an array'),
     ('{"type": "RECORD", "stream": "users", "record": {"id": "seven"}}', 2, "users", 'field "id": expected an integer'),
     ('{"type": "RECORD", "stream": "users", "record": {"id": 9, "signed_up_at": "soon"}}', 2, "users", "RFC 3339"),
     ('{"type": "STATE"}', 2, None, '"value"'),

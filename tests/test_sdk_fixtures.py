@@ -1,6 +1,12 @@
 """The Singer SDK's standard target fixtures, read from the installed singer-sdk package
-and piped through target-s3 one by one. Three must fail with a clear message; every
-other one must load, with each stream's rows all present in its objects."""
+and piped through target-s3 one by one. Two must fail with a clear message; every
+other one must load, with each stream's rows all present in its objects.
+
+The SDK's `invalid_schema` (a SCHEMA `{"type": "object"}` and nothing else) is expected
+to fail by the SDK's own suite, whose test says it should raise a better error some day.
+Real taps send that schema (singer-io tap-mongodb, tap-dynamodb), so target-s3 takes it
+and keeps such a stream's records whole (see README, Types): that fixture loads, with
+no records and so no objects."""
 
 import json
 from pathlib import Path
@@ -16,7 +22,6 @@ ALL = sorted(p.stem for p in FIXTURES.glob("*.singer"))
 
 FAILING = {
     "record_before_schema": (1, "test_record_before_schema", "RECORD arrived before any SCHEMA"),
-    "invalid_schema": (1, "test_invalid_schema", "SCHEMA has no properties"),
     "record_missing_key_property": (2, "test_record_missing_key_property", 'no value for key property "id"'),
 }
 

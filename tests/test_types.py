@@ -206,9 +206,13 @@ def test_unknown_fields_warn_once_or_fail(server, bucket):
 
 
 def test_nan_and_overflow_policy(server, bucket):
+    # NaN (as Python writes it) is a float; in an integer column it is named.
     text = stream_text({"f": {"type": "number"}}, ['{"type": "RECORD", "stream": "s", "record": {"f": NaN}}'])
     run = run_target(base_config(server, bucket), text)
-    assert run.returncode != 0 and 'input line 2, stream "s": not a JSON object' in run.stderr
+    assert run.returncode == 0, run.stderr
+    text = stream_text({"f": {"type": "integer"}}, ['{"type": "RECORD", "stream": "s", "record": {"f": NaN}}'])
+    run = run_target(base_config(server, bucket), text)
+    assert run.returncode != 0 and 'input line 2, stream "s": field "f": expected an integer within int64, got NaN' in run.stderr
     text = stream_text({"f": {"type": "number"}}, ['{"type": "RECORD", "stream": "s", "record": {"f": 1e400}}'])
     run = run_target(base_config(server, bucket), text)
     assert run.returncode != 0 and "beyond the float64 range" in run.stderr
@@ -245,6 +249,6 @@ def test_sdk_fixture_reads_back_value_equal(server, bucket, name):
 def test_special_characters_keep_column_names(server, bucket):
     text = (SDK_FIXTURES / "special_chars_in_attributes.singer").read_text()
     load(server, bucket, text)
-    key = only_key(server, bucket, "out/test_SpecialChars_in_attributes/")
+    key = only_key(server, bucket, f"out/{table_name('test:SpecialChars!in?attributes')}/")
     schema = read_parquet(server, bucket, key).schema
     assert [f.name for f in schema.field("d").type] == ["env", "agent:type", "agent:os:version"]

@@ -4,6 +4,9 @@
 //! Values are rendered by `text`: integers and decimals as JSON numbers with every
 //! digit (never through a float), floats in their shortest round-trip form, date-times, dates and times as strings in the CSV
 //! renderings, structs and lists as nested JSON, JSON columns as the JSON received.
+//! The undeclared fields kept in `_sdc_extra` are written as fields of the record's
+//! object again, so a stream whose schema declares no properties gets its records
+//! back as they came.
 
 use std::io::Write;
 
@@ -13,13 +16,16 @@ use arrow::record_batch::RecordBatch;
 use super::failed;
 use super::text::{self, push_json_string};
 use crate::error::Result;
+use crate::schema::EXTRA_FIELDS;
 
 pub struct JsonlEncoder<W: Write> {
     out: W,
     schema: SchemaRef,
-    /// Per column, what comes before its value: `{"name":` or `,"name":`.
-    keys: Vec<Vec<u8>>,
+    /// Per column, its `"name":`; None for the undeclared fields' column, whose
+    /// fields are written back into the object (so a record kept whole is the line).
+    keys: Vec<Option<Vec<u8>>>,
     text: Vec<u8>,
+    value: Vec<u8>,
 }
 
 impl<W: Write> JsonlEncoder<W> {
@@ -27,12 +33,14 @@ impl<W: Write> JsonlEncoder<W> {
         let keys = schema
             .fields()
             .iter()
-            .enumerate()
-            .map(|(i, field)| {
-                let mut key = vec![if i == 0 { b'{' } else { b',' }];
+            .map(|field| {
+                if field.metadata().contains_key(EXTRA_FIELDS) {
+                    return None;
+                }
+                let mut key = Vec::new();
                 push_json_string(field.name(), &mut key);
                 key.push(b':');
-                key
+                Some(key)
             })
             .collect();
         Ok(JsonlEncoder {
@@ -40,19 +48,43 @@ impl<W: Write> JsonlEncoder<W> {
             schema: schema.clone(),
             keys,
             text: Vec::new(),
+            value: Vec::new(),
         })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let columns = text::columns(batch, &self.schema);
-        let text = &mut self.text;
+        let (text, value) = (&mut self.text, &mut self.value);
         text.clear();
         for row in 0..batch.num_rows() {
+            text.push(b'{');
+            let mut first = true;
             for (key, column) in self.keys.iter().zip(&columns) {
-                text.extend_from_slice(key);
-                column.render_json(row, text);
+                value.clear();
+                column.render_json(row, value);
+                let part: &[u8] = match key {
+                    Some(key) => {
+                        if !first {
+                            text.push(b',');
+                        }
+                        text.extend_from_slice(key);
+                        value
+                    }
+                    // The fields of `{...}`; nothing for null or `{}`.
+                    None => match value.strip_prefix(b"{").and_then(|v| v.strip_suffix(b"}")) {
+                        Some(fields) if !fields.is_empty() => {
+                            if !first {
+                                text.push(b',');
+                            }
+                            fields
+                        }
+                        _ => continue,
+                    },
+                };
+                text.extend_from_slice(part);
+                first = false;
             }
-            text.extend_from_slice(if columns.is_empty() { b"{}\n" } else { b"}\n" });
+            text.extend_from_slice(b"}\n");
         }
         self.out.write_all(text).map_err(failed)
     }

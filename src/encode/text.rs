@@ -20,7 +20,7 @@ use arrow::datatypes::{
 };
 use arrow::record_batch::RecordBatch;
 
-use crate::schema::JSON_EXTENSION;
+use crate::schema::{EXTRA_FIELDS, JSON_EXTENSION};
 use crate::values::{format_date, format_time, format_timestamp};
 
 /// A column, downcast once per batch rather than once per cell.
@@ -145,6 +145,9 @@ enum Floats {
 }
 
 fn push_float(v: f64, floats: Floats, out: &mut Vec<u8>) {
+    if !v.is_finite() {
+        return render_float(v, out);
+    }
     match floats {
         Floats::Shortest => render_float(v, out),
         Floats::Typed => out.extend_from_slice(ryu::Buffer::new().format(v).as_bytes()),
@@ -164,8 +167,9 @@ fn timestamps(array: &dyn Array, unit: TimeUnit) -> &[i64] {
 /// row: downcast and with its field names escaped once per batch, not once per cell.
 enum Nested<'a> {
     Struct {
-        /// Each field's `"name":` and its column.
-        fields: Vec<(Vec<u8>, Column<'a>)>,
+        /// Each field's `"name":` and its column; no name for the undeclared fields
+        /// (`_sdc_extra`), which are written back as fields of the object.
+        fields: Vec<(Option<Vec<u8>>, Column<'a>)>,
     },
     List {
         offsets: &'a [i32],
@@ -183,9 +187,13 @@ impl<'a> Nested<'a> {
                     .iter()
                     .zip(array.as_struct().columns())
                     .map(|(field, child)| {
-                        let mut name = Vec::new();
-                        push_json_string(field.name(), &mut name);
-                        name.push(b':');
+                        let extra = field.metadata().contains_key(EXTRA_FIELDS);
+                        let name = (!extra).then(|| {
+                            let mut name = Vec::new();
+                            push_json_string(field.name(), &mut name);
+                            name.push(b':');
+                            name
+                        });
                         (name, Column::new(child.as_ref(), Some(field)))
                     })
                     .collect(),
@@ -206,12 +214,32 @@ impl<'a> Nested<'a> {
         match self {
             Nested::Struct { fields, .. } => {
                 out.push(b'{');
-                for (i, (name, child)) in fields.iter().enumerate() {
-                    if i > 0 {
+                let mut first = true;
+                for (name, child) in fields {
+                    let start = out.len();
+                    if !first {
                         out.push(b',');
                     }
+                    let Some(name) = name else {
+                        // `{"a":1}` becomes `,"a":1`; null or `{}` adds nothing.
+                        let comma = out.len();
+                        child.json_as(row, floats, out);
+                        let fields = out[comma..]
+                            .strip_prefix(b"{")
+                            .and_then(|f| f.strip_suffix(b"}"))
+                            .filter(|f| !f.is_empty())
+                            .map(<[u8]>::to_vec);
+                        out.truncate(comma);
+                        match fields {
+                            Some(fields) => out.extend_from_slice(&fields),
+                            None => out.truncate(start),
+                        }
+                        first &= out.len() == start;
+                        continue;
+                    };
                     out.extend_from_slice(name);
                     child.json_as(row, floats, out);
+                    first = false;
                 }
                 out.push(b'}');
             }
@@ -270,9 +298,14 @@ pub fn push_json_string(text: &str, out: &mut Vec<u8>) {
 }
 
 /// Shortest text that reads back as the same float (Ryu); exponent form for very large
-/// or small magnitudes, so 1e308 is not 309 digits; no `.0` on whole numbers. Valid
-/// JSON too (NaN and infinities never reach a column).
+/// or small magnitudes, so 1e308 is not 309 digits; no `.0` on whole numbers. NaN and
+/// the infinities (which taps send as Python writes them) are written `NaN`,
+/// `Infinity` and `-Infinity`, as Python, DuckDB and Spark read them.
 pub fn render_float(v: f64, out: &mut Vec<u8>) {
+    if !v.is_finite() {
+        let name = crate::dialect::non_finite_name(v);
+        return out.extend_from_slice(name.as_bytes());
+    }
     let mut buffer = ryu::Buffer::new();
     let text = buffer.format(v).as_bytes();
     out.extend_from_slice(text.strip_suffix(b".0").unwrap_or(text));
