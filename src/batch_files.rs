@@ -25,6 +25,7 @@ use parquet::file::reader::{ChunkReader, Length};
 use serde::Deserialize;
 use tokio::runtime::Handle;
 
+use crate::config::percent_decoded;
 use crate::error::{Error, Result as RunResult};
 use crate::input::Blocks;
 use crate::stop::Brake;
@@ -111,7 +112,7 @@ impl Location {
                     "batch file URL {url:?} is not a file URL with an absolute path (file:///…)"
                 ));
             }
-            let decoded = percent_decode(path)
+            let decoded = percent_decoded(path)
                 .ok_or_else(|| format!("batch file URL {url:?} has a bad %-escape"))?;
             return Ok(Location::File(PathBuf::from(decoded)));
         }
@@ -130,24 +131,6 @@ impl Location {
             "batch file URL {url:?} is not supported; expected file:///… or s3://bucket/key"
         ))
     }
-}
-
-/// `%XX` escapes decoded; None when one is malformed or the result is not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Opens batch files: local ones directly, `s3://` ones with the target's own S3

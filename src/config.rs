@@ -1521,7 +1521,7 @@ fn check_endpoint(url: String) -> Result<Endpoint> {
 
 /// A URL path with its `%XX` escapes decoded; None when an escape is broken or the
 /// result is not UTF-8.
-fn percent_decoded(path: &str) -> Option<String> {
+pub fn percent_decoded(path: &str) -> Option<String> {
     let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -1072,13 +1072,7 @@ impl<'c, W: Write> Target<'c, W> {
         line: u64,
         raw_line: &str,
     ) -> Result<()> {
-        let Some(index) = self.streams.position(name) else {
-            return Err(Error::input(
-                line,
-                Some(name),
-                "RECORD arrived before any SCHEMA for its stream",
-            ));
-        };
+        let index = self.stream_index(name, "RECORD", line)?;
         let stream = &mut self.streams.list[index];
         // The same size the batch counts, so `buffered` and the batches stay in step.
         let bytes = match &record {
@@ -1088,6 +1082,15 @@ impl<'c, W: Write> Target<'c, W> {
         envelope.table_version = envelope.table_version.or(stream.table_version);
         let appended = end_record(&mut stream.batch, record, line, bytes, &envelope);
         self.row_ended(index, appended, bytes, line, raw_line)
+    }
+
+    /// Where the stream named by a `kind` message at `line` is, or the error for a
+    /// message that came before the stream's SCHEMA.
+    fn stream_index(&mut self, name: &str, kind: &str, line: u64) -> Result<usize> {
+        self.streams.position(name).ok_or_else(|| {
+            let message = format!("{kind} arrived before any SCHEMA for its stream");
+            Error::input(line, Some(name), message)
+        })
     }
 
     /// After one record of stream `index` was decoded (`appended`) or refused: warns of
@@ -1124,13 +1127,7 @@ impl<'c, W: Write> Target<'c, W> {
         manifest: &[String],
         line: u64,
     ) -> Result<()> {
-        let Some(index) = self.streams.position(name) else {
-            return Err(Error::input(
-                line,
-                Some(name),
-                "BATCH arrived before any SCHEMA for its stream",
-            ));
-        };
+        let index = self.stream_index(name, "BATCH", line)?;
         let encoding = Encoding::parse(encoding).map_err(|e| Error::input(line, Some(name), e))?;
         for url in manifest {
             self.check_stop()?;
