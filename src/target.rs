@@ -1147,13 +1147,13 @@ impl<'c, W: Write> Target<'c, W> {
                 url,
                 line,
             };
-            let records = self.take_batch_file(&file, &opened.lines)?;
-            tracing::debug!("stream {name:?}: {records} records from batch file {url}");
+            let lines = self.take_batch_file(&file, &opened.lines)?;
+            tracing::debug!("stream {name:?}: {lines} lines read from batch file {url}");
         }
         Ok(())
     }
 
-    /// The record lines of one batch file; returns how many there were. They go to the
+    /// The record lines of one batch file; returns how many lines it had. They go to the
     /// decoding threads as the input's lines do, unless some of the input's are out
     /// there now (which come after this BATCH).
     fn take_batch_file(&mut self, file: &BatchFile, lines: &Blocks) -> Result<u64> {
