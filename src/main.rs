@@ -16,12 +16,14 @@ use target_s3::config::{Config, Source};
 use target_s3::error::{Error, Result};
 use target_s3::mage;
 use target_s3::target;
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// Lands a Singer tap's streams in Amazon S3 or an S3-compatible store as CSV or
+/// Lands a Singer tap's streams in Amazon S3 or an S3-compatible store as CSV, JSONL or
 /// Parquet objects; writes STATE to stdout only once the records it covers are stored.
 #[derive(Parser, Debug)]
 #[command(name = "target-s3", version)]
@@ -155,10 +157,8 @@ fn print_out(text: &str) -> ExitCode {
 }
 
 fn init_logging(cli: &Cli, to_stdout: bool, mage: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter())
         .log_internal_errors(false);
     let json = JsonLog { epoch: mage };
     if to_stdout {
@@ -177,6 +177,19 @@ fn init_logging(cli: &Cli, to_stdout: bool, mage: bool) {
             .with_target(false)
             .with_ansi(io::stderr().is_terminal())
             .init();
+    }
+}
+
+/// RUST_LOG, else INFO. The closing summary is shown whenever warnings are: only a
+/// filter for errors alone (or nothing) hides it.
+fn log_filter() -> EnvFilter {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if filter.max_level_hint() < Some(LevelFilter::WARN) {
+        return filter;
+    }
+    match format!("{}=info", target::SUMMARY).parse() {
+        Ok(summary) => filter.add_directive(summary),
+        Err(_) => filter,
     }
 }
 

@@ -129,7 +129,8 @@ pub fn publish(
                 destination.wait(store.delete(older))?;
             }
             tracing::info!(
-                "streams {names:?} replaced: {count} older objects deleted under {}",
+                "streams {names:?} replaced: {} deleted under {}",
+                crate::target::count(count, "older object"),
                 store.location(&folder)
             );
             published.deleted += count;

@@ -85,7 +85,8 @@ def test_json_log_format_on_stderr(server, bucket):
 
 
 def test_metric_lines_per_object(server, bucket):
-    run = target("--config_json", json.dumps(base_config(server, bucket)), input_text=SAMPLE)
+    run = target("--config_json", json.dumps(base_config(server, bucket)), input_text=SAMPLE,
+                 env={"RUST_LOG": "info,target_s3::metrics=debug"})
     assert run.returncode == 0, run.stderr
     metrics = [json.loads(l.split("METRIC: ", 1)[1]) for l in run.stderr.decode().splitlines() if "METRIC: " in l]
     counts = {m["tags"]["stream"]: m["value"] for m in metrics if m["metric"] == "record_count"}
