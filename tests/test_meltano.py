@@ -68,3 +68,71 @@ def test_meltano_run_loads_and_stores_state(server, bucket, project):
     assert state.returncode == 0, state.stderr[-2000:]
     stored = json.loads(state.stdout)
     assert "people" in json.dumps(stored["singer_state"]), stored
+
+
+@pytest.fixture
+def loader_only(tmp_path):
+    """A Meltano project with target-s3 alone, declared as the repository's meltano.yml does."""
+    if not MELTANO.exists():
+        pytest.skip(f"MELTANO IS NOT INSTALLED at {MELTANO}: `make test` installs it")
+    ours = yaml.safe_load((ROOT / "meltano.yml").read_text())["plugins"]["loaders"][0]
+    ours["executable"] = str(BINARY)
+    ours.pop("config", None)
+    config = {"version": 1, "default_environment": "dev", "project_id": "target-s3-settings",
+              "environments": [{"name": "dev"}], "plugins": {"loaders": [ours]}}
+    (tmp_path / "meltano.yml").write_text(yaml.safe_dump(config))
+    return tmp_path
+
+
+ORDERS = "".join(json.dumps(m) + "\n" for m in [
+    {"type": "SCHEMA", "stream": "orders", "key_properties": ["id"],
+     "schema": {"properties": {"id": {"type": "integer"}, "country": {"type": "string"},
+                               "amount": {"type": "string"}}}},
+    *({"type": "RECORD", "stream": "orders", "record": {"id": n, "country": c, "amount": f"{n}.25"}}
+      for n, c in enumerate(["DE", "FR", "DE", "US", "FR", "NL", "DE"])),
+])
+
+
+def invoke(project_dir, env, text=ORDERS):
+    return subprocess.run([str(MELTANO), "invoke", "target-s3"], cwd=project_dir, env=env, input=text,
+                          capture_output=True, text=True, timeout=600)
+
+
+def server_env(server, bucket, prefix):
+    env = clean_env()
+    for key, value in base_config(server, bucket, object_key_path=prefix, file_type="csv").items():
+        env[f"TARGET_S3_{key.upper()}"] = str(value)
+    return env
+
+
+def folders(server, bucket, prefix):
+    return sorted({key.split("/")[2] for key in list_keys(server, bucket, prefix + "/")})
+
+
+@pytest.mark.parametrize("value", ['{"orders": ["country"]}', '["country"]'])
+def test_partition_by_set_with_meltano_config_set_partitions_the_run(server, bucket, loader_only, value):
+    env = server_env(server, bucket, "set")
+    set_ = meltano(loader_only, "config", "set", "target-s3", "partition_by", value, env=env)
+    assert set_.returncode == 0, set_.stderr[-2000:]
+    run = invoke(loader_only, env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert folders(server, bucket, "set/orders") == ["country_part=DE", "country_part=FR", "country_part=NL",
+                                                     "country_part=US"]
+
+
+def test_partition_by_and_column_types_from_meltano_environment_variables(server, bucket, loader_only):
+    env = server_env(server, bucket, "env")
+    env["TARGET_S3_PARTITION_BY"] = '{"orders": ["country"]}'
+    env["TARGET_S3_COLUMN_TYPES"] = '{"orders": {"amount": "decimal(10,2)"}}'
+    env["TARGET_S3_VALIDATE_RECORDS"] = "false"
+    env["TARGET_S3_FILE_TYPE"] = "parquet"
+    listed = meltano(loader_only, "config", "list", "target-s3", env=env)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    run = invoke(loader_only, env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert folders(server, bucket, "env/orders") == ["country_part=DE", "country_part=FR", "country_part=NL",
+                                                     "country_part=US"]
+    [key] = list_keys(server, bucket, "env/orders/country_part=NL/")
+    table = read_parquet(server, bucket, key)
+    assert str(table.schema.field("amount").type) == "decimal128(10, 2)"
+    assert [str(v) for v in table.column("amount").to_pylist()] == ["5.25"]
