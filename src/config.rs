@@ -104,6 +104,7 @@ pub const STORAGE_CLASSES: &[&str] = &[
     "EXPRESS_ONEZONE",
 ];
 pub const LOAD_METHODS: &[&str] = &["append", "overwrite"];
+pub const LOG_FORMATS: &[&str] = &["text", "json"];
 
 pub const DEFAULT_MAX_BATCH_ROWS: u64 = 1_000_000;
 pub const DEFAULT_MAX_BATCH_BYTES: u64 = 256 * 1024 * 1024;
@@ -238,6 +239,14 @@ pub const SETTINGS: &[Setting] = &[
             "Seconds between progress lines on stderr (records/s over the last interval, records and bytes per stream, objects stored).",
         ),
         "5",
+    ),
+    with_default(
+        setting(
+            "log_format",
+            Kind::Choice(LOG_FORMATS),
+            "Log lines on stderr: `text` (one timestamp each; none when Meltano runs the target, since Meltano stamps every line) or `json`: one object a line in the Singer SDK's structured form (`level`, `message`, `ts`, `pid`, `logger_name`, `thread_name`, `app_name`), which Meltano reads for a plugin with the `structured-logging` capability and shows at the line's own level. The `--log-format` flag overrides it; Mage mode's `--log_to_stdout 1` keeps Mage's form.",
+        ),
+        "text",
     ),
     with_default(
         setting(
@@ -694,6 +703,8 @@ pub struct Config {
     pub store: StoreSettings,
     /// `mage_mode`: Mage's conventions for input lines and logs (see `mage`).
     pub mage: bool,
+    /// `log_format: json` (read by main before the rest, to set up logging).
+    pub log_json: bool,
 }
 
 /// Where objects go, how S3 keeps them, and what a run leaves behind besides them.
@@ -886,6 +897,7 @@ impl Config {
             },
             store: store_settings(&v, local_folder)?,
             mage,
+            log_json: v.choice_or_default("log_format")? == "json",
         };
         check_template_placeholders(&config)?;
         warnings.extend(local_folder_warnings(&config, map));
@@ -1040,7 +1052,7 @@ pub fn about() -> Value {
         "name": "target-s3",
         "version": env!("CARGO_PKG_VERSION"),
         "description": env!("CARGO_PKG_DESCRIPTION"),
-        "capabilities": ["about", "batch", "validate-records"],
+        "capabilities": ["about", "batch", "structured-logging", "validate-records"],
         "settings": settings,
     })
 }

@@ -4,6 +4,7 @@ stores the STATE target-s3 acknowledged."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -136,3 +137,39 @@ def test_partition_by_and_column_types_from_meltano_environment_variables(server
     table = read_parquet(server, bucket, key)
     assert str(table.schema.field("amount").type) == "decimal128(10, 2)"
     assert [str(v) for v in table.column("amount").to_pylist()] == ["5.25"]
+
+
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
+
+
+def meltano_lines(stderr: str, needle: str) -> list[str]:
+    return [line for line in stderr.splitlines() if needle in line]
+
+
+def test_meltano_run_shows_target_warnings_and_errors_at_their_levels(server, bucket, project):
+    project_dir, rows = project
+    path = project_dir / "meltano.yml"
+    config = yaml.safe_load(path.read_text())
+    config["plugins"]["loaders"][0]["config"] = {"no_such_setting": 1}
+    path.write_text(yaml.safe_dump(config))
+    env = clean_env()
+    for key, value in base_config(server, "no-such-bucket-here", object_key_path="meltano").items():
+        env[f"TARGET_S3_{key.upper()}"] = str(value)
+    env["TARGET_S3_LOG_FORMAT"] = "json"
+    installed = meltano(project_dir, "install", env=env)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    run = meltano(project_dir, "run", "tap-jsonl", "target-s3", env=env)
+    assert run.returncode != 0
+    [warning] = meltano_lines(run.stderr, 'unknown key "no_such_setting"')
+    assert "[warning" in warning and "[info" not in warning, warning
+    [error] = meltano_lines(run.stderr, 'bucket "no-such-bucket-here" does not exist')
+    assert "[error" in error and "[info" not in error, error
+    for line in (warning, error):
+        assert len(TIMESTAMP.findall(line)) == 1, line
+    assert "target-s3: error:" not in error, "the level says it already"
+    env.pop("TARGET_S3_LOG_FORMAT")  # text: Meltano's timestamp only, the level in the text
+    text = meltano(project_dir, "run", "tap-jsonl", "target-s3", env=env)
+    assert text.returncode != 0
+    [warning] = meltano_lines(text.stderr, 'unknown key "no_such_setting"')
+    assert "WARN config: unknown key" in warning and len(TIMESTAMP.findall(warning)) == 1, warning
+
