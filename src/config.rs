@@ -1183,7 +1183,11 @@ impl Values<'_> {
             return Ok(Some(value.clone()));
         }
         serde_json::from_str(text).map(Some).map_err(|e| {
-            invalid(name, text, &format!("JSON text of a list or an object ({e})"))
+            invalid(
+                name,
+                text,
+                &format!("JSON text of a list or an object ({e})"),
+            )
         })
     }
 

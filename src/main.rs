@@ -164,7 +164,10 @@ fn print_out(text: &str) -> ExitCode {
 
 /// The `--log-format` flag, else the `log_format` setting (checked in full later, with
 /// the other settings), else text.
-fn log_format(cli: &Cli, settings: Option<&serde_json::Map<String, serde_json::Value>>) -> LogFormat {
+fn log_format(
+    cli: &Cli,
+    settings: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> LogFormat {
     if let Some(format) = cli.log_format {
         return format;
     }

@@ -404,7 +404,8 @@ impl Objects {
     }
 
     fn stored(&mut self, id: u64, object: InFlight, bytes: u64) {
-        if self.remember {
+        // The connection test's probe is kept too, to be deleted at the end.
+        if self.remember || object.stream == publish::PROBE_STREAM {
             self.stored.push(StoredObject {
                 id,
                 stream: object.stream,
@@ -663,7 +664,14 @@ impl<'c, W: Write> Target<'c, W> {
             .streams
             .list
             .iter()
-            .map(|st| format!("{} {}, {} bytes", st.name, count(st.records, "record"), st.bytes))
+            .map(|st| {
+                format!(
+                    "{} {}, {} bytes",
+                    st.name,
+                    count(st.records, "record"),
+                    st.bytes
+                )
+            })
             .collect();
         if !streams.is_empty() {
             line.push_str("; ");
@@ -1777,6 +1785,7 @@ impl<'c, W: Write> Target<'c, W> {
     /// After a successful `finish`: the run's manifests, then overwrite's deletions,
     /// then the STATE held back for them. Nothing here runs after a failure.
     fn publish(&mut self) -> Result<()> {
+        publish::remove_probe(&self.destination, &self.objects.stored);
         if !self.config.store.holds_state() {
             return Ok(());
         }
