@@ -120,7 +120,7 @@ fn main() -> ExitCode {
                 let _ = writeln!(io::stderr(), "ERROR {line}");
             } else if logs_to_stdout {
                 tracing::error!(error = %message, "{message}");
-            } else if log_json {
+            } else if log_json && tracing::enabled!(tracing::Level::ERROR) {
                 // The one error line, as a log line Meltano shows at [error].
                 tracing::error!("{message}");
                 return ExitCode::from(error.exit_code());

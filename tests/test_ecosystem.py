@@ -96,6 +96,8 @@ def test_log_format_setting_makes_warnings_and_the_error_json_lines(server, buck
     assert "no_such_setting" in logs[0]["message"] and "does not exist" in logs[1]["message"], logs
     text = target("--config_json", json.dumps(config), "--log-format", "text", input_text=SAMPLE)
     assert text.stderr.decode().splitlines()[-1].startswith("target-s3: error: store: preflight:"), text.stderr
+    silent = target("--config_json", json.dumps(config), input_text=SAMPLE, env={"RUST_LOG": "off"})
+    assert silent.stderr.decode().startswith("target-s3: error: store: preflight:"), "logs off: still the error"
     wrong = target("--config_json", json.dumps({**config, "log_format": "xml"}), input_text=SAMPLE)
     assert wrong.returncode == 1 and b'"log_format"' in wrong.stderr and b"text" in wrong.stderr, wrong.stderr
 
