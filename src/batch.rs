@@ -1413,10 +1413,21 @@ impl ValueSeed<'_, '_> {
                     other => other,
                 }
             }
+            (_, b'"') if holds_number(raw) => Err(TAKE_STRINGS.to_owned()),
             _ => Err(String::new()),
         };
         result.map_err(|why| refuse_with(ctx, builder, raw, why))
     }
+}
+
+/// Why a string is refused from a number or boolean column, and the setting that takes
+/// it (taps that read spreadsheets or APIs often send numbers as strings).
+const TAKE_STRINGS: &str =
+    "validate_records: false takes strings that hold numbers or booleans into such columns";
+
+/// Whether a JSON string holds a number that `validate_records: false` would take.
+fn holds_number(raw: &str) -> bool {
+    serde_json::from_str::<String>(raw).is_ok_and(|text| text.trim().parse::<f64>().is_ok())
 }
 
 /// The error for a value that does not fit, with the reason when there is one.
@@ -1521,6 +1532,10 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
         }
         self.builder.push_str_value(v).map_err(|why| {
             let got = format!("the string {}", Shown(v));
+            let why = match (&self.builder.kind, v) {
+                (Kind::Bool(..), "true" | "false") => TAKE_STRINGS.to_owned(),
+                _ => why,
+            };
             self.ctx.refuse_because(self.builder, got, why)
         })
     }
@@ -1795,14 +1810,21 @@ mod tests {
             ),
             (
                 r#"{"id": "42"}"#,
-                r#"field "id": expected an integer within int64, got the string "42""#,
+                r#"field "id": expected an integer within int64, got the string "42" (validate_records: false takes strings that hold numbers or booleans into such columns)"#,
             ),
             (
                 r#"{"id": 1, "x": 9007199254740993}"#,
                 "cannot be held exactly",
             ),
             (r#"{"id": 18446744073709551615}"#, "beyond int64"),
-            (r#"{"id": 1, "ok": "yes"}"#, "expected true or false"),
+            (
+                r#"{"id": 1, "ok": "yes"}"#,
+                "expected true or false, got the string \"yes\"",
+            ),
+            (
+                r#"{"id": 1, "ok": "true"}"#,
+                "(validate_records: false takes strings",
+            ),
             (r#"{"id": 1, "s": {"a": 1}}"#, "got an object"),
             (r#"{"id": 1, "ts": "yesterday"}"#, "RFC 3339"),
             (

@@ -104,6 +104,7 @@ pub const STORAGE_CLASSES: &[&str] = &[
     "EXPRESS_ONEZONE",
 ];
 pub const LOAD_METHODS: &[&str] = &["append", "overwrite"];
+pub const LOG_FORMATS: &[&str] = &["text", "json"];
 
 pub const DEFAULT_MAX_BATCH_ROWS: u64 = 1_000_000;
 pub const DEFAULT_MAX_BATCH_BYTES: u64 = 256 * 1024 * 1024;
@@ -235,9 +236,17 @@ pub const SETTINGS: &[Setting] = &[
         setting(
             "progress_interval_seconds",
             Kind::Integer { min: 1 },
-            "Seconds between progress lines on stderr (records/s, records and bytes per stream, objects stored).",
+            "Seconds between progress lines on stderr (records/s over the last interval, records and bytes per stream, objects stored).",
         ),
         "5",
+    ),
+    with_default(
+        setting(
+            "log_format",
+            Kind::Choice(LOG_FORMATS),
+            "Log lines on stderr: `text` (one timestamp each; none when Meltano runs the target, since Meltano stamps every line) or `json`: one object a line in the Singer SDK's structured form (`level`, `message`, `ts`, `pid`, `logger_name`, `thread_name`, `app_name`), which Meltano reads for a plugin with the `structured-logging` capability and shows at the line's own level. The `--log-format` flag overrides it; Mage mode's `--log_to_stdout 1` keeps Mage's form.",
+        ),
+        "text",
     ),
     with_default(
         setting(
@@ -439,7 +448,7 @@ pub const SETTINGS: &[Setting] = &[
     setting(
         "partition_by",
         Kind::PartitionBy,
-        "Record fields whose values make Hive-style folders at {partition}, each object holding one partition's rows: a list of `field` (folder `<column>_part=`, `country_part=FR/`), `field:<strftime>` (date and date-time fields; folder `<column>_<finest unit>=`, `created_at_month=2024-03/`) or `name=field:<strftime>` (a name no column of the stream has), for every stream (each must have the fields); or an object of such lists by stream name (streams not named are not partitioned).",
+        "Record fields whose values make Hive-style folders at {partition}, each object holding one partition's rows: a list of `field` (folder `<column>_part=`, `country_part=FR/`), `field:<strftime>` (date and date-time fields; folder `<column>_<finest unit>=`, `created_at_month=2024-03/`) or `name=field:<strftime>` (a name no column of the stream has), for every stream (each must have the fields); or an object of such lists by stream name (streams not named are not partitioned). Either may also be given as its JSON text, as `meltano config set` and `TARGET_S3_PARTITION_BY` pass it.",
     ),
     setting(
         "server_side_encryption",
@@ -694,6 +703,8 @@ pub struct Config {
     pub store: StoreSettings,
     /// `mage_mode`: Mage's conventions for input lines and logs (see `mage`).
     pub mage: bool,
+    /// `log_format: json` (read by main before the rest, to set up logging).
+    pub log_json: bool,
 }
 
 /// Where objects go, how S3 keeps them, and what a run leaves behind besides them.
@@ -886,6 +897,7 @@ impl Config {
             },
             store: store_settings(&v, local_folder)?,
             mage,
+            log_json: v.choice_or_default("log_format")? == "json",
         };
         check_template_placeholders(&config)?;
         warnings.extend(local_folder_warnings(&config, map));
@@ -1012,7 +1024,8 @@ pub fn about() -> Value {
                 Kind::Boolean => ("boolean", None),
                 Kind::ColumnTypes => ("object", None),
                 Kind::KeyTemplate => ("string", None),
-                Kind::PartitionBy => ("array", None),
+                // Meltano casts `array` and `object` to one shape; text takes both.
+                Kind::PartitionBy => ("string", None),
                 Kind::Choice(words) => ("string", Some(words)),
             };
             let mut entry = serde_json::json!({
@@ -1039,7 +1052,7 @@ pub fn about() -> Value {
         "name": "target-s3",
         "version": env!("CARGO_PKG_VERSION"),
         "description": env!("CARGO_PKG_DESCRIPTION"),
-        "capabilities": ["about", "batch", "validate-records"],
+        "capabilities": ["about", "batch", "structured-logging", "validate-records"],
         "settings": settings,
     })
 }
@@ -1157,6 +1170,27 @@ struct Values<'a> {
 }
 
 impl Values<'_> {
+    /// A setting that takes a list or an object: given as such, or as its JSON text
+    /// (what Meltano passes for a setting of kind string, whatever shape it holds).
+    fn structured(&self, name: &str) -> Result<Option<Value>> {
+        let Some(value) = self.raw(name)? else {
+            return Ok(None);
+        };
+        let Value::String(text) = value else {
+            return Ok(Some(value.clone()));
+        };
+        if !text.trim_start().starts_with(['[', '{']) {
+            return Ok(Some(value.clone()));
+        }
+        serde_json::from_str(text).map(Some).map_err(|e| {
+            invalid(
+                name,
+                text,
+                &format!("JSON text of a list or an object ({e})"),
+            )
+        })
+    }
+
     fn raw(&self, name: &str) -> Result<Option<&Value>> {
         let setting = find_setting(name).expect("every key read is in SETTINGS");
         match self.map.get(name).filter(|v| !v.is_null()) {
@@ -1354,9 +1388,10 @@ impl Values<'_> {
     fn column_types(&self) -> Result<HashMap<String, HashMap<String, ColumnType>>> {
         let setting = find_setting("column_types").expect("in SETTINGS");
         let expected = "an object such as {\"orders\": {\"amount\": \"decimal(38,9)\"}}";
-        let Some(value) = self.raw("column_types")? else {
+        let Some(value) = self.structured("column_types")? else {
             return Ok(HashMap::new());
         };
+        let value = &value;
         let Value::Object(streams) = value else {
             return Err(wrong_value(setting, value, expected));
         };
@@ -1392,9 +1427,10 @@ impl Values<'_> {
     }
 
     fn partition_by(&self) -> Result<PartitionBy> {
-        let Some(value) = self.raw("partition_by")? else {
+        let Some(value) = self.structured("partition_by")? else {
             return Ok(PartitionBy::Off);
         };
+        let value = &value;
         PartitionBy::from_value(value).map_err(|reason| {
             Error::Config(format!("key \"partition_by\" has value {value}: {reason}"))
         })
@@ -1762,6 +1798,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn list_and_object_settings_may_be_json_text() {
+        let text = with("partition_by", json!(r#"{"orders": ["country"]}"#));
+        let given = with("partition_by", json!({"orders": ["country"]}));
+        assert_eq!(
+            parse(text).unwrap().partition_by,
+            parse(given).unwrap().partition_by
+        );
+        let types = with("column_types", json!(r#"{"s": {"n": "decimal(10,2)"}}"#));
+        assert_eq!(parse(types).unwrap().types.overrides["s"].len(), 1);
+        let e = error(with("partition_by", json!(r#"["country""#)));
+        assert!(
+            e.contains("partition_by") && e.contains("JSON text of a list or an object"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -16,12 +16,14 @@ use target_s3::config::{Config, Source};
 use target_s3::error::{Error, Result};
 use target_s3::mage;
 use target_s3::target;
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// Lands a Singer tap's streams in Amazon S3 or an S3-compatible store as CSV or
+/// Lands a Singer tap's streams in Amazon S3 or an S3-compatible store as CSV, JSONL or
 /// Parquet objects; writes STATE to stdout only once the records it covers are stored.
 #[derive(Parser, Debug)]
 #[command(name = "target-s3", version)]
@@ -43,9 +45,10 @@ struct Cli {
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
 
-    /// Log format on stderr: text, or json (one object a line).
-    #[arg(long = "log-format", value_enum, default_value = "text")]
-    log_format: LogFormat,
+    /// Log format on stderr: text, or json (one object a line, as Singer SDK plugins
+    /// log for Meltano); overrides the log_format setting.
+    #[arg(long = "log-format", value_enum)]
+    log_format: Option<LogFormat>,
 
     /// Mage: with 1, logs go to stdout as JSON lines of type LOG.
     #[arg(long = "log_to_stdout", value_name = "0|1")]
@@ -104,7 +107,8 @@ fn main() -> ExitCode {
     let logs_to_stdout = cli.log_to_stdout == Some(1);
     let settings = merged_settings(&cli);
     let mage = mage::mode(settings.as_ref().ok(), invocation(&cli));
-    init_logging(&cli, logs_to_stdout, mage);
+    let log_json = log_format(&cli, settings.as_ref().ok()) == LogFormat::Json;
+    init_logging(log_json, logs_to_stdout, mage);
     match settings.and_then(|s| run(&cli, s, mage, logs_to_stdout)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -116,6 +120,10 @@ fn main() -> ExitCode {
                 let _ = writeln!(io::stderr(), "ERROR {line}");
             } else if logs_to_stdout {
                 tracing::error!(error = %message, "{message}");
+            } else if log_json && tracing::enabled!(tracing::Level::ERROR) {
+                // The one error line, as a log line Meltano shows at [error].
+                tracing::error!("{message}");
+                return ExitCode::from(error.exit_code());
             }
             // Not eprintln!: in Mage mode stderr is Mage's pipe, which Mage closes once
             // it has read an error line, and a failed write must not become a panic.
@@ -154,22 +162,43 @@ fn print_out(text: &str) -> ExitCode {
     }
 }
 
-fn init_logging(cli: &Cli, to_stdout: bool, mage: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// The `--log-format` flag, else the `log_format` setting (checked in full later, with
+/// the other settings), else text.
+fn log_format(
+    cli: &Cli,
+    settings: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> LogFormat {
+    if let Some(format) = cli.log_format {
+        return format;
+    }
+    let setting = settings.and_then(|s| s.get("log_format")?.as_str().map(str::to_owned));
+    match setting {
+        Some(word) if word.eq_ignore_ascii_case("json") => LogFormat::Json,
+        _ => LogFormat::Text,
+    }
+}
+
+fn init_logging(json: bool, to_stdout: bool, mage: bool) {
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter())
         .log_internal_errors(false);
-    let json = JsonLog { epoch: mage };
     if to_stdout {
         builder
-            .event_format(json)
+            .event_format(JsonLog { epoch: mage })
             .with_writer(LogOut::Stdout)
             .init();
-    } else if cli.log_format == LogFormat::Json {
+    } else if json {
         builder
-            .event_format(json)
+            .event_format(SdkLog)
             .with_writer(LogOut::Stderr)
+            .init();
+    } else if std::env::var_os("MELTANO_PROJECT_ROOT").is_some() {
+        // Meltano puts its own timestamp on every line it relays.
+        builder
+            .with_writer(LogOut::Stderr)
+            .with_target(false)
+            .with_ansi(false)
+            .without_time()
             .init();
     } else {
         builder
@@ -177,6 +206,19 @@ fn init_logging(cli: &Cli, to_stdout: bool, mage: bool) {
             .with_target(false)
             .with_ansi(io::stderr().is_terminal())
             .init();
+    }
+}
+
+/// RUST_LOG, else INFO. The closing summary is shown whenever warnings are: only a
+/// filter for errors alone (or nothing) hides it.
+fn log_filter() -> EnvFilter {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if filter.max_level_hint() < Some(LevelFilter::WARN) {
+        return filter;
+    }
+    match format!("{}=info", target::SUMMARY).parse() {
+        Ok(summary) => filter.add_directive(summary),
+        Err(_) => filter,
     }
 }
 
@@ -329,6 +371,48 @@ where
         event.record(&mut fields);
         let level = event.metadata().level().as_str();
         let line = log_line(level, &fields.message, self.epoch, fields.tags);
+        writeln!(writer, "{line}")
+    }
+}
+
+/// Log lines as Singer SDK plugins write them with structured logging, the form Meltano
+/// parses (and then shows at the line's own level): `level`, `pid`, `logger_name`, `ts`
+/// (epoch seconds), `thread_name`, `app_name`, `stream_name`, `message`, `extra`.
+struct SdkLog;
+
+impl<S, N> FormatEvent<S, N> for SdkLog
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let metadata = event.metadata();
+        // Python's level names, which Meltano maps to its own.
+        let level = match *metadata.level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO => "info",
+            _ => "debug",
+        };
+        let now = chrono::Utc::now();
+        let line = serde_json::json!({
+            "level": level,
+            "pid": std::process::id(),
+            "logger_name": metadata.target(),
+            "ts": now.timestamp_micros() as f64 / 1e6,
+            "thread_name": std::thread::current().name().unwrap_or("main"),
+            "app_name": "target-s3",
+            "stream_name": fields.tags.remove("stream"),
+            "message": fields.message,
+            "extra": fields.tags,
+        });
         writeln!(writer, "{line}")
     }
 }

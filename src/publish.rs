@@ -20,6 +20,10 @@
 //! with neither is left alone. For each replaced folder `<object_key_path>/<table>/`,
 //! every listed key under it that this run did not write is deleted — and nothing at
 //! all if the listing lacks an object this run wrote there.
+//!
+//! Meltano's connection test (`meltano config test`) sends a loader one record of the
+//! stream `meltano_test_stream`: what that stream stored proves the destination takes
+//! writes, and is deleted again at the end, so the test leaves nothing behind.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -74,6 +78,38 @@ impl Destination {
     }
 }
 
+/// The stream `meltano config test` sends: a probe, not data.
+pub const PROBE_STREAM: &str = "meltano_test_stream";
+
+/// Deletes the objects the probe stream stored, and says so; when they cannot be
+/// deleted, says where they are. Returns how many were deleted.
+pub fn remove_probe(destination: &Destination, stored: &[StoredObject]) -> u64 {
+    let keys: Vec<String> = stored
+        .iter()
+        .filter(|o| o.stream == PROBE_STREAM)
+        .map(|o| o.key.clone())
+        .collect();
+    let Some(first) = keys.first() else {
+        return 0;
+    };
+    let store = &destination.store;
+    let location = store.location(first);
+    match destination.wait(store.delete(keys.clone())) {
+        Ok(()) => {
+            tracing::info!(
+                "connection test: stream {PROBE_STREAM:?} was stored ({location}) and deleted again; nothing is left behind"
+            );
+            keys.len() as u64
+        }
+        Err(e) => {
+            tracing::warn!(
+                "connection test: stream {PROBE_STREAM:?} was stored at {location} and could not be deleted ({e}); delete it by hand"
+            );
+            0
+        }
+    }
+}
+
 /// What the end of the run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
@@ -96,7 +132,7 @@ pub fn publish(
     let stop = || destination.brake.stopped();
     let mut published = Published::default();
     if config.store.manifest {
-        for stream in streams {
+        for stream in streams.iter().filter(|s| s.name != PROBE_STREAM) {
             for body in manifests(config, keys.run_id(), stream, stored) {
                 stop()?;
                 let key = keys
@@ -129,7 +165,8 @@ pub fn publish(
                 destination.wait(store.delete(older))?;
             }
             tracing::info!(
-                "streams {names:?} replaced: {count} older objects deleted under {}",
+                "streams {names:?} replaced: {} deleted under {}",
+                crate::target::count(count, "older object"),
                 store.location(&folder)
             );
             published.deleted += count;

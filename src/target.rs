@@ -404,7 +404,8 @@ impl Objects {
     }
 
     fn stored(&mut self, id: u64, object: InFlight, bytes: u64) {
-        if self.remember {
+        // The connection test's probe is kept too, to be deleted at the end.
+        if self.remember || object.stream == publish::PROBE_STREAM {
             self.stored.push(StoredObject {
                 id,
                 stream: object.stream,
@@ -433,6 +434,21 @@ fn naming_stream(error: Error, stream: &str) -> Error {
     }
 }
 
+/// The log target of the closing summary, which the log filter always lets through
+/// unless only errors were asked for.
+pub const SUMMARY: &str = "target_s3::summary";
+/// The log target of the METRIC lines, at DEBUG:
+/// `RUST_LOG=info,target_s3::metrics=debug` shows them.
+pub const METRICS: &str = "target_s3::metrics";
+
+/// `n` and the word, plural unless `n` is 1.
+pub fn count(n: u64, word: &str) -> String {
+    match n {
+        1 => format!("1 {word}"),
+        _ => format!("{n} {word}s"),
+    }
+}
+
 /// Singer-style METRIC lines for one ended object: its records, size and upload time.
 fn log_metrics(object: &InFlight, bytes: Option<u64>) {
     let status = if bytes.is_some() {
@@ -457,7 +473,7 @@ fn log_metrics(object: &InFlight, bytes: Option<u64>) {
     for (kind, metric, value) in metrics {
         let line =
             serde_json::json!({"type": kind, "metric": metric, "value": value, "tags": tags});
-        tracing::info!("METRIC: {line}");
+        tracing::debug!(target: METRICS, "METRIC: {line}");
     }
 }
 
@@ -574,8 +590,9 @@ struct Target<'c, W> {
 
 /// The progress line, every `progress_interval_seconds`.
 struct Progress {
-    started: Instant,
     last: Instant,
+    /// Records read by `last`: the rate shown is that of the last interval.
+    records: u64,
 }
 
 impl<'c, W: Write> Target<'c, W> {
@@ -609,8 +626,8 @@ impl<'c, W: Write> Target<'c, W> {
             writes: 0,
             output_failed: false,
             progress: Progress {
-                started: Instant::now(),
                 last: Instant::now(),
+                records: 0,
             },
             decoders: config
                 .limits
@@ -630,23 +647,37 @@ impl<'c, W: Write> Target<'c, W> {
         if self.progress.last.elapsed() < self.config.reliability.progress_interval {
             return;
         }
-        self.progress.last = Instant::now();
-        let seconds = self.progress.started.elapsed().as_secs_f64().max(1e-9);
+        let seconds = self.progress.last.elapsed().as_secs_f64().max(1e-9);
         let s = &self.summary;
+        let rate = (s.records - self.progress.records) as f64 / seconds;
+        self.progress = Progress {
+            last: Instant::now(),
+            records: s.records,
+        };
+        let mut line = format!(
+            "progress: {} ({rate:.0}/s in the last {seconds:.0} s), {} stored, {}",
+            count(s.records, "record"),
+            count(s.stored_objects, "object"),
+            count(s.states, "STATE line"),
+        );
         let streams: Vec<String> = self
             .streams
             .list
             .iter()
-            .map(|st| format!("{} {} records {} bytes", st.name, st.records, st.bytes))
+            .map(|st| {
+                format!(
+                    "{} {}, {} bytes",
+                    st.name,
+                    count(st.records, "record"),
+                    st.bytes
+                )
+            })
             .collect();
-        tracing::info!(
-            "progress: {} records ({:.0}/s), {} objects stored, {} STATE lines; {}",
-            s.records,
-            s.records as f64 / seconds,
-            s.stored_objects,
-            s.states,
-            streams.join(", ")
-        );
+        if !streams.is_empty() {
+            line.push_str("; ");
+            line.push_str(&streams.join(", "));
+        }
+        tracing::info!("{line}");
     }
 
     fn check_stop(&self) -> Result<()> {
@@ -1751,6 +1782,7 @@ impl<'c, W: Write> Target<'c, W> {
     /// After a successful `finish`: the run's manifests, then overwrite's deletions,
     /// then the STATE held back for them. Nothing here runs after a failure.
     fn publish(&mut self) -> Result<()> {
+        publish::remove_probe(&self.destination, &self.objects.stored);
         if !self.config.store.holds_state() {
             return Ok(());
         }
@@ -1799,15 +1831,17 @@ impl<'c, W: Write> Target<'c, W> {
             tracing::debug!("records decoded by the decoding threads: {records}");
         }
         let s = &self.summary;
+        // Its own target: shown even when RUST_LOG asks for warnings only (see main).
         tracing::info!(
-            "done: {} records in {} objects, {} STATE lines written, {} invalid records skipped, {} quarantined, {} manifests, {} older objects deleted",
-            s.records,
-            s.objects,
-            s.states,
-            s.skipped,
+            target: SUMMARY,
+            "done: {} in {}, {} written, {} skipped, {} quarantined, {}, {} deleted",
+            count(s.records, "record"),
+            count(s.objects, "object"),
+            count(s.states, "STATE line"),
+            count(s.skipped, "invalid record"),
             s.quarantined,
-            s.manifests,
-            s.deleted
+            count(s.manifests, "manifest"),
+            count(s.deleted, "older object"),
         );
         for (kind, count) in &s.unknown_skipped {
             tracing::warn!("{count} messages of unknown type {kind:?} were skipped");

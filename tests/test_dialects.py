@@ -110,7 +110,7 @@ def test_overwrite_never_deletes_another_streams_objects(server, bucket, tmp_pat
     second = lines(schema("Продажи", columns), record("Продажи", {"id": 3}), state(2))
     run = load(server, bucket, second, prefix="p", load_method="overwrite")
     assert run.states == [{"bookmarks": {"n": 2}}]
-    assert "1 older objects deleted" in run.stderr
+    assert "1 older object deleted" in run.stderr
     assert list_keys(server, bucket, "p/Клиенты/") == clients_before
     assert table(server, bucket, "p/Клиенты/").to_pylist() == [{"id": 2}]
     assert table(server, bucket, "p/Продажи/").to_pylist() == [{"id": 3}]

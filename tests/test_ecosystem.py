@@ -80,12 +80,31 @@ def test_json_log_format_on_stderr(server, bucket):
                  input_text=SAMPLE)
     assert run.returncode == 0
     logs = [json.loads(l) for l in run.stderr.decode().splitlines()]
-    assert any(l["level"] == "INFO" for l in logs)
+    assert any(l["level"] == "info" for l in logs)
+    # The Singer SDK's structured form, every field Meltano's parser requires.
+    sdk_fields = {"level", "pid", "logger_name", "ts", "thread_name", "app_name", "message"}
+    assert all(sdk_fields <= set(l) and isinstance(l["ts"], float) for l in logs), logs
     assert [json.loads(l) for l in run.stdout.decode().splitlines()][-1] == LAST_STATE
 
 
+def test_log_format_setting_makes_warnings_and_the_error_json_lines(server, bucket):
+    config = base_config(server, "no-such-bucket-here", log_format="JSON", no_such_setting=1)
+    run = target("--config_json", json.dumps(config), input_text=SAMPLE)
+    assert run.returncode == 1
+    logs = [json.loads(l) for l in run.stderr.decode().splitlines()]
+    assert [(l["level"], l["app_name"]) for l in logs] == [("warning", "target-s3"), ("error", "target-s3")], logs
+    assert "no_such_setting" in logs[0]["message"] and "does not exist" in logs[1]["message"], logs
+    text = target("--config_json", json.dumps(config), "--log-format", "text", input_text=SAMPLE)
+    assert text.stderr.decode().splitlines()[-1].startswith("target-s3: error: store: preflight:"), text.stderr
+    silent = target("--config_json", json.dumps(config), input_text=SAMPLE, env={"RUST_LOG": "off"})
+    assert silent.stderr.decode().startswith("target-s3: error: store: preflight:"), "logs off: still the error"
+    wrong = target("--config_json", json.dumps({**config, "log_format": "xml"}), input_text=SAMPLE)
+    assert wrong.returncode == 1 and b'"log_format"' in wrong.stderr and b"text" in wrong.stderr, wrong.stderr
+
+
 def test_metric_lines_per_object(server, bucket):
-    run = target("--config_json", json.dumps(base_config(server, bucket)), input_text=SAMPLE)
+    run = target("--config_json", json.dumps(base_config(server, bucket)), input_text=SAMPLE,
+                 env={"RUST_LOG": "info,target_s3::metrics=debug"})
     assert run.returncode == 0, run.stderr
     metrics = [json.loads(l.split("METRIC: ", 1)[1]) for l in run.stderr.decode().splitlines() if "METRIC: " in l]
     counts = {m["tags"]["stream"]: m["value"] for m in metrics if m["metric"] == "record_count"}

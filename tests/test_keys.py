@@ -320,7 +320,8 @@ def test_state_waits_for_every_partition_object(server, bucket):
     records = [{"id": n, "k": "abcde"[n * 7 % 5]} for n in range(1000)]
     config = base_config(server, bucket, partition_by=["k"], row_group_bytes=1024, max_batch_rows=60,
                          max_concurrent_uploads=1)
-    run = run_target(config, singer("s", props, records, state_every=50), "--log_to_stdout", "1")
+    run = run_target(config, singer("s", props, records, state_every=50), "--log_to_stdout", "1",
+                     env={"RUST_LOG": "info,target_s3::metrics=debug"})
     assert run.returncode == 0, run.stderr
     keys = list_keys(server, bucket)
     ids_in = {key: read_parquet(server, bucket, key).column("id").to_pylist() for key in keys}

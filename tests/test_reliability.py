@@ -135,6 +135,18 @@ def test_wrong_secret_key_is_a_clear_error_before_input(s3s):
     assert "wrong-secret" not in run.stderr
 
 
+def test_wrong_secret_key_without_preflight_ends_in_one_line_naming_the_setting(s3s):
+    bucket = s3s.new_bucket()
+    config = base_config(s3s, bucket, aws_secret_access_key="wrong-secret", preflight=False, max_batch_rows=2)
+    run = run_target(config, singer(7))
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("target-s3: error: store: PutObject s3://"), last
+    assert "SignatureDoesNotMatch" in last and "check aws_secret_access_key" in last, last
+    assert "Error {" not in run.stderr and "service error" not in run.stderr, run.stderr
+    assert "wrong-secret" not in run.stderr
+
+
 def stored_ids(server, bucket):
     return set(ids(server, bucket, "exports/run/"))
 

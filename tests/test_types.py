@@ -109,6 +109,21 @@ def test_invalid_records_fail_by_default(server, bucket):
     assert run.stdout == ""
 
 
+def test_numbers_sent_as_strings_name_the_setting_that_takes_them(server, bucket):
+    text = stream_text({"id": {"type": "integer"}, "amount": {"type": "string"}},
+                       [{"id": 1, "amount": "19.99"}, {"id": 2, "amount": "5"}], key=["id"])
+    config = base_config(server, bucket, column_types={"s": {"amount": "decimal(10,2)"}})
+    refused = run_target(config, text)
+    assert refused.returncode == 1
+    last = refused.stderr.strip().splitlines()[-1]
+    assert 'field "amount": expected' in last and 'got the string "19.99"' in last, last
+    assert "validate_records: false" in last, last
+    taken = run_target({**config, "validate_records": False}, text)
+    assert taken.returncode == 0, taken.stderr
+    [key] = list_keys(server, bucket)
+    assert [str(v) for v in read_parquet(server, bucket, key).column("amount").to_pylist()] == ["19.99", "5.00"]
+
+
 def test_invalid_records_skip(server, bucket):
     run = load(server, bucket, MIXED, invalid_records="skip")
     assert run.states == [{"done": True}]

@@ -21,7 +21,7 @@ use aws_sdk_s3::config::{
     Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
     SharedCredentialsProvider,
 };
-use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, ServerSideEncryption,
@@ -137,11 +137,17 @@ impl S3Store {
         &self.bucket
     }
 
-    fn failed(&self, operation: &str, key: &str, e: impl std::error::Error + 'static) -> Error {
+    /// A request that failed after its retries, in one line: what the answer means and
+    /// which setting or permission to check, never the SDK's debug dump.
+    fn failed<E, R>(&self, operation: &str, key: &str, e: SdkError<E, R>) -> Error
+    where
+        E: std::error::Error + ProvideErrorMetadata + 'static,
+        R: std::fmt::Debug + 'static,
+    {
         Error::Store(format!(
             "{operation} s3://{}/{key} failed: {}",
             self.bucket,
-            describe(&e)
+            explain(&e, operation, &self.bucket)
         ))
     }
 
@@ -285,7 +291,9 @@ impl S3Store {
                         .build()
                 });
             let first = batch.first().map_or("", String::as_str);
-            let delete = built.map_err(|e| self.failed("DeleteObjects", first, e))?;
+            let delete = built.map_err(|e| {
+                Error::Store(format!("DeleteObjects s3://{}/{first}: {e}", self.bucket))
+            })?;
             let answer = self
                 .client
                 .delete_objects()
@@ -331,12 +339,8 @@ impl S3Store {
             return Ok(());
         };
         let bucket = &self.bucket;
-        let code = error
-            .as_service_error()
-            .and_then(|e| e.meta().code())
-            .map(str::to_owned);
-        let detail = describe(&error);
-        let message = match code.as_deref() {
+        let code = error.as_service_error().and_then(|e| e.code());
+        let message = match code {
             Some("AccessDenied" | "AllAccessDisabled") if overwrite => format!(
                 "the credentials may not list bucket {bucket:?} (AccessDenied on ListObjectsV2); load_method overwrite needs s3:ListBucket on the bucket and s3:DeleteObject on the prefix, besides s3:PutObject"
             ),
@@ -346,24 +350,11 @@ impl S3Store {
                 );
                 return Ok(());
             }
-            Some("NoSuchBucket") => format!("bucket {bucket:?} does not exist (NoSuchBucket)"),
-            Some("InvalidAccessKeyId") => {
-                "the access key id is not known to the store (InvalidAccessKeyId); check aws_access_key_id".into()
-            }
-            Some("SignatureDoesNotMatch") => {
-                "the secret key does not match the access key id (SignatureDoesNotMatch); check aws_secret_access_key".into()
-            }
-            Some("ExpiredToken" | "InvalidToken" | "TokenRefreshRequired") => {
-                format!("the session token is not valid ({}); check aws_session_token", code.unwrap_or_default())
-            }
-            Some(other) => format!("the store refused the start-up check ({other}): {detail}"),
-            None if detail.contains("credentials") => format!(
-                "could not get credentials (with role_arn: may these credentials assume the role?): {detail}"
+            Some(other) if meaning(other, "ListObjectsV2", bucket).is_none() => format!(
+                "the store refused the start-up check ({other}): {}",
+                describe(&error)
             ),
-            None if matches!(error, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) => {
-                format!("cannot reach the S3 endpoint: {detail}")
-            }
-            None => format!("start-up check failed: {detail}"),
+            _ => explain(&error, "ListObjectsV2", bucket),
         };
         Err(Error::Store(format!(
             "preflight: {message} (set preflight to false to skip this check)"
@@ -469,6 +460,69 @@ async fn resolve_region(aws: &AwsSettings) -> Result<String> {
     Err(Error::Config(
         "key \"aws_region\" is missing and neither AWS_REGION nor the AWS profile names a region; set aws_region to the bucket's region, e.g. \"eu-west-1\"".into(),
     ))
+}
+
+/// A failed request in one line: what the store's answer means and which setting or
+/// permission to check when that is known, else its code and message, else (no answer)
+/// why none came. Shared by the start-up check and every later request.
+fn explain<E, R>(error: &SdkError<E, R>, operation: &str, bucket: &str) -> String
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    if let Some(service) = error.as_service_error() {
+        let code = service.code().unwrap_or("unknown error");
+        if let Some(meaning) = meaning(code, operation, bucket) {
+            return meaning;
+        }
+        return match service.message() {
+            Some(message) => format!("{code}: {message}"),
+            None => code.to_owned(),
+        };
+    }
+    let detail = describe(error);
+    match error {
+        _ if detail.contains("credentials") => format!(
+            "could not get credentials (with role_arn: may these credentials assume the role?): {detail}"
+        ),
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            format!("cannot reach the S3 endpoint (check aws_endpoint and the network): {detail}")
+        }
+        _ => detail,
+    }
+}
+
+/// What a store's error code means, naming the setting or permission to check.
+fn meaning(code: &str, operation: &str, bucket: &str) -> Option<String> {
+    let text = match code {
+        "NoSuchBucket" => format!("bucket {bucket:?} does not exist (NoSuchBucket); check bucket"),
+        "InvalidAccessKeyId" => {
+            "the access key id is not known to the store (InvalidAccessKeyId); check aws_access_key_id".into()
+        }
+        "SignatureDoesNotMatch" => {
+            "the secret key does not match the access key id (SignatureDoesNotMatch); check aws_secret_access_key".into()
+        }
+        "ExpiredToken" | "InvalidToken" | "TokenRefreshRequired" => {
+            format!("the session token is not valid ({code}); check aws_session_token")
+        }
+        "AccessDenied" | "AllAccessDisabled" => format!(
+            "the credentials may not do {operation} on bucket {bucket:?} ({code}); they need {}",
+            permission(operation)
+        ),
+        _ => return None,
+    };
+    Some(text)
+}
+
+/// The IAM permission an operation needs.
+fn permission(operation: &str) -> &'static str {
+    match operation.split(' ').next().unwrap_or_default() {
+        "ListObjectsV2" => "s3:ListBucket on the bucket",
+        "DeleteObjects" => "s3:DeleteObject on the prefix (load_method overwrite)",
+        "AbortMultipartUpload" => "s3:AbortMultipartUpload on the prefix",
+        "HeadObject" | "GetObject" => "s3:GetObject on the object",
+        _ => "s3:PutObject on the prefix (and kms:GenerateDataKey with a KMS key)",
+    }
 }
 
 /// An error and its causes on one line, each said once. (The SDK's own context printer
