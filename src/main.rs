@@ -184,12 +184,12 @@ fn init_logging(json: bool, to_stdout: bool, mage: bool) {
         .log_internal_errors(false);
     if to_stdout {
         builder
-            .event_format(JsonLog { epoch: mage })
+            .event_format(JsonLog::Mage { epoch: mage })
             .with_writer(LogOut::Stdout)
             .init();
     } else if json {
         builder
-            .event_format(SdkLog)
+            .event_format(JsonLog::Sdk)
             .with_writer(LogOut::Stderr)
             .init();
     } else if std::env::var_os("MELTANO_PROJECT_ROOT").is_some() {
@@ -349,11 +349,17 @@ impl Write for StateFile {
     }
 }
 
-/// Log lines as JSON objects, as Mage reads them:
-/// `{"type": "LOG", "level": …, "message": …, "tags": {}, "timestamp": …}`. The timestamp
-/// is RFC 3339 text, or in Mage mode epoch seconds (Mage's runner reads a number there).
-struct JsonLog {
-    epoch: bool,
+/// Log lines as JSON objects, one a line, in one of two forms.
+enum JsonLog {
+    /// As Mage reads them: `{"type": "LOG", "level": …, "message": …, "tags": {},
+    /// "timestamp": …}`. The timestamp is RFC 3339 text, or with `epoch` (Mage mode)
+    /// epoch seconds (Mage's runner reads a number there).
+    Mage { epoch: bool },
+    /// As Singer SDK plugins write them with structured logging, the form Meltano
+    /// parses (and then shows at the line's own level): `level`, `pid`, `logger_name`,
+    /// `ts` (epoch seconds), `thread_name`, `app_name`, `stream_name`, `message`,
+    /// `extra`.
+    Sdk,
 }
 
 impl<S, N> FormatEvent<S, N> for JsonLog
@@ -369,52 +375,39 @@ where
     ) -> fmt::Result {
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let level = event.metadata().level().as_str();
-        let line = log_line(level, &fields.message, self.epoch, fields.tags);
+        let metadata = event.metadata();
+        let line = match self {
+            JsonLog::Mage { epoch } => {
+                let level = metadata.level().as_str();
+                log_line(level, &fields.message, *epoch, fields.tags)
+            }
+            JsonLog::Sdk => sdk_line(metadata, fields),
+        };
         writeln!(writer, "{line}")
     }
 }
 
-/// Log lines as Singer SDK plugins write them with structured logging, the form Meltano
-/// parses (and then shows at the line's own level): `level`, `pid`, `logger_name`, `ts`
-/// (epoch seconds), `thread_name`, `app_name`, `stream_name`, `message`, `extra`.
-struct SdkLog;
-
-impl<S, N> FormatEvent<S, N> for SdkLog
-where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        _: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &tracing::Event<'_>,
-    ) -> fmt::Result {
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        let metadata = event.metadata();
-        // Python's level names, which Meltano maps to its own.
-        let level = match *metadata.level() {
-            tracing::Level::ERROR => "error",
-            tracing::Level::WARN => "warning",
-            tracing::Level::INFO => "info",
-            _ => "debug",
-        };
-        let now = chrono::Utc::now();
-        let line = serde_json::json!({
-            "level": level,
-            "pid": std::process::id(),
-            "logger_name": metadata.target(),
-            "ts": now.timestamp_micros() as f64 / 1e6,
-            "thread_name": std::thread::current().name().unwrap_or("main"),
-            "app_name": "target-s3",
-            "stream_name": fields.tags.remove("stream"),
-            "message": fields.message,
-            "extra": fields.tags,
-        });
-        writeln!(writer, "{line}")
-    }
+/// One log line in the Singer SDK's structured form (see `JsonLog::Sdk`).
+fn sdk_line(metadata: &tracing::Metadata, mut fields: Fields) -> serde_json::Value {
+    // Python's level names, which Meltano maps to its own.
+    let level = match *metadata.level() {
+        tracing::Level::ERROR => "error",
+        tracing::Level::WARN => "warning",
+        tracing::Level::INFO => "info",
+        _ => "debug",
+    };
+    let now = chrono::Utc::now();
+    serde_json::json!({
+        "level": level,
+        "pid": std::process::id(),
+        "logger_name": metadata.target(),
+        "ts": now.timestamp_micros() as f64 / 1e6,
+        "thread_name": std::thread::current().name().unwrap_or("main"),
+        "app_name": "target-s3",
+        "stream_name": fields.tags.remove("stream"),
+        "message": fields.message,
+        "extra": fields.tags,
+    })
 }
 
 /// One JSON log line.
