@@ -206,12 +206,8 @@ impl Opener {
     fn open_parquet(&self, location: &Location) -> Result<Opened, String> {
         let not_parquet = |e: parquet::errors::ParquetError| format!("not a Parquet file: {e}");
         let rows = match location {
-            Location::File(path) => ParquetRecordBatchReaderBuilder::try_new(open_file(path)?)
-                .and_then(|b| b.with_batch_size(PARQUET_ROWS).build()),
-            Location::S3 { bucket, key } => {
-                ParquetRecordBatchReaderBuilder::try_new(self.s3_file(bucket, key)?)
-                    .and_then(|b| b.with_batch_size(PARQUET_ROWS).build())
-            }
+            Location::File(path) => row_batches(open_file(path)?),
+            Location::S3 { bucket, key } => row_batches(self.s3_file(bucket, key)?),
         }
         .map_err(not_parquet)?;
         Ok(Opened {
@@ -242,6 +238,15 @@ impl Opener {
             len,
         })
     }
+}
+
+/// A Parquet file's rows, `PARQUET_ROWS` at a time.
+fn row_batches<R: ChunkReader + 'static>(
+    file: R,
+) -> parquet::errors::Result<ParquetRecordBatchReader> {
+    ParquetRecordBatchReaderBuilder::try_new(file)?
+        .with_batch_size(PARQUET_ROWS)
+        .build()
 }
 
 fn open_file(path: &std::path::Path) -> Result<File, String> {

@@ -1276,10 +1276,11 @@ impl<'c, W: Write> Target<'c, W> {
 
     /// Hands a job of a batch file's blocks to the decoders, with a twin of its stream.
     fn send_file_job(&mut self, file: &BatchFile, job: Vec<Arc<Block>>) -> Result<()> {
+        // Only the file's stream has a twin; the spare list's others are dropped.
         let mut twins = self.spare_twins.pop().unwrap_or_default();
         twins.resize_with(self.streams.list.len(), || None);
         let spare = twins[file.index].take();
-        let mut twins: Vec<Option<Twin>> = twins.into_iter().map(|_| None).collect();
+        twins.iter_mut().for_each(|twin| *twin = None);
         twins[file.index] = twin_of(&self.streams.list[file.index], spare);
         let lines = Lines::Records { stream: file.index };
         let sent = self.decoders.as_mut().map(|d| d.send(job, twins, lines));
