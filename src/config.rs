@@ -9,14 +9,15 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use arrow::datatypes::TimeUnit;
-use chrono::format::{Item, StrftimeItems};
 use serde_json::{Map, Value};
 
 use crate::batch::{DecodeOptions, InexactNumbers};
+use crate::encode::{Codec, Compression, CsvDialect, FileType, Output};
 use crate::error::{Error, Result};
-use crate::object_key::{DEFAULT_TEMPLATE, KeyTemplate};
+use crate::mage::as_boolean;
+use crate::object_key::{DEFAULT_TEMPLATE, KeyOptions, KeyTemplate, is_valid_strftime};
 use crate::partition::PartitionBy;
-use crate::schema::{ColumnType, TypeOptions, parse_type_name};
+use crate::schema::{ColumnType, HeaderCase, TypeOptions, parse_type_name};
 
 /// What form a setting's value takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -519,137 +520,12 @@ impl fmt::Display for Secret {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileType {
-    Csv,
-    Parquet,
-    Jsonl,
-}
-
-impl FileType {
-    pub fn extension(self) -> &'static str {
-        match self {
-            FileType::Csv => "csv",
-            FileType::Parquet => "parquet",
-            FileType::Jsonl => "jsonl",
-        }
-    }
-
-    /// The codecs this file type can be written with; the first is the default.
-    fn codecs(self) -> &'static [Codec] {
-        match self {
-            FileType::Csv | FileType::Jsonl => &[Codec::None, Codec::Gzip, Codec::Zstd],
-            FileType::Parquet => &[
-                Codec::Snappy,
-                Codec::Zstd,
-                Codec::Gzip,
-                Codec::Lz4,
-                Codec::None,
-            ],
-        }
-    }
-}
-
-/// A compression codec: of the whole object for CSV and JSONL, of the pages inside
-/// the file for Parquet (where `lz4` is Parquet's LZ4_RAW).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
-    None,
-    Gzip,
-    Zstd,
-    Snappy,
-    Lz4,
-}
-
-impl Codec {
-    fn from_name(name: &str) -> Codec {
-        match name {
-            "gzip" => Codec::Gzip,
-            "zstd" => Codec::Zstd,
-            "snappy" => Codec::Snappy,
-            "lz4" => Codec::Lz4,
-            _ => Codec::None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Codec::None => "none",
-            Codec::Gzip => "gzip",
-            Codec::Zstd => "zstd",
-            Codec::Snappy => "snappy",
-            Codec::Lz4 => "lz4",
-        }
-    }
-
-    /// The levels the codec takes and its own default, if it has levels at all.
-    fn levels(self) -> Option<(std::ops::RangeInclusive<u32>, u32)> {
-        match self {
-            Codec::Gzip => Some((0..=9, 6)),
-            Codec::Zstd => Some((1..=22, 3)),
-            _ => None,
-        }
-    }
-}
-
-/// A codec and its level (present exactly when the codec has levels).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Compression {
-    pub codec: Codec,
-    pub level: Option<u32>,
-}
-
-/// How CSV text is written. Checked so that no choice can make a file ambiguous: the
-/// delimiter, the quote and line breaks are three different characters, and the null
-/// text holds none of them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CsvDialect {
-    pub delimiter: u8,
-    pub quote: u8,
-    pub header: bool,
-    /// What a null is written as; a value that would read the same is quoted.
-    pub null_text: String,
-}
-
-impl Default for CsvDialect {
-    fn default() -> Self {
-        CsvDialect {
-            delimiter: b',',
-            quote: b'"',
-            header: true,
-            null_text: String::new(),
-        }
-    }
-}
-
-/// How objects are written, beyond their file type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Output {
-    pub compression: Compression,
-    pub csv: CsvDialect,
-}
-
 /// What happens to a record whose values do not fit its schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvalidRecords {
     Fail,
     Skip,
     Quarantine,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeaderCase {
-    Upper,
-    Lower,
-}
-
-impl HeaderCase {
-    pub fn apply(self, name: &str) -> String {
-        match self {
-            HeaderCase::Upper => name.to_uppercase(),
-            HeaderCase::Lower => name.to_lowercase(),
-        }
-    }
 }
 
 /// How to reach the bucket. Region and credentials not given here are discovered later.
@@ -763,6 +639,17 @@ pub fn merge(sources: &[Source]) -> Result<Map<String, Value>> {
 }
 
 impl Config {
+    /// The settings object keys are made from.
+    pub fn key_options(&self) -> KeyOptions {
+        KeyOptions {
+            template: self.object_key_template.clone(),
+            prefix: self.object_key_path.clone(),
+            table: self.table.clone(),
+            date_partition_format: self.date_partition_format.clone(),
+            extension: crate::encode::extension(self.file_type, self.output.compression.codec),
+        }
+    }
+
     /// Reads and merges the sources in order (later keys win), then validates.
     /// Returns the config and one warning per unknown key.
     pub fn load(sources: &[Source]) -> Result<(Config, Vec<String>)> {
@@ -1460,16 +1347,6 @@ impl Values<'_> {
     }
 }
 
-/// `true`, `false`, or those words as strings (any case).
-pub fn as_boolean(value: &Value) -> Option<bool> {
-    match value {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
-        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
-        _ => None,
-    }
-}
-
 fn one_of(allowed: &[&str]) -> String {
     let words: Vec<String> = allowed.iter().map(|w| format!("{w:?}")).collect();
     format!("one of {}", words.join(", "))
@@ -1491,10 +1368,6 @@ fn invalid(name: &str, value: &str, expected: &str) -> Error {
     Error::Config(format!(
         "key {name:?} has value {value:?}; expected {expected}"
     ))
-}
-
-pub fn is_valid_strftime(pattern: &str) -> bool {
-    !StrftimeItems::new(pattern).any(|item| matches!(item, Item::Error))
 }
 
 fn check_bucket(bucket: String) -> Result<String> {

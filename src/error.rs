@@ -66,7 +66,7 @@ impl Error {
     /// The exit code: 128 + the signal's number after a signal, else 1.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Interrupted(signal) => crate::stop::exit_code(signal),
+            Error::Interrupted(signal) => exit_code(signal),
             _ => 1,
         }
     }
@@ -79,3 +79,17 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+/// The signals that stop a run, by name and number. SIGQUIT stops as the others do,
+/// but gives uploads already completing no time (see `grace`).
+const SIGNALS: [(&str, i32); 4] = [
+    ("SIGTERM", 15),
+    ("SIGINT", 2),
+    ("SIGHUP", 1),
+    ("SIGQUIT", 3),
+];
+
+/// The exit code after `signal`: 128 + its number.
+pub fn exit_code(signal: &str) -> u8 {
+    let number = SIGNALS.iter().find(|(name, _)| *name == signal);
+    128 + number.map_or(15, |(_, n)| *n as u8)
+}

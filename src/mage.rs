@@ -13,8 +13,6 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
-use crate::config::as_boolean;
-
 /// Mage's defaults for its Amazon S3 destination, as its `--show_templates` shows them.
 pub const DEFAULTS: &[(&str, &str)] = &[("file_type", "parquet"), ("aws_region", "us-west-2")];
 
@@ -240,6 +238,17 @@ pub fn relay(line: u64, level: &str, message: &str) {
         "DEBUG" => tracing::debug!("input line {line}, source log: {message}"),
         "INFO" => tracing::info!("input line {line}, source log: {message}"),
         other => tracing::warn!("input line {line}, source log ({other}): {message}"),
+    }
+}
+
+/// `true`, `false`, or those words as strings (any case): Mage's catalogs write
+/// booleans both ways, and settings take the same forms.
+pub fn as_boolean(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
     }
 }
 

@@ -38,9 +38,8 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::hash::{BuildHasher, Hasher};
 
+use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Utc};
-
-use crate::config::{Config, is_valid_strftime};
 
 /// What an object holds, which decides its folder and extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,14 +229,31 @@ struct Fill<'a> {
     extension: &'a str,
 }
 
+/// Whether `pattern` is a strftime pattern chrono can format (a date folder's).
+pub fn is_valid_strftime(pattern: &str) -> bool {
+    !StrftimeItems::new(pattern).any(|item| matches!(item, Item::Error))
+}
+
+/// The settings keys are made from.
+#[derive(Debug, Clone)]
+pub struct KeyOptions {
+    pub template: KeyTemplate,
+    pub prefix: String,
+    /// The `table` setting: every stream's folder name.
+    pub table: Option<String>,
+    pub date_partition_format: Option<String>,
+    /// A data object's file extension (`parquet`, `csv.gz`, …).
+    pub extension: &'static str,
+}
+
 impl KeyBuilder {
-    pub fn new(config: &Config) -> KeyBuilder {
+    pub fn new(options: KeyOptions) -> KeyBuilder {
         KeyBuilder {
-            template: config.object_key_template.clone(),
-            prefix: config.object_key_path.clone(),
-            table: config.table.clone(),
-            date_partition_format: config.date_partition_format.clone(),
-            extension: crate::encode::extension(config.file_type, config.output.compression.codec),
+            template: options.template,
+            prefix: options.prefix,
+            table: options.table,
+            date_partition_format: options.date_partition_format,
+            extension: options.extension,
             run_id: random_hex(),
             sequence: 0,
             folders: HashMap::new(),
@@ -481,19 +497,19 @@ mod tests {
     use chrono::TimeZone;
     use serde_json::json;
 
-    fn config(extra: serde_json::Value) -> Result<Config, String> {
+    fn config(extra: serde_json::Value) -> Result<crate::config::Config, String> {
         let mut v =
             json!({"bucket": "b", "file_type": "csv", "object_key_path": "/exports//daily/"});
         for (k, x) in extra.as_object().unwrap() {
             v[k] = x.clone();
         }
-        Config::from_map(v.as_object().unwrap())
+        crate::config::Config::from_map(v.as_object().unwrap())
             .map(|(c, _)| c)
             .map_err(|e| e.to_string())
     }
 
     fn builder(extra: serde_json::Value) -> KeyBuilder {
-        KeyBuilder::new(&config(extra).unwrap())
+        KeyBuilder::new(config(extra).unwrap().key_options())
     }
 
     fn at() -> DateTime<Utc> {

@@ -35,7 +35,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
-use crate::config::is_valid_strftime;
+use crate::object_key::is_valid_strftime;
 use crate::schema::{ColumnType, StreamSchema};
 
 /// The folder value of a null or empty field, as Hive and Spark write it.

@@ -166,7 +166,7 @@ pub fn publish(
             }
             tracing::info!(
                 "streams {names:?} replaced: {} deleted under {}",
-                crate::target::count(count, "older object"),
+                plural(count, "older object"),
                 store.location(&folder)
             );
             published.deleted += count;
@@ -303,6 +303,14 @@ fn manifest(
         "meta": meta,
         "author": {"name": "target-s3", "version": env!("CARGO_PKG_VERSION")},
     })
+}
+
+/// `n` and the word, plural unless `n` is 1 (here and in the run's summary).
+pub fn plural(n: u64, word: &str) -> String {
+    match n {
+        1 => format!("1 {word}"),
+        _ => format!("{n} {word}s"),
+    }
 }
 
 #[cfg(test)]

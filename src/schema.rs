@@ -27,7 +27,6 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use serde_json::{Map, Value};
 
-use crate::config::HeaderCase;
 use crate::mage::Catalog;
 
 /// Precision of the widest Arrow decimal (Decimal256).
@@ -201,6 +200,22 @@ fn for_each_file_column(columns: &mut [Column], f: &mut impl FnMut(&mut Column))
         match &mut column.ty {
             ColumnType::Struct(fields) if column.flattened => for_each_file_column(fields, f),
             _ => f(column),
+        }
+    }
+}
+
+/// The case column names are written in (`header_case`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderCase {
+    Upper,
+    Lower,
+}
+
+impl HeaderCase {
+    pub fn apply(self, name: &str) -> String {
+        match self {
+            HeaderCase::Upper => name.to_uppercase(),
+            HeaderCase::Lower => name.to_lowercase(),
         }
     }
 }

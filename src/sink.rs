@@ -15,8 +15,7 @@ use std::thread::JoinHandle;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
-use crate::config::{FileType, Output};
-use crate::encode::{Encoder, Media, media};
+use crate::encode::{Encoder, FileType, Media, Output, media};
 use crate::error::{Error, Result};
 use crate::store::{Failure, Upload, Uploader};
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, exit_code};
 
 /// Why the run stops taking on work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -102,15 +102,6 @@ pub fn writing_state() -> MutexGuard<'static, ()> {
     STATE_LINE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The signals that stop a run, by name and number. SIGQUIT stops as the others do,
-/// but gives uploads already completing no time (see `grace`).
-const SIGNALS: [(&str, i32); 4] = [
-    ("SIGTERM", 15),
-    ("SIGINT", 2),
-    ("SIGHUP", 1),
-    ("SIGQUIT", 3),
-];
-
 /// How long uploads already completing may go on after `signal`.
 pub fn grace(signal: &str, shutdown_timeout: Duration) -> Duration {
     if signal == "SIGQUIT" {
@@ -118,12 +109,6 @@ pub fn grace(signal: &str, shutdown_timeout: Duration) -> Duration {
     } else {
         shutdown_timeout
     }
-}
-
-/// The exit code after `signal`: 128 + its number.
-pub fn exit_code(signal: &str) -> u8 {
-    let number = SIGNALS.iter().find(|(name, _)| *name == signal);
-    128 + number.map_or(15, |(_, n)| *n as u8)
 }
 
 /// Installs the handlers: the first signal pulls the brake (the run then stops in

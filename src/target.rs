@@ -39,7 +39,7 @@ use crate::object_key::{KeyBuilder, ObjectKind};
 use crate::parallel::{DECODERS, Decoders, Done, IN_FLIGHT, Lines, Step, Twin};
 use crate::partition::Partitioner;
 use crate::protocol::{self, Message, Record};
-use crate::publish::{self, Destination, StoredObject, StreamEnd};
+use crate::publish::{self, Destination, StoredObject, StreamEnd, plural};
 use crate::scan::same;
 use crate::schema::StreamSchema;
 use crate::sink::{Job, Sink};
@@ -109,7 +109,7 @@ pub fn run(
         .enable_all()
         .build()?;
     if config.store.load_method == LoadMethod::Overwrite
-        && !KeyBuilder::new(config).prefix_is_per_table()
+        && !KeyBuilder::new(config.key_options()).prefix_is_per_table()
     {
         return Err(Error::Config(
             "load_method \"overwrite\" deletes under each table's folder, so object_key_template must name {table} or {stream} before any placeholder that changes per object (such as {date:...})".into(),
@@ -441,14 +441,6 @@ pub const SUMMARY: &str = "target_s3::summary";
 /// `RUST_LOG=info,target_s3::metrics=debug` shows them.
 pub const METRICS: &str = "target_s3::metrics";
 
-/// `n` and the word, plural unless `n` is 1.
-pub fn count(n: u64, word: &str) -> String {
-    match n {
-        1 => format!("1 {word}"),
-        _ => format!("{n} {word}s"),
-    }
-}
-
 /// Singer-style METRIC lines for one ended object: its records, size and upload time.
 fn log_metrics(object: &InFlight, bytes: Option<u64>) {
     let status = if bytes.is_some() {
@@ -610,7 +602,7 @@ impl<'c, W: Write> Target<'c, W> {
             config,
             limits: &config.limits,
             streams: Streams::default(),
-            keys: KeyBuilder::new(config),
+            keys: KeyBuilder::new(config.key_options()),
             sink,
             destination,
             objects: Objects {
@@ -656,9 +648,9 @@ impl<'c, W: Write> Target<'c, W> {
         };
         let mut line = format!(
             "progress: {} ({rate:.0}/s in the last {seconds:.0} s), {} stored, {}",
-            count(s.records, "record"),
-            count(s.stored_objects, "object"),
-            count(s.states, "STATE line"),
+            plural(s.records, "record"),
+            plural(s.stored_objects, "object"),
+            plural(s.states, "STATE line"),
         );
         let streams: Vec<String> = self
             .streams
@@ -668,7 +660,7 @@ impl<'c, W: Write> Target<'c, W> {
                 format!(
                     "{} {}, {} bytes",
                     st.name,
-                    count(st.records, "record"),
+                    plural(st.records, "record"),
                     st.bytes
                 )
             })
@@ -1836,13 +1828,13 @@ impl<'c, W: Write> Target<'c, W> {
         tracing::info!(
             target: SUMMARY,
             "done: {} in {}, {} written, {} skipped, {} quarantined, {}, {} deleted",
-            count(s.records, "record"),
-            count(s.objects, "object"),
-            count(s.states, "STATE line"),
-            count(s.skipped, "invalid record"),
+            plural(s.records, "record"),
+            plural(s.objects, "object"),
+            plural(s.states, "STATE line"),
+            plural(s.skipped, "invalid record"),
             s.quarantined,
-            count(s.manifests, "manifest"),
-            count(s.deleted, "older object"),
+            plural(s.manifests, "manifest"),
+            plural(s.deleted, "older object"),
         );
         for (kind, count) in &s.unknown_skipped {
             tracing::warn!("{count} messages of unknown type {kind:?} were skipped");

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use flate2::write::GzEncoder;
 
-use crate::config::{Codec, Compression};
+use crate::encode::{Codec, Compression};
 
 pub enum Compressed<W: Write> {
     Plain(W),

@@ -14,7 +14,7 @@ use arrow::record_batch::RecordBatch;
 
 use super::failed;
 use super::text::{self, Column};
-use crate::config::CsvDialect;
+use crate::encode::CsvDialect;
 use crate::error::Result;
 
 pub struct CsvEncoder<W: Write> {

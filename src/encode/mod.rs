@@ -9,6 +9,7 @@
 pub mod compress;
 pub mod csv;
 pub mod jsonl;
+mod options;
 pub mod parquet;
 pub mod text;
 
@@ -17,9 +18,9 @@ use std::io::Write;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
-use crate::config::{Codec, FileType, Output};
 use crate::error::{Error, Result};
 use compress::Compressed;
+pub use options::{Codec, Compression, CsvDialect, FileType, Output};
 
 /// What an object is, as HTTP says it: its format, and the compression of the whole
 /// object when there is one. Parquet's compression is inside the file, so it has none.

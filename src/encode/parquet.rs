@@ -23,7 +23,7 @@ use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
 
 use super::failed;
-use crate::config::{self, Codec};
+use crate::encode::{self as options, Codec};
 use crate::error::Result;
 
 const DICTIONARY_PAGE_LIMIT: usize = 256 * 1024;
@@ -45,7 +45,7 @@ enum State<W: Write + Send> {
 }
 
 impl<W: Write + Send> ParquetEncoder<W> {
-    pub fn new(schema: &SchemaRef, compression: config::Compression, out: W) -> Result<Self> {
+    pub fn new(schema: &SchemaRef, compression: options::Compression, out: W) -> Result<Self> {
         // Checked now, so that a schema Parquet cannot hold (or a bad level) fails
         // before any row is sent.
         let compression = codec(compression)?;
@@ -168,7 +168,7 @@ fn mostly_distinct_bytes(column: &ArrayRef) -> bool {
 }
 
 /// Parquet's codec for the configured one; levels were checked with the settings.
-fn codec(compression: config::Compression) -> Result<Compression> {
+fn codec(compression: options::Compression) -> Result<Compression> {
     Ok(match (compression.codec, compression.level) {
         (Codec::None, _) => Compression::UNCOMPRESSED,
         (Codec::Snappy, _) => Compression::SNAPPY,
