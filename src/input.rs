@@ -20,6 +20,9 @@ const BLOCK: usize = 1 << 20;
 const READ_STEP: usize = 64 << 10;
 /// Blocks waiting for the decoder at most.
 const QUEUED_BLOCKS: usize = 4;
+/// Blocks a consumer may hold at once beyond the queue (the decoding threads' jobs,
+/// see `parallel::IN_FLIGHT`): buffers enough for them are kept for reuse.
+pub const LENT_BLOCKS: usize = 4;
 
 /// Blocks of whole lines (the last block may end without a newline).
 pub struct Blocks {
@@ -140,9 +143,9 @@ pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 pub const LINE_TOO_LONG: &str = "the line is longer than max_line_bytes";
 
 fn read_blocks(mut input: impl Read, tx: SyncSender<io::Result<Block>>, max_line: usize) {
-    // Buffers come back from dropped blocks: the queue's, those out at the decoding
-    // threads, the one being read, one spare.
-    let kept = QUEUED_BLOCKS + crate::parallel::IN_FLIGHT + 2;
+    // Buffers come back from dropped blocks: the queue's, those lent out, the one
+    // being read, one spare.
+    let kept = QUEUED_BLOCKS + LENT_BLOCKS + 2;
     let (pool, returned) = sync_channel::<Vec<u8>>(kept);
     let mut carry = Vec::new();
     // Until the first block goes out: a UTF-8 byte order mark opening the input is

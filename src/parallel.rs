@@ -34,6 +34,8 @@ pub const DECODERS: usize = 2;
 /// Jobs handed out and not yet taken back, at most: each decoder has one to work on
 /// and one waiting.
 pub const IN_FLIGHT: usize = 2 * DECODERS;
+// The reader keeps buffers for the blocks out here.
+const _: () = assert!(IN_FLIGHT <= crate::input::LENT_BLOCKS);
 
 /// A stream's twin buffer with where each of its rows came from.
 pub struct Twin {
