@@ -90,8 +90,10 @@ impl<W: Write + Send> Encoder<W> {
             FileType::Jsonl => {
                 jsonl::JsonlEncoder::new(schema, compressed(out)?).map(Encoder::Jsonl)
             }
-            FileType::Parquet => parquet::ParquetEncoder::new(schema, output.compression, out)
-                .map(|e| Encoder::Parquet(Box::new(e))),
+            FileType::Parquet => {
+                parquet::ParquetEncoder::new(schema, output.compression, output.parquet, out)
+                    .map(|e| Encoder::Parquet(Box::new(e)))
+            }
         }
     }
 
