@@ -6,7 +6,7 @@ PY       := $(VENV)/bin/python
 BIN      := target/release/target-s3
 STAMP    := $(VENV)/.installed
 
-.PHONY: all build venv s3s-fs postgres demo test unit integration lint bench clean
+.PHONY: all build venv s3s-fs postgres java demo test unit integration lint bench clean
 
 all: build
 
@@ -15,7 +15,8 @@ build: $(BIN)
 $(BIN): Cargo.toml Cargo.lock $(shell find src -name '*.rs')
 	cargo build --release --locked
 
-# The test venv: moto (S3 + STS server), pyarrow, DuckDB, polars, DataFusion, pytest, singer-sdk (fixtures).
+# The test venv: moto (S3 + STS server), pyarrow, DuckDB, polars, DataFusion, pyspark, pytest,
+# singer-sdk (fixtures).
 $(STAMP): tests/requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -79,7 +80,17 @@ postgres:
 	  else echo "PostgreSQL is missing and this is not root: its test will be skipped"; fi; \
 	fi
 
-integration: $(BIN) $(STAMP) $(S3S_FS) $(MELTANO) $(MAGE) $(TAP_POSTGRES) postgres
+# Java for Spark's reader test (pyspark starts a JVM): Debian's OpenJDK 17, as root, only
+# when no `java` is on the PATH. Slim Debian images lack the man folder its install needs.
+java:
+	@if ! command -v java >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    mkdir -p /usr/share/man/man1 && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; \
+	  else echo "java is missing and this is not root: the Spark tests will be skipped"; fi; \
+	fi
+
+integration: $(BIN) $(STAMP) $(S3S_FS) $(MELTANO) $(MAGE) $(TAP_POSTGRES) postgres java
 	$(PY) -m pytest -q tests
 
 test: lint unit integration

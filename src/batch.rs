@@ -6,7 +6,9 @@
 //! (`metadata`) after the stream's own when they are on. Fields an object level does
 //! not declare go to its `_sdc_extra` column where the schema keeps them (see
 //! `schema`), and on a line `dialect` rewrote, NaN and the infinities go into float
-//! columns only.
+//! columns only. A column stored as text (`ColumnType::AsText`) is checked as its own
+//! type and handed out as the text the CSV encoder writes for it (the renderings of
+//! `encode::text`, shared, not an encoder).
 //! Must not touch: encoding, keys or the store. A rejected record leaves no trace: every
 //! buffer is cut back to the previous row count, so skipping it is always safe.
 //!
@@ -21,7 +23,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayData, ArrayRef, BooleanBufferBuilder, ListArray, StringArray, StructArray, make_array,
+    ArrayData, ArrayRef, BooleanBufferBuilder, ListArray, StringArray, StringBuilder, StructArray,
+    make_array,
 };
 use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{ArrowNativeType, DataType, FieldRef, Fields, TimeUnit, i256};
@@ -32,6 +35,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::value::RawValue;
 
 use crate::dialect::{Marks, non_finite_name};
+use crate::encode::text;
 use crate::metadata::{self, Envelope, MetaColumns};
 use crate::protocol::{BorrowedStr, RecordSink};
 use crate::scan::{self, Scanner, same};
@@ -590,6 +594,8 @@ impl Builder {
                 valid: Validity::new(),
                 field: Arc::new(item.field("item")),
             },
+            // Decoded as the inner type; `finish` turns the values into their text.
+            ColumnType::AsText(inner) => Builder::new(inner, path.clone()).kind,
         };
         Builder {
             path,
@@ -761,7 +767,16 @@ impl Builder {
     }
 
     fn finish(&mut self) -> Result<ArrayRef, ArrowError> {
-        let data_type = self.ty.arrow_type();
+        let values = self.finish_values()?;
+        Ok(match self.ty {
+            ColumnType::AsText(_) => as_text(&values),
+            _ => values,
+        })
+    }
+
+    /// The buffered values as an array of the type they were decoded as.
+    fn finish_values(&mut self) -> Result<ArrayRef, ArrowError> {
+        let data_type = self.ty.value_type().arrow_type();
         match &mut self.kind {
             Kind::Int(f) | Kind::Timestamp(f, _) | Kind::Time(f) => f.finish(data_type),
             Kind::Float { values, .. } => values.finish(data_type),
@@ -943,6 +958,25 @@ impl Builder {
             _ => false,
         }
     }
+}
+
+/// Each value's text as CSV writes it (`HH:MM:SS[.ffffff]`, a decimal's digits at its
+/// scale), for a column stored as text (`ColumnType::AsText`): one rendering, so a
+/// value reads the same in every file type.
+fn as_text(values: &ArrayRef) -> ArrayRef {
+    let column = text::Column::new(values.as_ref(), None);
+    let mut out = StringBuilder::with_capacity(values.len(), values.len() * 16);
+    let mut value = Vec::new();
+    for row in 0..values.len() {
+        if column.is_null(row) {
+            out.append_null();
+            continue;
+        }
+        value.clear();
+        column.render_text(row, &mut value);
+        out.append_value(String::from_utf8_lossy(&value));
+    }
+    Arc::new(out.finish())
 }
 
 /// A struct's fields (or the record's columns), by name.
@@ -1764,6 +1798,39 @@ mod tests {
         );
         assert_eq!(taken.first_line(), Some(0));
         assert_eq!(taken.finish().unwrap(), in_place.finish().unwrap());
+    }
+
+    #[test]
+    fn portable_columns_are_checked_as_their_type_and_stored_as_csv_text() {
+        let schema = r#"{"properties": {"t": {"type": ["null", "string"], "format": "time"},
+            "w": {"type": ["null", "number"], "multipleOf": 0.01, "maximum": 1e60},
+            "l": {"type": "array", "items": {"type": "string", "format": "time"}}}}"#;
+        let types = TypeOptions {
+            portable_types: true,
+            ..TypeOptions::default()
+        };
+        let schema = StreamSchema::from_json("s", schema, &[], &types).unwrap();
+        let mut b = Batch::new(Arc::new(schema), DecodeOptions::default());
+        b.append(r#"{"t": "12:30:00.5", "w": 0, "l": ["06:00:00"]}"#, 1, NONE)
+            .unwrap();
+        b.append(
+            r#"{"t": null, "w": -999999999999999999999999999999999999999999.99, "l": []}"#,
+            2,
+            NONE,
+        )
+        .unwrap();
+        let e = b
+            .append(r#"{"t": "25:00:00", "w": 1}"#, 3, NONE)
+            .unwrap_err();
+        assert!(e.contains("HH:MM:SS"), "{e}");
+        let rb = b.finish().unwrap();
+        let t = rb.column(0).as_string::<i32>();
+        assert_eq!((t.value(0), t.is_null(1)), ("12:30:00.500000", true));
+        let w = rb.column(1).as_string::<i32>();
+        assert_eq!(w.value(0), "0.00");
+        assert_eq!(w.value(1), "-999999999999999999999999999999999999999999.99");
+        let l = rb.column(2).as_list::<i32>().value(0);
+        assert_eq!(l.as_string::<i32>().value(0), "06:00:00");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use arrow::datatypes::TimeUnit;
 use serde_json::{Map, Value};
 
 use crate::batch::{DecodeOptions, InexactNumbers};
-use crate::encode::{Codec, Compression, CsvDialect, FileType, Output};
+use crate::encode::{Codec, Compression, CsvDialect, FileType, Output, ParquetCompatibility};
 use crate::error::{Error, Result};
 use crate::mage::as_boolean;
 use crate::object_key::{DEFAULT_TEMPLATE, KeyOptions, KeyTemplate, is_valid_strftime};
@@ -89,6 +89,7 @@ pub const UNKNOWN_MESSAGE_TYPES: &[&str] = &["fail", "warn"];
 pub const INEXACT_NUMBERS: &[&str] = &["fail", "warn"];
 pub const LONE_SURROGATES: &[&str] = &["invalid", "replace"];
 pub const TIMESTAMP_UNITS: &[&str] = &["us", "ms", "ns"];
+pub const PARQUET_COMPATIBILITIES: &[&str] = &["portable", "arrow"];
 pub const COMPRESSIONS: &[&str] = &["none", "gzip", "zstd", "snappy", "lz4"];
 pub const ENCRYPTIONS: &[&str] = &["AES256", "aws:kms"];
 /// The storage classes a PutObject may ask for (a unit test in `store::s3` checks each
@@ -301,9 +302,17 @@ pub const SETTINGS: &[Setting] = &[
         setting(
             "timestamp_unit",
             Kind::Choice(TIMESTAMP_UNITS),
-            "Unit of date-time columns: `us` (what Spark, Athena and Trino read best), `ms` or `ns` (years 1677-2262 only). Digits below the unit must be zeros; others make the record invalid.",
+            "Unit of date-time columns: `us` (what Spark, Athena and Trino read best), `ms` or `ns` (years 1677-2262 only; in Parquet only with parquet_compatibility `arrow`, since Spark 3 cannot read it). Digits below the unit must be zeros; others make the record invalid.",
         ),
         "us",
+    ),
+    with_default(
+        setting(
+            "parquet_compatibility",
+            Kind::Choice(PARQUET_COMPATIBILITIES),
+            "Which readers Parquet objects are shaped for. `portable`: only types that Spark 3, Athena/Trino, Hive, Redshift Spectrum and Snowflake read: `format: time` columns as text `HH:MM:SS[.ffffff]` and decimals wider than 38 digits as text of their digits (column_types included), and a footer that tells Spark and Hive the dates are proleptic Gregorian, so they read years 0001-1581 without a setting of theirs. `arrow`: Arrow's own types (TIME, decimals up to 76 digits) for pyarrow, DuckDB, polars and DataFusion, which Spark 3 and Athena cannot open. CSV and JSONL are unaffected.",
+        ),
+        "portable",
     ),
     setting(
         "column_types",
@@ -711,12 +720,17 @@ impl Config {
             external_id: v.text("external_id")?,
         };
         check_key_pair(&aws)?;
+        let compatibility = match v.choice_or_default("parquet_compatibility")?.as_str() {
+            "arrow" => ParquetCompatibility::Arrow,
+            _ => ParquetCompatibility::Portable,
+        };
         let config = Config {
             bucket: check_bucket(v.text("bucket")?.unwrap_or_default())?,
             file_type,
             output: Output {
                 compression: v.compression(file_type)?,
                 csv: v.csv_dialect()?,
+                parquet: compatibility,
             },
             object_key_path: check_prefix(
                 "object_key_path",
@@ -746,6 +760,8 @@ impl Config {
                 mage_columns: v.optional_boolean("mage_columns")?.unwrap_or(mage),
                 flatten_max_depth: v.integer("flatten_max_depth")?,
                 catalog: None,
+                portable_types: file_type == FileType::Parquet
+                    && compatibility == ParquetCompatibility::Portable,
             },
             decode: DecodeOptions {
                 lenient: !v.boolean("validate_records")?,
@@ -787,9 +803,21 @@ impl Config {
             log_json: v.choice_or_default("log_format")? == "json",
         };
         check_template_placeholders(&config)?;
+        check_portable_timestamps(&config)?;
         warnings.extend(local_folder_warnings(&config, map));
         Ok((config, warnings))
     }
+}
+
+/// `parquet_compatibility: portable` promises Parquet that Spark 3 opens, and Spark
+/// before 3.4 refuses nanosecond timestamps outright.
+fn check_portable_timestamps(config: &Config) -> Result<()> {
+    if config.types.portable_types && config.types.timestamp_unit == TimeUnit::Nanosecond {
+        return Err(Error::Config(
+            "key \"timestamp_unit\" has value \"ns\", which Spark 3 cannot read in Parquet, while parquet_compatibility is \"portable\" (the default); use \"us\", or set parquet_compatibility to \"arrow\" for readers such as pyarrow and DuckDB".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn store_settings(v: &Values, local_folder: Option<PathBuf>) -> Result<StoreSettings> {
@@ -1607,12 +1635,42 @@ mod tests {
     }
 
     #[test]
+    fn parquet_compatibility_shapes_parquet_types_only() {
+        let c = parse(base()).unwrap();
+        assert_eq!(c.output.parquet, ParquetCompatibility::Portable);
+        assert!(c.types.portable_types);
+        let c = parse(with("parquet_compatibility", json!("Arrow"))).unwrap();
+        assert_eq!(c.output.parquet, ParquetCompatibility::Arrow);
+        assert!(!c.types.portable_types);
+        // CSV and JSONL keep their types (and may hold nanoseconds).
+        let mut v = with("file_type", json!("jsonl"));
+        v["timestamp_unit"] = json!("ns");
+        assert!(!parse(v).unwrap().types.portable_types);
+        let e = error(with("parquet_compatibility", json!("spark")));
+        assert!(
+            e.contains("parquet_compatibility") && e.contains("portable") && e.contains("arrow"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn portable_parquet_refuses_nanoseconds_naming_both_fixes() {
+        let e = error(with("timestamp_unit", json!("ns")));
+        assert!(e.contains("timestamp_unit") && e.contains("Spark 3"), "{e}");
+        assert!(
+            e.contains("\"us\"") && e.contains("parquet_compatibility to \"arrow\""),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn type_settings() {
         let mut v = with(
             "column_types",
             json!({"orders": {"amount": "decimal(20,4)"}}),
         );
         v["timestamp_unit"] = json!("ns");
+        v["parquet_compatibility"] = json!("arrow");
         v["validate_records"] = json!(false);
         v["invalid_records"] = json!("quarantine");
         let c = parse(v).unwrap();

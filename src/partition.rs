@@ -355,7 +355,8 @@ fn finest_unit(format: &str) -> Option<&'static str> {
 fn check_type(field: &PartitionField, ty: &ColumnType) -> Result<(), String> {
     use ColumnType as T;
     let name = &field.field;
-    match (ty, &field.format) {
+    // A wide decimal stored as text partitions as the decimal it is.
+    match (ty.value_type(), &field.format) {
         (T::Date | T::Timestamp(_), Some(_)) => Ok(()),
         (T::Integer | T::Boolean | T::Text | T::Literal | T::Decimal { .. } | T::Date, None) => {
             Ok(())

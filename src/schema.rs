@@ -2,7 +2,10 @@
 //! columns and the Arrow schema every object of that stream is written with.
 //!
 //! Owns: the type table of SPEC §6 (nested structs and lists, exact decimals, timestamp
-//! units), the per-column overrides of `column_types`, flattening (`flatten_max_depth`)
+//! units), the per-column overrides of `column_types`, which types
+//! `parquet_compatibility: portable` stores as text (`ColumnType::AsText`: times and
+//! decimals wider than 38 digits, which Spark 3, Athena and Redshift cannot read from
+//! Parquet), flattening (`flatten_max_depth`)
 //! and the column names as they appear in files, including the Singer metadata columns
 //! `add_metadata_columns` appends. Must not touch: record values. Columns come from the
 //! schema alone, never from data, so every batch of a stream has the same columns and
@@ -76,6 +79,11 @@ pub enum ColumnType {
     Extra,
     Struct(Vec<Column>),
     List(Box<ColumnType>),
+    /// Values checked as the inner type and stored as its text (what CSV writes for
+    /// it): how `parquet_compatibility: portable` writes the types that Spark 3,
+    /// Athena, Hive and Redshift cannot read in Parquet (TIME, decimals wider than 38
+    /// digits).
+    AsText(Box<ColumnType>),
 }
 
 impl ColumnType {
@@ -96,6 +104,15 @@ impl ColumnType {
             ColumnType::Time => DataType::Time64(TimeUnit::Microsecond),
             ColumnType::Struct(fields) => DataType::Struct(fields_of(fields)),
             ColumnType::List(item) => DataType::List(Arc::new(item.field("item"))),
+            ColumnType::AsText(_) => DataType::Utf8,
+        }
+    }
+
+    /// The type values are checked and decoded as: the inner one of `AsText`.
+    pub fn value_type(&self) -> &ColumnType {
+        match self {
+            ColumnType::AsText(inner) => inner,
+            other => other,
         }
     }
 
@@ -125,9 +142,11 @@ impl ColumnType {
             ColumnType::Number => "double".into(),
             ColumnType::Decimal { precision, scale } => format!("decimal({precision},{scale})"),
             ColumnType::Boolean => "boolean".into(),
-            ColumnType::Text | ColumnType::Literal | ColumnType::Json | ColumnType::Extra => {
-                "string".into()
-            }
+            ColumnType::Text
+            | ColumnType::Literal
+            | ColumnType::Json
+            | ColumnType::Extra
+            | ColumnType::AsText(_) => "string".into(),
             ColumnType::Timestamp(_) => "timestamp".into(),
             ColumnType::Date => "date".into(),
             ColumnType::Time => "time".into(),
@@ -159,6 +178,7 @@ impl ColumnType {
             ColumnType::Time => "a time string HH:MM:SS[.ffffff]".into(),
             ColumnType::Struct(_) => "an object".into(),
             ColumnType::List(_) => "an array".into(),
+            ColumnType::AsText(inner) => inner.expected(),
         }
     }
 }
@@ -235,6 +255,9 @@ pub struct TypeOptions {
     pub flatten_max_depth: usize,
     /// Mage's `--catalog_json` (in Mage mode): the columns selected and their types.
     pub catalog: Option<Arc<Catalog>>,
+    /// `parquet_compatibility: portable` with Parquet files: time columns and decimals
+    /// wider than 38 digits are stored as text (`ColumnType::AsText`).
+    pub portable_types: bool,
 }
 
 impl Default for TypeOptions {
@@ -247,6 +270,7 @@ impl Default for TypeOptions {
             mage_columns: false,
             flatten_max_depth: 0,
             catalog: None,
+            portable_types: false,
         }
     }
 }
@@ -367,6 +391,9 @@ impl StreamSchema {
             sources: Vec::new(),
         };
         shape.apply(&mut columns, options.flatten_max_depth)?;
+        if options.portable_types {
+            columns.iter_mut().for_each(|c| make_portable(&mut c.ty));
+        }
         apply_header_case(&mut columns, &mut metadata, &mut mage, options.header_case)?;
         // With no properties, keys cannot be checked against them.
         for key in key_properties.iter().filter(|_| !properties.is_empty()) {
@@ -503,6 +530,23 @@ fn apply_header_case(
         Some(name) => Err(format!(
             "two properties become column {name:?} after column_header_format; rename one in the tap or drop the setting"
         )),
+    }
+}
+
+/// Turns the types Spark 3, Athena, Hive and Redshift cannot read from Parquet into
+/// their text, at any depth: TIME (none of them has the Parquet type) and decimals
+/// wider than 38 digits (the widest any of them reads). Overrides included: the setting
+/// is a promise about the whole file.
+fn make_portable(ty: &mut ColumnType) {
+    match ty {
+        ColumnType::Time => *ty = ColumnType::AsText(Box::new(ColumnType::Time)),
+        ColumnType::Decimal { precision, .. } if *precision > DECIMAL128_PRECISION => {
+            let decimal = std::mem::replace(ty, ColumnType::Json);
+            *ty = ColumnType::AsText(Box::new(decimal));
+        }
+        ColumnType::Struct(fields) => fields.iter_mut().for_each(|f| make_portable(&mut f.ty)),
+        ColumnType::List(item) => make_portable(item),
+        _ => {}
     }
 }
 
@@ -1078,6 +1122,49 @@ mod tests {
         assert_eq!(names, ["B", "A"]);
         assert_eq!(s.columns[0].name, "b");
         assert_eq!(s.columns[1].ty, decimal(20, 4));
+    }
+
+    #[test]
+    fn portable_types_store_time_and_wide_decimals_as_text_at_any_depth() {
+        let schema = r#"{"properties": {
+            "t": {"type": "string", "format": "time"},
+            "narrow": {"type": "number", "multipleOf": 0.01, "maximum": 1e35},
+            "wide": {"type": "number", "multipleOf": 0.01, "maximum": 1e60},
+            "o": {"type": "object", "properties": {"ts": {"type": "array", "items": {"type": "string", "format": "time"}}}},
+            "n": {"type": "number"}}}"#;
+        let mut opts = TypeOptions {
+            portable_types: true,
+            ..TypeOptions::default()
+        };
+        opts.overrides.insert(
+            "s".into(),
+            HashMap::from([("n".to_owned(), decimal(50, 0))]),
+        );
+        let s = StreamSchema::from_json("s", schema, &[], &opts).unwrap();
+        let text = |inner: ColumnType| ColumnType::AsText(Box::new(inner));
+        let types: Vec<&ColumnType> = s.columns.iter().map(|c| &c.ty).collect();
+        assert_eq!(types[0], &text(ColumnType::Time));
+        assert_eq!(types[1], &decimal(38, 2));
+        assert_eq!(types[2], &text(decimal(63, 2)));
+        assert_eq!(types[4], &text(decimal(50, 0)));
+        assert_eq!(
+            s.columns[3].ty.sql_name(),
+            "struct<ts:array<string>>",
+            "nested times are text too"
+        );
+        assert_eq!(types[2].expected(), decimal(63, 2).expected());
+        let arrow: Vec<String> = s
+            .arrow
+            .fields()
+            .iter()
+            .map(|f| f.data_type().to_string())
+            .collect();
+        assert_eq!(arrow[..3], ["Utf8", "Decimal128(38, 2)", "Utf8"]);
+        // Without the setting, Arrow's own types.
+        let arrow_types =
+            StreamSchema::from_json("s", schema, &[], &TypeOptions::default()).unwrap();
+        assert_eq!(arrow_types.columns[0].ty, ColumnType::Time);
+        assert_eq!(arrow_types.columns[2].ty, decimal(63, 2));
     }
 
     #[test]

@@ -88,7 +88,9 @@ def from_json(value, arrow_type):
 
 
 def test_jsonl_values_typed_by_the_schema_read_by_python_json(server, bucket):
-    load(server, bucket, EDGE, prefix="pq")
+    # The Arrow types say how JSONL values are typed (JSONL keeps them whatever
+    # parquet_compatibility says).
+    load(server, bucket, EDGE, prefix="pq", parquet_compatibility="arrow")
     schema = read_parquet(server, bucket, only_key(server, bucket, "pq/edge/")).schema
     load(server, bucket, EDGE, file_type="jsonl")
     key = only_key(server, bucket, "out/edge/")

@@ -90,6 +90,8 @@ def canonical(v):
         return (v if v.tzinfo else v.replace(tzinfo=UTC)).astimezone(UTC)
     if isinstance(v, uuid.UUID):
         return str(v)
+    if isinstance(v, dt.time):
+        return v.isoformat()  # as Parquet stores times by default (parquet_compatibility)
     if isinstance(v, str) and v[:1] in "{[":
         try:
             return canonical(json.loads(v))

@@ -2,6 +2,7 @@
 pyarrow and DuckDB; CSV rendered as documented; schemas stable across batches; invalid
 records failed, skipped or quarantined as configured."""
 
+import io
 import json
 from pathlib import Path
 
@@ -14,10 +15,10 @@ import singer_sdk
 from harness import (
     EDGE,
     EDGE_RECORDS,
+    EDGE_TEXT,
     FIXTURES,
     base_config,
     compare_rows,
-    expected_value,
     get_bytes,
     list_keys,
     load,
@@ -25,6 +26,7 @@ from harness import (
     parse_json,
     read_parquet,
     run_target,
+    sent_value,
     singer_records,
     table_name,
 )
@@ -42,32 +44,77 @@ EDGE_TYPES = {
 }
 
 
-def test_edge_values_read_back_equal_by_pyarrow(server, bucket):
-    load(server, bucket, EDGE)
-    table = read_parquet(server, bucket, only_key(server, bucket, "out/edge/"))
-    assert {f.name: str(f.type) for f in table.schema} == EDGE_TYPES
-    compare_rows(table, EDGE_RECORDS)
+# parquet_compatibility: portable (the default) stores times and decimals wider than 38
+# digits as text, which every engine reads; arrow keeps Arrow's own types.
+PORTABLE_TYPES = {**EDGE_TYPES, "wide": "string", "t": "string"}
+PROFILES = {"portable": (PORTABLE_TYPES, EDGE_TEXT), "arrow": (EDGE_TYPES, None)}
+# What portable files say in their footer: their dates and timestamps are proleptic
+# Gregorian, in the forms Hive and Spark 3 look for.
+PROLEPTIC = {b"writer.date.proleptic": b"true", b"org.apache.spark.version": b"3.0.0"}
 
 
-def test_edge_values_read_back_equal_by_duckdb(server, bucket, tmp_path):
-    load(server, bucket, EDGE)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_edge_values_read_back_equal_by_pyarrow(server, bucket, profile):
+    load(server, bucket, EDGE, parquet_compatibility=profile)
+    key = only_key(server, bucket, "out/edge/")
+    table = read_parquet(server, bucket, key)
+    types, text_columns = PROFILES[profile]
+    assert {f.name: str(f.type) for f in table.schema} == types
+    compare_rows(table, EDGE_RECORDS, text_columns)
+    footer = pq.read_metadata(io.BytesIO(get_bytes(server, bucket, key)))
+    assert footer.created_by.startswith("target-s3 "), "the writer names itself"
+    stated = {k: v for k, v in footer.metadata.items() if k in PROLEPTIC}
+    assert stated == (PROLEPTIC if profile == "portable" else {})
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_edge_values_read_back_equal_by_duckdb(server, bucket, tmp_path, profile):
+    load(server, bucket, EDGE, parquet_compatibility=profile)
     path = tmp_path / "edge.parquet"
     path.write_bytes(get_bytes(server, bucket, only_key(server, bucket, "out/edge/")))
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     result = con.sql(f"SELECT * FROM read_parquet('{path}') ORDER BY id")
     arrow_types = pq.read_schema(path)
+    text_columns = PROFILES[profile][1]
     for n, (row, record) in enumerate(zip(result.fetchall(), EDGE_RECORDS, strict=True)):
         for name, got in zip(result.columns, row):
-            field = arrow_types.field(name)
-            want = expected_value(record.get(name), field.type)
+            want = sent_value(record, arrow_types.field(name), text_columns)
             if name in ("any", "mixed"):
                 got = None if got is None else parse_json(got)
-            if name == "wide" and want is not None:
+            if name == "wide" and want is not None and profile == "arrow":
                 # DuckDB's DECIMAL stops at 38 digits; it reads wider ones as DOUBLE.
                 assert got == float(want), (n, name, got, want)
                 continue
             assert got == want, f"row {n}, column {name}: DuckDB read {got!r}, sent {want!r}"
+
+
+# The columns the compatibility setting is about, and the ones around them.
+COMPATIBILITY_COLUMNS = ["big", "dec", "wide", "ts", "d", "t"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_polars_and_datafusion_read_the_compatibility_columns(server, bucket, tmp_path, profile):
+    """polars cannot open a file holding a decimal wider than 38 digits at all (and DuckDB
+    reads one as a double, above): one more reason for portable by default."""
+    import datafusion
+    import polars
+
+    load(server, bucket, EDGE, parquet_compatibility=profile)
+    path = tmp_path / "edge.parquet"
+    path.write_bytes(get_bytes(server, bucket, only_key(server, bucket, "out/edge/")))
+    schema = pq.read_schema(path)
+    want = [[sent_value(r, schema.field(c), PROFILES[profile][1]) for c in COMPATIBILITY_COLUMNS]
+            for r in EDGE_RECORDS]
+    frame = datafusion.SessionContext().read_parquet(str(path)).sort(datafusion.col("id"))
+    rows = frame.select(*COMPATIBILITY_COLUMNS).to_pylist()
+    assert [[row[c] for c in COMPATIBILITY_COLUMNS] for row in rows] == want
+    if profile == "portable":
+        got = polars.read_parquet(path).sort("id").select(COMPATIBILITY_COLUMNS).rows()
+        assert [list(row) for row in got] == want
+    else:
+        with pytest.raises(Exception, match="precision must be between 1 and 38"):
+            polars.read_parquet(path)
 
 
 def test_edge_values_csv_rendering(server, bucket):
@@ -185,7 +232,10 @@ TIMES = stream_text({"ts": {"type": "string", "format": "date-time"}},
 @pytest.mark.parametrize("unit,arrow,ok", [("ms", "timestamp[ms, tz=UTC]", 1), ("us", "timestamp[us, tz=UTC]", 1),
                                            ("ns", "timestamp[ns, tz=UTC]", 2)])
 def test_timestamp_units_refuse_digits_below_the_unit(server, bucket, unit, arrow, ok):
-    run = run_target(base_config(server, bucket, timestamp_unit=unit, invalid_records="skip"), TIMES)
+    # Nanoseconds only for Arrow readers: Spark 3 cannot read them.
+    profile = "arrow" if unit == "ns" else "portable"
+    config = base_config(server, bucket, timestamp_unit=unit, invalid_records="skip", parquet_compatibility=profile)
+    run = run_target(config, TIMES)
     assert run.returncode == 0, run.stderr
     table = read_parquet(server, bucket, only_key(server, bucket, "exports/run/s/"))
     assert str(table.schema.field("ts").type) == arrow
@@ -198,8 +248,24 @@ def test_timestamp_units_refuse_digits_below_the_unit(server, bucket, unit, arro
 
 def test_nanosecond_range_is_refused_clearly(server, bucket):
     text = stream_text({"ts": {"type": "string", "format": "date-time"}}, [{"ts": "0001-01-01T00:00:00Z"}])
-    run = run_target(base_config(server, bucket, timestamp_unit="ns"), text)
+    run = run_target(base_config(server, bucket, timestamp_unit="ns", parquet_compatibility="arrow"), text)
     assert run.returncode != 0 and "1677" in run.stderr and 'timestamp_unit \\"us\\"' not in run.stderr
+
+
+def test_nanoseconds_in_portable_parquet_are_refused_at_start_naming_both_fixes(server, bucket):
+    run = run_target(base_config(server, bucket, timestamp_unit="ns"), TIMES)
+    assert run.returncode != 0 and run.stdout == ""
+    last = run.stderr.strip().splitlines()[-1]
+    assert "timestamp_unit" in last and "Spark 3" in last and "parquet_compatibility" in last, last
+    assert list_keys(server, bucket) == []
+    assert load(server, bucket, TIMES, file_type="jsonl", timestamp_unit="ns").states == [{"done": True}]
+
+
+def test_portable_parquet_stores_wide_decimal_overrides_as_exact_text(server, bucket):
+    load(server, bucket, BIG, column_types={"s": {"n": "decimal(60,0)"}})
+    table = read_parquet(server, bucket, only_key(server, bucket, "out/s/"))
+    assert str(table.schema.field("n").type) == "string"
+    assert table.column("n").to_pylist() == ["1", "1000000000000000000000000000001"]
 
 
 def test_validate_records_false_coerces_what_is_exact(server, bucket):

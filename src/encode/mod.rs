@@ -20,7 +20,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
 use compress::Compressed;
-pub use options::{Codec, Compression, CsvDialect, FileType, Output};
+pub use options::{Codec, Compression, CsvDialect, FileType, Output, ParquetCompatibility};
 
 /// What an object is, as HTTP says it: its format, and the compression of the whole
 /// object when there is one. Parquet's compression is inside the file, so it has none.
@@ -91,8 +91,10 @@ impl<W: Write + Send> Encoder<W> {
             FileType::Jsonl => {
                 jsonl::JsonlEncoder::new(schema, compressed(out)?).map(Encoder::Jsonl)
             }
-            FileType::Parquet => parquet::ParquetEncoder::new(schema, output.compression, out)
-                .map(|e| Encoder::Parquet(Box::new(e))),
+            FileType::Parquet => {
+                parquet::ParquetEncoder::new(schema, output.compression, output.parquet, out)
+                    .map(|e| Encoder::Parquet(Box::new(e)))
+            }
         }
     }
 

@@ -109,4 +109,15 @@ impl Default for CsvDialect {
 pub struct Output {
     pub compression: Compression,
     pub csv: CsvDialect,
+    pub parquet: ParquetCompatibility,
+}
+
+/// `parquet_compatibility`: the readers Parquet objects are shaped for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ParquetCompatibility {
+    /// Types every common engine reads, and a footer stating the calendar of dates.
+    #[default]
+    Portable,
+    /// Arrow's own types: TIME and decimals up to 76 digits, no footer statements.
+    Arrow,
 }

@@ -5,6 +5,14 @@
 //! The Arrow schema comes from the stream's SCHEMA alone, so every object of a stream
 //! carries the same Parquet schema, whatever values (or nulls) its rows hold.
 //!
+//! With `parquet_compatibility: portable` the footer states that dates and timestamps
+//! are proleptic Gregorian, as they are, in the two forms engines look for: Hive's
+//! `writer.date.proleptic`, and the Spark 3.0 convention Spark itself reads
+//! (`org.apache.spark.version` at 3.0.0 or later without `org.apache.spark.legacyDateTime`:
+//! days and microseconds as they are, no rebasing). Without either, Spark 3 refuses
+//! dates before 1582-10-15 by default and Hive reads them in the hybrid Julian calendar.
+//! `created_by` names target-s3 as the writer either way.
+//!
 //! Dictionary encoding is chosen per column from the object's first batch: a column whose
 //! sampled values are mostly distinct (ids, e-mails, timestamps) is written plain from
 //! the start. Parquet would give up its dictionary for such a column anyway, once the
@@ -19,11 +27,12 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowSchemaConverter;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
 
 use super::failed;
-use crate::encode::{self as options, Codec};
+use crate::encode::{self as options, Codec, ParquetCompatibility};
 use crate::error::Result;
 
 const DICTIONARY_PAGE_LIMIT: usize = 256 * 1024;
@@ -32,8 +41,16 @@ const SAMPLE: usize = 4096;
 /// Fewer sampled values than this say too little; the column keeps its dictionary.
 const MIN_SAMPLE: usize = 256;
 
+/// The footer's statements that dates and timestamps are proleptic Gregorian (see the
+/// module comment): 3.0.0 is the Spark release that made it the convention.
+const PROLEPTIC_GREGORIAN: [(&str, &str); 2] = [
+    ("writer.date.proleptic", "true"),
+    ("org.apache.spark.version", "3.0.0"),
+];
+
 pub struct ParquetEncoder<W: Write + Send> {
     compression: Compression,
+    compatibility: ParquetCompatibility,
     /// None only after making the writer failed, which also lost the object's writer.
     state: Option<State<W>>,
 }
@@ -45,7 +62,12 @@ enum State<W: Write + Send> {
 }
 
 impl<W: Write + Send> ParquetEncoder<W> {
-    pub fn new(schema: &SchemaRef, compression: options::Compression, out: W) -> Result<Self> {
+    pub fn new(
+        schema: &SchemaRef,
+        compression: options::Compression,
+        compatibility: ParquetCompatibility,
+        out: W,
+    ) -> Result<Self> {
         // Checked now, so that a schema Parquet cannot hold (or a bad level) fails
         // before any row is sent.
         let compression = codec(compression)?;
@@ -53,16 +75,23 @@ impl<W: Write + Send> ParquetEncoder<W> {
             .convert(schema)
             .map_err(failed)?;
         let state = Some(State::Waiting(schema.clone(), out));
-        Ok(ParquetEncoder { compression, state })
+        Ok(ParquetEncoder {
+            compression,
+            compatibility,
+            state,
+        })
     }
 
     /// Writes the batch as a row group and passes it on, so memory holds one at most.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let writer = match self.state.take() {
             Some(State::Writing(writer)) => writer,
-            Some(State::Waiting(schema, out)) => {
-                writer(schema, out, self.compression, Some(batch))?
-            }
+            Some(State::Waiting(schema, out)) => writer(
+                schema,
+                out,
+                properties(self.compression, self.compatibility),
+                Some(batch),
+            )?,
             None => return Err(failed("the Parquet writer could not be made")),
         };
         let writer = &mut **self.state.insert(State::Writing(writer)).writing();
@@ -80,7 +109,12 @@ impl<W: Write + Send> ParquetEncoder<W> {
     pub fn finish(self) -> Result<W> {
         let writer = match self.state {
             Some(State::Writing(writer)) => writer,
-            Some(State::Waiting(schema, out)) => writer(schema, out, self.compression, None)?,
+            Some(State::Waiting(schema, out)) => writer(
+                schema,
+                out,
+                properties(self.compression, self.compatibility),
+                None,
+            )?,
             None => return Err(failed("the Parquet writer could not be made")),
         };
         writer.into_inner().map_err(failed)
@@ -96,18 +130,35 @@ impl<W: Write + Send> State<W> {
     }
 }
 
-fn writer<W: Write + Send>(
-    schema: SchemaRef,
-    out: W,
+/// The writer settings that do not depend on the data: codec, dictionary limit,
+/// the writer's name and the footer's statements.
+fn properties(
     compression: Compression,
-    first: Option<&RecordBatch>,
-) -> Result<Box<ArrowWriter<W>>> {
-    let mut props = WriterProperties::builder()
+    compatibility: ParquetCompatibility,
+) -> WriterPropertiesBuilder {
+    let props = WriterProperties::builder()
         .set_compression(compression)
         // Columns that keep their dictionary give it up sooner if they turn out to
         // have many distinct values after all.
         .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
         .set_created_by(concat!("target-s3 ", env!("CARGO_PKG_VERSION")).to_owned());
+    match compatibility {
+        ParquetCompatibility::Portable => props.set_key_value_metadata(Some(
+            PROLEPTIC_GREGORIAN
+                .iter()
+                .map(|(key, value)| KeyValue::new(key.to_string(), value.to_string()))
+                .collect(),
+        )),
+        ParquetCompatibility::Arrow => props,
+    }
+}
+
+fn writer<W: Write + Send>(
+    schema: SchemaRef,
+    out: W,
+    mut props: WriterPropertiesBuilder,
+    first: Option<&RecordBatch>,
+) -> Result<Box<ArrowWriter<W>>> {
     if let Some(batch) = first {
         for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
             props = plain_where_distinct(props, vec![field.name().clone()], column);
