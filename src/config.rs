@@ -4,8 +4,7 @@
 //! `Secret` wrapper that keeps credentials out of logs and `Debug` output.
 //! Must not touch: the network. Region and credential discovery belong to `store::s3`.
 
-use std::collections::HashMap;
-use std::fmt;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use arrow::datatypes::TimeUnit;
@@ -18,6 +17,8 @@ use crate::mage::as_boolean;
 use crate::object_key::{DEFAULT_TEMPLATE, KeyOptions, KeyTemplate, is_valid_strftime};
 use crate::partition::PartitionBy;
 use crate::schema::{ColumnType, HeaderCase, TypeOptions, parse_type_name};
+pub use crate::secret::Secret;
+use crate::tables::{CatalogKind, TableSettings};
 
 /// What form a setting's value takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,8 @@ pub enum Kind {
     KeyTemplate,
     /// `partition_by`: a list of fields, or lists by stream.
     PartitionBy,
+    /// An object of text values (`iceberg_catalog_properties`), or its JSON text.
+    Properties,
 }
 
 /// One accepted key: the single source for validation and documentation.
@@ -106,6 +109,8 @@ pub const STORAGE_CLASSES: &[&str] = &[
     "EXPRESS_ONEZONE",
 ];
 pub const LOAD_METHODS: &[&str] = &["append", "overwrite"];
+pub const TABLE_FORMATS: &[&str] = &["files", "iceberg"];
+pub const CATALOG_TYPES: &[&str] = &["rest"];
 pub const LOG_FORMATS: &[&str] = &["text", "json"];
 
 pub const DEFAULT_MAX_BATCH_ROWS: u64 = 1_000_000;
@@ -116,21 +121,21 @@ pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
 /// Every key the target accepts, in the order the documentation lists them.
 pub const SETTINGS: &[Setting] = &[
-    required(setting(
+    setting(
         "bucket",
         Kind::Text,
-        "Bucket name, without `s3://`.",
-    )),
+        "Bucket name, without `s3://`. Required, unless table_format is `iceberg` (then it is where rejected records go, if any).",
+    ),
     required(setting(
         "file_type",
         Kind::Choice(FILE_TYPES),
         "Object format: `csv`, `parquet` or `jsonl`.",
     )),
-    required(setting(
+    setting(
         "object_key_path",
         Kind::Text,
-        "Key prefix, without `s3://`, bucket or table. Leading and trailing slashes are dropped.",
-    )),
+        "Key prefix, without `s3://`, bucket or table. Leading and trailing slashes are dropped. Required, unless table_format is `iceberg`.",
+    ),
     setting(
         "column_header_format",
         Kind::Choice(HEADER_FORMATS),
@@ -501,33 +506,53 @@ pub const SETTINGS: &[Setting] = &[
         ),
         "false",
     ),
+    with_default(
+        setting(
+            "table_format",
+            Kind::Choice(TABLE_FORMATS),
+            "`files`: objects under `object_key_path` as the settings above lay them out. `iceberg`: every stream lands as an Apache Iceberg table `<iceberg_namespace>.<table>` (Parquet data files under the table's location, one append commit per flush, STATE after the commit): see the README's Iceberg section.",
+        ),
+        "files",
+    ),
+    setting(
+        "iceberg_catalog_type",
+        Kind::Choice(CATALOG_TYPES),
+        "The Iceberg catalog: `rest` (the Iceberg REST catalog API: Polaris, Lakekeeper, Nessie, Gravitino, S3 Tables' and Glue's REST endpoints, SeaweedFS). Required with table_format `iceberg`.",
+    ),
+    setting(
+        "iceberg_catalog_uri",
+        Kind::Text,
+        "REST: the catalog's base URL (`https://…/iceberg`, without `/v1`). Required with table_format `iceberg`.",
+    ),
+    setting(
+        "iceberg_warehouse",
+        Kind::Text,
+        "REST: the warehouse name or location the catalog expects (its `warehouse` property).",
+    ),
+    setting(
+        "iceberg_namespace",
+        Kind::Text,
+        "Namespace of every stream's table, made if missing; levels separated by dots (`raw.sales`). Required with table_format `iceberg`.",
+    ),
+    setting(
+        "iceberg_credential",
+        Kind::Secret,
+        "REST: OAuth2 client credentials `client_id:client_secret`, exchanged for a token at the catalog (or `oauth2-server-uri`). Never logged.",
+    ),
+    setting(
+        "iceberg_catalog_properties",
+        Kind::Properties,
+        "Extra catalog properties passed through as they are, an object of text values (`token`, `oauth2-server-uri`, `scope`, `header.X-Iceberg-Access-Delegation`, …), or its JSON text.",
+    ),
+    with_default(
+        setting(
+            "iceberg_commit_interval_seconds",
+            Kind::Integer { min: 0 },
+            "At most one commit per table per this many seconds (files stored meanwhile wait, and so does the STATE after them), plus one at the end of the run. 0: a commit after every flush.",
+        ),
+        "60",
+    ),
 ];
-
-/// A credential: shown as `***` by `Debug` and `Display`, readable only through `expose`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
 
 /// What happens to a record whose values do not fit its schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -586,6 +611,8 @@ pub struct Config {
     pub limits: Limits,
     pub reliability: Reliability,
     pub store: StoreSettings,
+    /// `table_format: iceberg`: the catalog and namespace of the streams' tables.
+    pub tables: Option<TableSettings>,
     /// `mage_mode`: Mage's conventions for input lines and logs (see `mage`).
     pub mage: bool,
     /// `log_format: json` (read by main before the rest, to set up logging).
@@ -710,8 +737,8 @@ impl Config {
         };
         let aws = AwsSettings {
             access_key_id: v.text("aws_access_key_id")?,
-            secret_access_key: v.text("aws_secret_access_key")?.map(Secret),
-            session_token: v.text("aws_session_token")?.map(Secret),
+            secret_access_key: v.text("aws_secret_access_key")?.map(Secret::new),
+            session_token: v.text("aws_session_token")?.map(Secret::new),
             profile: v.text("aws_profile")?,
             region: v.text("aws_region")?,
             endpoint,
@@ -724,8 +751,22 @@ impl Config {
             "arrow" => ParquetCompatibility::Arrow,
             _ => ParquetCompatibility::Portable,
         };
+        if v.choice_or_default("table_format")? == "files" {
+            for name in ["bucket", "object_key_path"] {
+                if v.text(name)?.is_none() {
+                    let setting = find_setting(name).expect("in SETTINGS");
+                    return Err(Error::Config(format!(
+                        "missing required key {name:?}: {}",
+                        setting.description
+                    )));
+                }
+            }
+        }
         let config = Config {
-            bucket: check_bucket(v.text("bucket")?.unwrap_or_default())?,
+            bucket: match v.text("bucket")?.filter(|b| !b.is_empty()) {
+                Some(bucket) => check_bucket(bucket)?,
+                None => String::new(),
+            },
             file_type,
             output: Output {
                 compression: v.compression(file_type)?,
@@ -798,12 +839,14 @@ impl Config {
                 max_line_bytes: v.integer("max_line_bytes")?,
                 progress_interval: seconds(v.integer("progress_interval_seconds")?),
             },
+            tables: table_settings(&v)?,
             store: store_settings(&v, local_folder)?,
             mage,
             log_json: v.choice_or_default("log_format")? == "json",
         };
         check_template_placeholders(&config)?;
         check_portable_timestamps(&config)?;
+        check_table_format(&config)?;
         warnings.extend(local_folder_warnings(&config, map));
         Ok((config, warnings))
     }
@@ -815,6 +858,79 @@ fn check_portable_timestamps(config: &Config) -> Result<()> {
     if config.types.portable_types && config.types.timestamp_unit == TimeUnit::Nanosecond {
         return Err(Error::Config(
             "key \"timestamp_unit\" has value \"ns\", which Spark 3 cannot read in Parquet, while parquet_compatibility is \"portable\" (the default); use \"us\", or set parquet_compatibility to \"arrow\" for readers such as pyarrow and DuckDB".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `table_format: iceberg`: the `iceberg_*` settings, checked; None for plain files.
+fn table_settings(v: &Values) -> Result<Option<TableSettings>> {
+    if v.choice_or_default("table_format")? != "iceberg" {
+        return Ok(None);
+    }
+    let needed = |name: &str| {
+        let setting = find_setting(name).expect("in SETTINGS");
+        Error::Config(format!(
+            "missing key {name:?}, required with table_format \"iceberg\": {}",
+            setting.description
+        ))
+    };
+    v.choice("iceberg_catalog_type")?
+        .ok_or_else(|| needed("iceberg_catalog_type"))?;
+    let uri = v
+        .text("iceberg_catalog_uri")?
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| needed("iceberg_catalog_uri"))?;
+    let namespace = v
+        .text("iceberg_namespace")?
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| needed("iceberg_namespace"))?;
+    let levels: Vec<String> = namespace.split('.').map(str::to_owned).collect();
+    if levels.iter().any(|l| l.is_empty()) {
+        return Err(invalid(
+            "iceberg_namespace",
+            &namespace,
+            "names separated by single dots, such as \"raw\" or \"raw.sales\"",
+        ));
+    }
+    Ok(Some(TableSettings {
+        catalog: CatalogKind::Rest,
+        uri: uri.trim_end_matches('/').to_owned(),
+        warehouse: v.text("iceberg_warehouse")?.filter(|w| !w.is_empty()),
+        namespace: levels,
+        credential: v
+            .text("iceberg_credential")?
+            .filter(|c| !c.is_empty())
+            .map(Secret::new),
+        properties: v.properties("iceberg_catalog_properties")?,
+        commit_interval: seconds(v.integer("iceberg_commit_interval_seconds")?),
+    }))
+}
+
+/// What `table_format` asks of the other settings.
+fn check_table_format(config: &Config) -> Result<()> {
+    if config.tables.is_none() {
+        return Ok(());
+    }
+    if config.file_type != FileType::Parquet {
+        return Err(Error::Config(format!(
+            "key \"file_type\" has value {:?}; Iceberg tables are written as Parquet: set file_type to \"parquet\"",
+            config.file_type.extension()
+        )));
+    }
+    if config.store.local_folder.is_some() {
+        return Err(Error::Config(
+            "table_format \"iceberg\" writes to S3 (or an S3-compatible store), not a local folder: aws_endpoint must be an http(s) URL".into(),
+        ));
+    }
+    if config.types.timestamp_unit != TimeUnit::Microsecond {
+        return Err(Error::Config(
+            "key \"timestamp_unit\" must be \"us\" with table_format \"iceberg\": Iceberg's timestamps are microseconds".into(),
+        ));
+    }
+    if config.store.holds_state() || config.partition_by != PartitionBy::Off {
+        return Err(Error::Config(
+            "table_format \"iceberg\" does not yet combine with load_method \"overwrite\", manifest or partition_by".into(),
         ));
     }
     Ok(())
@@ -937,7 +1053,7 @@ pub fn about() -> Value {
                 Kind::Secret => ("string", None),
                 Kind::Integer { .. } => ("integer", None),
                 Kind::Boolean => ("boolean", None),
-                Kind::ColumnTypes => ("object", None),
+                Kind::ColumnTypes | Kind::Properties => ("object", None),
                 Kind::KeyTemplate => ("string", None),
                 // Meltano casts `array` and `object` to one shape; text takes both.
                 Kind::PartitionBy => ("string", None),
@@ -1297,6 +1413,26 @@ impl Values<'_> {
             Some(Value::String(text)) => Ok(Some(text.clone())),
             Some(value) => Err(wrong_value(setting, value, "a string")),
         }
+    }
+
+    /// An object of text values (numbers and booleans taken as their text).
+    fn properties(&self, name: &str) -> Result<BTreeMap<String, String>> {
+        let setting = find_setting(name).expect("in SETTINGS");
+        let expected = "an object of text values, such as {\"scope\": \"PRINCIPAL_ROLE:ALL\"}";
+        let Some(value) = self.structured(name)? else {
+            return Ok(BTreeMap::new());
+        };
+        let Value::Object(entries) = &value else {
+            return Err(wrong_value(setting, &value, expected));
+        };
+        entries
+            .iter()
+            .map(|(key, v)| match v {
+                Value::String(text) => Ok((key.clone(), text.clone())),
+                Value::Number(_) | Value::Bool(_) => Ok((key.clone(), v.to_string())),
+                _ => Err(wrong_value(setting, &value, expected)),
+            })
+            .collect()
     }
 
     /// `{"stream": {"column": "type"}}`, each type checked.
@@ -1785,7 +1921,7 @@ mod tests {
             .find(|s| s["name"] == "aws_secret_access_key")
             .unwrap();
         assert_eq!(secret["secret"], true);
-        assert!(about_markdown().contains("| `bucket` | string | yes |"));
+        assert!(about_markdown().contains("| `iceberg_credential` | string | no |  | yes |"));
     }
 
     #[test]

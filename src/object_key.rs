@@ -264,6 +264,13 @@ impl KeyBuilder {
         &self.run_id
     }
 
+    /// The key of the next data file under an Iceberg table's data folder (`prefix`
+    /// ends with a slash): the run id keeps concurrent writers' files apart.
+    pub fn data_file_key(&mut self, prefix: &str) -> String {
+        self.sequence += 1;
+        format!("{prefix}{}-{:06}.parquet", self.run_id, self.sequence)
+    }
+
     /// The key for the next object of `stream`, written at `now`, in the partition
     /// folders `partition` (empty for none). Refused when S3 could not store it.
     pub fn next_key(

@@ -9,21 +9,25 @@
 //! through it at once.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use parquet::file::metadata::ParquetMetaData;
 
 use crate::encode::{Encoder, FileType, Media, Output, media};
 use crate::error::{Error, Result};
 use crate::store::{Failure, Upload, Uploader};
 
 pub enum Job {
-    /// Starts object `object` at `key`; its chunks follow.
+    /// Starts object `object` at `key` (in `bucket`, when not the configured one: an
+    /// Iceberg table's); its chunks follow.
     Open {
         object: u64,
         key: String,
+        bucket: Option<String>,
         schema: SchemaRef,
     },
     /// Rows for an open object (a Parquet row group, or CSV lines).
@@ -41,10 +45,12 @@ pub enum Job {
     Abort { object: u64 },
 }
 
-/// How an object ended: its size once stored, or why it was not.
+/// How an object ended: its size once stored, or why it was not; for Parquet, the
+/// footer's metadata (row counts and column statistics).
 pub struct Report {
     pub object: u64,
     pub result: Result<u64>,
+    pub footer: Option<Arc<ParquetMetaData>>,
 }
 
 pub struct Sink {
@@ -144,7 +150,12 @@ impl Worker {
         if result.is_err() {
             self.uploader.brake.failed();
         }
-        let _ = self.reports.send(Report { object, result });
+        let footer = None;
+        let _ = self.reports.send(Report {
+            object,
+            result,
+            footer,
+        });
     }
 
     /// Reports when `stored` ends, without waiting for it here.
@@ -152,6 +163,7 @@ impl Worker {
         &self,
         object: u64,
         stored: impl Future<Output = Result<u64>> + Send + 'static,
+        footer: Option<Arc<ParquetMetaData>>,
     ) {
         let reports = self.reports.clone();
         let brake = self.uploader.brake.clone();
@@ -160,7 +172,11 @@ impl Worker {
             if result.is_err() {
                 brake.failed();
             }
-            let _ = reports.send(Report { object, result });
+            let _ = reports.send(Report {
+                object,
+                result,
+                footer,
+            });
         });
     }
 
@@ -169,10 +185,11 @@ impl Worker {
             Job::Open {
                 object,
                 key,
+                bucket,
                 schema,
             } => {
                 let media = media(self.file_type, self.output.compression.codec);
-                let upload = self.uploader.begin(key, media);
+                let upload = self.uploader.begin(key, bucket.as_deref(), media);
                 if let Some(failure) = upload.as_ref().ok().and_then(Upload::failure) {
                     self.failures.insert(object, failure);
                 }
@@ -196,10 +213,11 @@ impl Worker {
                 let Some(encoder) = self.open.remove(&object) else {
                     return;
                 };
-                match encoder.finish().and_then(Upload::finish) {
-                    Ok(stored) => {
+                let finished = encoder.finish();
+                match finished.and_then(|(upload, footer)| Ok((upload.finish()?, footer))) {
+                    Ok((stored, footer)) => {
                         self.failures.remove(&object);
-                        self.report_later(object, stored);
+                        self.report_later(object, stored, footer);
                     }
                     Err(e) => self.fail(object, e),
                 }
@@ -211,7 +229,7 @@ impl Worker {
                 media,
             } => {
                 let stored = self.uploader.put(key, body, media);
-                self.report_later(object, stored);
+                self.report_later(object, stored, None);
             }
             Job::Abort { object } => {
                 if self.give_up(object) {

@@ -20,6 +20,16 @@ impl StateTracker {
         self.pending.push_back((line, value));
     }
 
+    /// The newest state that would be covered at `watermark`, without releasing it
+    /// (what an Iceberg commit records as the state it makes safe).
+    pub fn covered(&self, watermark: u64) -> Option<&str> {
+        self.pending
+            .iter()
+            .take_while(|(line, _)| *line < watermark)
+            .last()
+            .map(|(_, value)| value.as_str())
+    }
+
     /// The newest state covered when no record from line `watermark` on is stored yet
     /// (`u64::MAX` when everything is stored), unless it was already released.
     pub fn release(&mut self, watermark: u64) -> Option<String> {

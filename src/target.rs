@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use chrono::Utc;
+use parquet::file::metadata::ParquetMetaData;
 
 use crate::batch::{Batch, BatchOf};
 use crate::batch_files::{Encoding, Opener};
@@ -46,6 +47,7 @@ use crate::sink::{Job, Sink};
 use crate::state::StateTracker;
 use crate::stop::{self, Brake};
 use crate::store::{Store, Uploader};
+use crate::tables::{self, Tables};
 use crate::values::compact_json;
 
 /// Lines between checks of every stream's object age.
@@ -116,9 +118,16 @@ pub fn run(
         ));
     }
     let store = runtime.block_on(Store::connect(config))?;
-    if config.reliability.preflight {
+    // With Iceberg tables and no bucket of its own, the catalog's answers are the check.
+    if config.reliability.preflight && !config.bucket.is_empty() {
         runtime.block_on(preflight(config, &store))?;
     }
+    let tables = match (&config.tables, &store) {
+        (Some(settings), Store::S3(s3)) => {
+            Some(runtime.block_on(Tables::connect(settings, s3.clone()))?)
+        }
+        _ => None,
+    };
     if config.store.load_method == LoadMethod::Overwrite {
         tracing::info!(
             "load_method overwrite: at the end of a successful run, each stream's older objects under {} are deleted (this needs s3:ListBucket and s3:DeleteObject besides s3:PutObject); STATE is written only then",
@@ -142,7 +151,7 @@ pub fn run(
         runtime: runtime.handle().clone(),
         brake,
     };
-    let mut target = Target::new(config, sink, destination, output);
+    let mut target = Target::new(config, sink, destination, output, tables);
     let consumed = target.consume(blocks).and_then(|()| target.finish());
     let outcome = match consumed.and_then(|()| target.publish()) {
         Ok(()) => {
@@ -385,6 +394,9 @@ struct Objects {
     abandoned: Vec<u64>,
     next_id: u64,
     open: usize,
+    /// Stored data objects waiting for their table's commit: their first input lines,
+    /// by stream.
+    uncommitted: HashMap<String, Vec<u64>>,
     /// Kept only when the run's end needs them (`publish`): the objects stored, and
     /// the key of every object this run started.
     stored: Vec<StoredObject>,
@@ -418,10 +430,23 @@ impl Objects {
         }
     }
 
-    /// The oldest input line whose record is not known to be stored.
-    fn oldest_line(&self) -> Option<u64> {
+    /// The oldest input line whose record is not known to be stored (and committed,
+    /// where a table's commit is what makes it safe; but for `committing`'s).
+    fn oldest_line_but(&self, committing: Option<&str>) -> Option<u64> {
         let lines = self.in_flight.values().map(|o| o.first_line);
-        lines.chain(self.lost_from).min()
+        let waiting = self
+            .uncommitted
+            .iter()
+            .filter(|(stream, _)| Some(stream.as_str()) != committing)
+            .flat_map(|(_, lines)| lines.iter().copied());
+        lines.chain(waiting).chain(self.lost_from).min()
+    }
+
+    /// Whether an object of `stream` is still uploading.
+    fn writing(&self, stream: &str) -> bool {
+        self.in_flight
+            .values()
+            .any(|o| o.stream == stream && o.kind == ObjectKind::Data)
     }
 }
 
@@ -577,6 +602,9 @@ struct Target<'c, W> {
     helped: u64,
     /// Opens the files BATCH messages name.
     batch_files: Opener,
+    /// `table_format: iceberg`: the streams' tables, and the commit stage between
+    /// stored objects and STATE.
+    tables: Option<Tables>,
     warned_undeclared_gzip: bool,
 }
 
@@ -588,7 +616,13 @@ struct Progress {
 }
 
 impl<'c, W: Write> Target<'c, W> {
-    fn new(config: &'c Config, sink: Sink, destination: Destination, output: W) -> Self {
+    fn new(
+        config: &'c Config,
+        sink: Sink,
+        destination: Destination,
+        output: W,
+        tables: Option<Tables>,
+    ) -> Self {
         // The metadata columns' clock starts with the run.
         metadata::now_ns();
         let s3 = match &destination.store {
@@ -632,6 +666,7 @@ impl<'c, W: Write> Target<'c, W> {
             helped: 0,
             batch_files,
             warned_undeclared_gzip: false,
+            tables,
         }
     }
 
@@ -1084,7 +1119,24 @@ impl<'c, W: Write> Target<'c, W> {
                 self.streams.insert(new);
             }
         }
-        Ok(())
+        self.open_table(stream, line)
+    }
+
+    /// With Iceberg tables: the stream's table, made or widened for its columns.
+    fn open_table(&mut self, stream: &str, line: u64) -> Result<()> {
+        let Some(tables) = self.tables.as_mut() else {
+            return Ok(());
+        };
+        let Some(known) = self.streams.get_mut(stream) else {
+            return Ok(());
+        };
+        let columns = known.batch.schema().arrow.clone();
+        let name = tables::table_name(self.config.table.as_deref().unwrap_or(stream));
+        let opened = self.destination.wait(tables.open(stream, &name, &columns));
+        opened.map_err(|e| match e {
+            Error::Config(message) => Error::input(line, Some(stream), message),
+            other => other,
+        })
     }
 
     fn on_record(
@@ -1534,20 +1586,34 @@ impl<'c, W: Write> Target<'c, W> {
         schema: SchemaRef,
     ) -> Result<()> {
         self.make_room()?;
-        let key = self
-            .keys
-            .next_key(name, ObjectKind::Data, Utc::now(), folders)
-            .map_err(|e| Error::Store(format!("stream {name:?}: {e}")))?;
+        let (key, bucket, schema) = match self.tables.as_ref().and_then(|t| t.stream(name)) {
+            Some(table) => {
+                let key = self.keys.data_file_key(&table.data_prefix);
+                let schema = table.file_schema(&schema).map_err(Error::Store)?;
+                (key, Some(table.bucket.clone()), schema)
+            }
+            None => {
+                let key = self
+                    .keys
+                    .next_key(name, ObjectKind::Data, Utc::now(), folders)
+                    .map_err(|e| Error::Store(format!("stream {name:?}: {e}")))?;
+                (key, None, schema)
+            }
+        };
         let mut started = InFlight::new(first_line, name, &key, ObjectKind::Data, 0);
         started.schema = self.streams.get_mut(name).map(|s| s.batch.schema().clone());
         let id = self.objects.start(started);
         self.objects.open += 1;
         self.summary.objects += 1;
-        let location = self.destination.store.location(&key);
+        let location = match &bucket {
+            Some(bucket) => format!("s3://{bucket}/{key}"),
+            None => self.destination.store.location(&key),
+        };
         tracing::info!("stream {name:?}: writing {location}");
         self.sink.send(Job::Open {
             object: id,
             key,
+            bucket,
             schema,
         })?;
         let object = OpenObject {
@@ -1719,12 +1785,72 @@ impl<'c, W: Write> Target<'c, W> {
                 }
                 Ok(bytes) => {
                     self.summary.stored_objects += 1;
+                    self.hold_for_commit(&object, bytes, report.footer.as_deref())?;
                     self.objects.stored(report.object, object, bytes);
                 }
             }
         }
+        if first_error.is_none() {
+            self.commit_tables(false)?;
+        }
         self.release_states()?;
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// A stored data object of a stream with a table waits for the table's commit:
+    /// until then its records count as not stored.
+    fn hold_for_commit(
+        &mut self,
+        object: &InFlight,
+        bytes: u64,
+        footer: Option<&ParquetMetaData>,
+    ) -> Result<()> {
+        let Some(tables) = self.tables.as_mut() else {
+            return Ok(());
+        };
+        if object.kind != ObjectKind::Data || tables.stream(&object.stream).is_none() {
+            return Ok(());
+        }
+        let footer = footer
+            .ok_or_else(|| Error::Store(format!("{}: no Parquet footer to commit", object.key)))?;
+        tables.stored(&object.stream, &object.key, bytes, footer)?;
+        let lines = self
+            .objects
+            .uncommitted
+            .entry(object.stream.clone())
+            .or_default();
+        lines.push(object.first_line);
+        Ok(())
+    }
+
+    /// The commit stage: each table whose flush is wholly stored (no object of its
+    /// stream still open or uploading) commits its files when its interval has passed,
+    /// or at the end. The snapshot names the STATE it makes safe.
+    fn commit_tables(&mut self, at_end: bool) -> Result<()> {
+        let Some(tables) = self.tables.as_ref() else {
+            return Ok(());
+        };
+        let due: Vec<String> = tables
+            .waiting()
+            .into_iter()
+            .filter(|stream| tables.commit_due(stream, at_end) && !self.objects.writing(stream))
+            .filter(|stream| {
+                self.streams
+                    .get_mut(stream)
+                    .is_none_or(|s| s.objects.is_empty())
+            })
+            .collect();
+        for stream in due {
+            let watermark = self.watermark_without(&stream);
+            let state = self.states.covered(watermark).map(str::to_owned);
+            let run_id = self.keys.run_id().to_owned();
+            if let Some(tables) = self.tables.as_mut() {
+                let committed = tables.commit(&stream, state.as_deref(), &run_id);
+                self.destination.wait(committed)?;
+            }
+            self.objects.uncommitted.remove(&stream);
+        }
+        Ok(())
     }
 
     /// The next report, waiting for one as long as no signal asks the run to stop.
@@ -1737,16 +1863,26 @@ impl<'c, W: Write> Target<'c, W> {
         }
     }
 
-    fn release_states(&mut self) -> Result<()> {
-        let watermark = self
-            .streams
+    /// The oldest input line whose record is not yet safe: held in a buffer, in an
+    /// object not yet stored, or (but for `committing`'s) waiting for a commit.
+    fn watermark_but(&self, committing: Option<&str>) -> u64 {
+        self.streams
             .list
             .iter()
             .flat_map(|s| [s.batch.first_line(), s.rejected.first_line])
             .flatten()
-            .chain(self.objects.oldest_line())
+            .chain(self.objects.oldest_line_but(committing))
             .min()
-            .unwrap_or(u64::MAX);
+            .unwrap_or(u64::MAX)
+    }
+
+    /// The watermark once `stream`'s waiting files are committed.
+    fn watermark_without(&self, stream: &str) -> u64 {
+        self.watermark_but(Some(stream))
+    }
+
+    fn release_states(&mut self) -> Result<()> {
+        let watermark = self.watermark_but(None);
         match self.states.release(watermark) {
             Some(value) if self.config.store.holds_state() => self.held = Some(value),
             Some(value) => self.write_state(&value)?,
@@ -1815,7 +1951,9 @@ impl<'c, W: Write> Target<'c, W> {
         for stream in self.streams.names() {
             self.complete(&stream)?;
         }
-        self.collect(true)
+        self.collect(true)?;
+        self.commit_tables(true)?;
+        self.release_states()
     }
 
     fn log_summary(&self) {

@@ -44,7 +44,8 @@ class Server:
     def __init__(self, log_dir: Path):
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.log = open(log_dir / f"{self.name}-{self.port}.log", "wb")
+        self.log_path = log_dir / f"{self.name}-{self.port}.log"
+        self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.command(log_dir), stdout=self.log, stderr=subprocess.STDOUT)
         self._wait_ready()
 
@@ -129,6 +130,89 @@ class S3sFsServer(Server):
             raise RuntimeError("s3s-fs is not installed: `make test` installs it")
         return [str(binary), "--host", "127.0.0.1", "--port", str(self.port),
                 "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, str(root)]
+
+
+def free_port_pair() -> int:
+    """A free port whose port + 10000 is free too (SeaweedFS puts gRPC there)."""
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free pair of ports")
+
+
+class SeaweedServer(Server):
+    """SeaweedFS in one process (`weed mini`): an S3 server that verifies SigV4, and its
+    Iceberg REST catalog on a port of its own, with the warehouse `warehouse` (a table
+    bucket). OAuth2 client credentials for the catalog are the S3 key and secret."""
+
+    name = "seaweedfs"
+    warehouse = "warehouse"
+
+    def __init__(self, log_dir: Path):
+        self.catalog_port = free_port_pair()
+        self.others = [free_port_pair() for _ in range(4)]
+        super().__init__(log_dir)
+        self.catalog_uri = f"http://127.0.0.1:{self.catalog_port}"
+        # Its ports open before the table bucket exists: ready once it says every
+        # component is (the admin server starts last).
+        deadline = time.time() + 60
+        while "Admin        ready" not in self.log_path.read_text(errors="replace"):
+            if time.time() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"SeaweedFS did not start within 60 s: see {self.log_path}")
+            time.sleep(0.2)
+
+    def command(self, log_dir: Path) -> list[str]:
+        self.port = free_port_pair()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        root = log_dir / f"seaweedfs-{self.port}"
+        root.mkdir()
+        identities = {"identities": [{"name": "admin", "credentials": [
+            {"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+        (root / "s3.json").write_text(json.dumps(identities))
+        master, volume, filer, admin = self.others
+        weed = shutil.which("weed", path=str(VENV_BIN)) or "weed"
+        return [weed, "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                f"-s3.port={self.port}", f"-s3.config={root / 's3.json'}",
+                f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
+                f"-admin.port={admin}", "-webdav=false", "-admin.ui=false",
+                f"-s3.port.iceberg={self.catalog_port}", f"-tableBucket={self.warehouse}",
+                "-s3.port.lance=0"]
+
+    def catalog(self):
+        """pyiceberg's client of the REST catalog."""
+        from pyiceberg.catalog.rest import RestCatalog
+
+        return RestCatalog("seaweedfs", uri=self.catalog_uri, warehouse=self.warehouse,
+                           credential=f"{ACCESS_KEY}:{SECRET_KEY}", **self.s3_properties())
+
+    def s3_properties(self) -> dict:
+        return {"s3.endpoint": self.endpoint, "s3.access-key-id": ACCESS_KEY,
+                "s3.secret-access-key": SECRET_KEY, "s3.region": "us-east-1",
+                "s3.path-style-access": "true"}
+
+    def object_store_options(self) -> dict:
+        """The same for readers built on Rust's object_store (polars)."""
+        return {"aws_endpoint_url": self.endpoint, "aws_access_key_id": ACCESS_KEY,
+                "aws_secret_access_key": SECRET_KEY, "aws_region": "us-east-1",
+                "aws_allow_http": "true", "aws_virtual_hosted_style_request": "false"}
+
+    def iceberg_config(self, namespace: str, **extra) -> dict:
+        """A target-s3 config that lands streams as tables in this catalog."""
+        return {"file_type": "parquet", "table_format": "iceberg",
+                "iceberg_catalog_type": "rest", "iceberg_catalog_uri": self.catalog_uri,
+                "iceberg_warehouse": self.warehouse, "iceberg_namespace": namespace,
+                "iceberg_credential": f"{ACCESS_KEY}:{SECRET_KEY}",
+                "aws_endpoint": self.endpoint, "aws_access_key_id": ACCESS_KEY,
+                "aws_secret_access_key": SECRET_KEY, "aws_region": "us-east-1", **extra}
 
 
 @dataclass

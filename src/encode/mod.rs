@@ -14,7 +14,9 @@ pub mod parquet;
 pub mod text;
 
 use std::io::Write;
+use std::sync::Arc;
 
+use ::parquet::file::metadata::ParquetMetaData;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
@@ -118,11 +120,14 @@ impl<W: Write + Send> Encoder<W> {
 
     /// Ends the object (Parquet writes its footer, compression its stream's end) and
     /// returns the writer.
-    pub fn finish(self) -> Result<W> {
+    /// Ends the object: gives back its writer, and for Parquet the footer's metadata.
+    pub fn finish(self) -> Result<(W, Option<Arc<ParquetMetaData>>)> {
         match self {
-            Encoder::Csv(e) => e.finish()?.finish().map_err(failed),
-            Encoder::Jsonl(e) => e.finish()?.finish().map_err(failed),
-            Encoder::Parquet(e) => (*e).finish(),
+            Encoder::Csv(e) => Ok((e.finish()?.finish().map_err(failed)?, None)),
+            Encoder::Jsonl(e) => Ok((e.finish()?.finish().map_err(failed)?, None)),
+            Encoder::Parquet(e) => (*e)
+                .finish()
+                .map(|(out, footer)| (out, Some(Arc::new(footer)))),
         }
     }
 }

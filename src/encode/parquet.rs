@@ -28,6 +28,7 @@ use parquet::arrow::ArrowSchemaConverter;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
 
@@ -58,7 +59,31 @@ pub struct ParquetEncoder<W: Write + Send> {
 /// The writer is made when the first batch shows what the columns hold.
 enum State<W: Write + Send> {
     Waiting(SchemaRef, W),
-    Writing(Box<ArrowWriter<W>>),
+    Writing(Box<ArrowWriter<Slot<W>>>),
+}
+
+/// The object's writer, lent to Parquet's writer and taken back whole once the footer
+/// is written: Parquet's `finish` gives the footer's metadata (which an Iceberg commit
+/// reads its statistics from) but keeps the writer, and its `into_inner` would write
+/// the footer a second time.
+struct Slot<W>(Option<W>);
+
+impl<W: Write> Write for Slot<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.lent()?.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.lent()?.flush()
+    }
+}
+
+impl<W> Slot<W> {
+    fn lent(&mut self) -> std::io::Result<&mut W> {
+        self.0
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("the object was already finished"))
+    }
 }
 
 impl<W: Write + Send> ParquetEncoder<W> {
@@ -102,11 +127,12 @@ impl<W: Write + Send> ParquetEncoder<W> {
     pub fn writer_mut(&mut self) -> Option<&mut W> {
         match self.state.as_mut()? {
             State::Waiting(_, out) => Some(out),
-            State::Writing(writer) => Some(writer.inner_mut()),
+            State::Writing(writer) => writer.inner_mut().0.as_mut(),
         }
     }
 
-    pub fn finish(self) -> Result<W> {
+    /// Writes the footer; gives back the object's writer and the footer's metadata.
+    pub fn finish(self) -> Result<(W, ParquetMetaData)> {
         let writer = match self.state {
             Some(State::Writing(writer)) => writer,
             Some(State::Waiting(schema, out)) => writer(
@@ -117,12 +143,18 @@ impl<W: Write + Send> ParquetEncoder<W> {
             )?,
             None => return Err(failed("the Parquet writer could not be made")),
         };
-        writer.into_inner().map_err(failed)
+        let mut writer = writer;
+        let footer = writer.finish().map_err(failed)?;
+        let out = writer.inner_mut().0.take();
+        Ok((
+            out.ok_or_else(|| failed("the object was already finished"))?,
+            footer,
+        ))
     }
 }
 
 impl<W: Write + Send> State<W> {
-    fn writing(&mut self) -> &mut Box<ArrowWriter<W>> {
+    fn writing(&mut self) -> &mut Box<ArrowWriter<Slot<W>>> {
         match self {
             State::Writing(writer) => writer,
             State::Waiting(..) => unreachable!("set to Writing just before"),
@@ -158,13 +190,14 @@ fn writer<W: Write + Send>(
     out: W,
     mut props: WriterPropertiesBuilder,
     first: Option<&RecordBatch>,
-) -> Result<Box<ArrowWriter<W>>> {
+) -> Result<Box<ArrowWriter<Slot<W>>>> {
     if let Some(batch) = first {
         for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
             props = plain_where_distinct(props, vec![field.name().clone()], column);
         }
     }
-    let writer = ArrowWriter::try_new(out, schema, Some(props.build())).map_err(failed)?;
+    let writer =
+        ArrowWriter::try_new(Slot(Some(out)), schema, Some(props.build())).map_err(failed)?;
     Ok(Box::new(writer))
 }
 

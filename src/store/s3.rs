@@ -27,6 +27,7 @@ use aws_sdk_s3::types::{
     CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, ServerSideEncryption,
     StorageClass,
 };
+use bytes::Bytes;
 
 use crate::config::{AwsSettings, Config};
 use crate::encode::Media;
@@ -135,6 +136,44 @@ impl S3Store {
 
     pub fn bucket(&self) -> &str {
         &self.bucket
+    }
+
+    /// The same client and settings for another bucket (an Iceberg table's location).
+    pub fn in_bucket(&self, bucket: &str) -> S3Store {
+        S3Store {
+            bucket: bucket.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether an object is at `key` (a 404 says no; any other failure is an error).
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send();
+        match head.await {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Ok(false),
+            Err(e) => Err(self.failed("HeadObject", key, e)),
+        }
+    }
+
+    /// A whole (small) object of this bucket.
+    pub async fn read_all(&self, key: &str) -> Result<Bytes> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.failed("GetObject", key, e))?;
+        let data = object.body.collect().await;
+        data.map(|d| d.into_bytes())
+            .map_err(|e| Error::Store(format!("GetObject s3://{}/{key} failed: {e}", self.bucket)))
     }
 
     /// A request that failed after its retries, in one line: what the answer means and

@@ -94,12 +94,12 @@ impl Uploader {
         }
     }
 
-    /// Starts an object at `key`.
-    pub fn begin(&self, key: String, media: Media) -> Result<Upload> {
+    /// Starts an object at `key`, in `bucket` if given (else the configured one).
+    pub fn begin(&self, key: String, bucket: Option<&str>, media: Media) -> Result<Upload> {
         match &self.store {
             Store::S3(s3) => Ok(Upload::S3(Box::new(S3Upload {
                 uploader: self.clone(),
-                s3: s3.clone(),
+                s3: bucket.map_or_else(|| s3.clone(), |b| s3.in_bucket(b)),
                 key,
                 media,
                 buffer: Vec::new(),
@@ -129,8 +129,18 @@ impl Uploader {
         body: Vec<u8>,
         media: Media,
     ) -> impl Future<Output = Result<u64>> + Send + 'static {
+        self.put_in(self.store.clone(), key, body, media)
+    }
+
+    /// `put` into `store` (the configured one, or another bucket of it).
+    fn put_in(
+        &self,
+        store: Store,
+        key: String,
+        body: Vec<u8>,
+        media: Media,
+    ) -> impl Future<Output = Result<u64>> + Send + 'static {
         let slot = self.slot();
-        let store = self.store.clone();
         let brake = self.brake.clone();
         async move {
             let slot = slot?;
@@ -283,7 +293,10 @@ impl S3Upload {
     pub fn finish(mut self) -> Result<Stored> {
         let bytes = self.bytes;
         let Some(mut multipart) = self.multipart.take() else {
-            let put = self.uploader.put(self.key, self.buffer, self.media);
+            let store = Store::S3(self.s3.clone());
+            let put = self
+                .uploader
+                .put_in(store, self.key, self.buffer, self.media);
             return Ok(Box::pin(put));
         };
         if !self.buffer.is_empty() {

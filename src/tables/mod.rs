@@ -1,0 +1,322 @@
+//! Apache Iceberg tables (`table_format: iceberg`): one table per stream in a catalog,
+//! its data files the Parquet objects the rest of the pipeline writes, and a commit
+//! that makes a flush's files part of the table at once.
+//!
+//! Owns: the catalog connection, each stream's table (made on its first SCHEMA, or
+//! loaded and widened with new columns), where its data files go, and the commits
+//! (an append snapshot whose summary says which STATE it makes safe). Must not touch:
+//! input, encoding, uploads or STATE lines; `target` tells it which objects are stored
+//! and decides when to commit, and writes STATE only after.
+
+pub mod schema;
+pub mod stats;
+pub mod storage;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use iceberg::spec::DataFile;
+use iceberg::table::Table;
+use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
+use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
+use iceberg_catalog_rest::RestCatalogBuilder;
+use parquet::file::metadata::ParquetMetaData;
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+use crate::store::S3Store;
+use storage::{S3Tables, split_s3_path};
+
+/// The snapshot summary property holding the STATE a commit makes safe.
+pub const STATE_PROPERTY: &str = "singer.state";
+/// The snapshot summary property naming the run that committed.
+pub const RUN_PROPERTY: &str = "singer.run-id";
+
+/// Which catalog keeps the tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogKind {
+    Rest,
+}
+
+/// The `iceberg_*` settings.
+#[derive(Debug, Clone)]
+pub struct TableSettings {
+    pub catalog: CatalogKind,
+    pub uri: String,
+    pub warehouse: Option<String>,
+    pub namespace: Vec<String>,
+    /// OAuth2 client credentials, `client_id:client_secret`.
+    pub credential: Option<Secret>,
+    /// Passed to the catalog as they are (`token`, `scope`, `oauth2-server-uri`, …).
+    pub properties: BTreeMap<String, String>,
+    pub commit_interval: Duration,
+}
+
+/// A stream's (or the `table` setting's) table name: lower case, and every character
+/// but letters, digits and `_` made `_`, the names every catalog accepts (S3 Tables and
+/// Glue allow no others), as other loaders name tables.
+pub fn table_name(stream: &str) -> String {
+    let name: String = stream
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_') => c,
+            _ => '_',
+        })
+        .collect();
+    if name.is_empty() { "_".into() } else { name }
+}
+
+impl StreamTable {
+    /// An object's columns with the table's field ids, for the Parquet encoder.
+    pub fn file_schema(&self, columns: &SchemaRef) -> std::result::Result<SchemaRef, String> {
+        let table = self.table.metadata().current_schema();
+        schema::with_field_ids(columns, table).map_err(|missing| {
+            format!(
+                "table {}: columns {missing:?} are not in the table",
+                self.table.identifier()
+            )
+        })
+    }
+}
+
+/// The catalog and the tables of this run's streams.
+pub struct Tables {
+    catalog: Arc<dyn Catalog>,
+    settings: TableSettings,
+    namespace: NamespaceIdent,
+    streams: HashMap<String, StreamTable>,
+}
+
+/// A stream's table and the data files stored for it but not yet committed.
+pub struct StreamTable {
+    table: Table,
+    /// Where data files go: the table location's bucket and `<path>/data/`.
+    pub bucket: String,
+    pub data_prefix: String,
+    pending: Vec<DataFile>,
+    /// The last commit, or when the table was opened: commits are an interval apart.
+    last_commit: Instant,
+}
+
+impl Tables {
+    /// Connects to the catalog and makes the namespace if it is missing.
+    pub async fn connect(settings: &TableSettings, s3: S3Store) -> Result<Tables> {
+        let catalog = match settings.catalog {
+            CatalogKind::Rest => rest_catalog(settings, s3).await?,
+        };
+        let namespace = NamespaceIdent::from_vec(settings.namespace.clone())
+            .map_err(|e| Error::Config(format!("iceberg_namespace: {e}")))?;
+        let failed = |e: iceberg::Error| catalog_error(settings, "namespace", &namespace, e);
+        if !catalog.namespace_exists(&namespace).await.map_err(failed)? {
+            let made = catalog.create_namespace(&namespace, HashMap::new()).await;
+            // Another writer may have made it meanwhile.
+            if let Err(e) = made
+                && !catalog.namespace_exists(&namespace).await.unwrap_or(false)
+            {
+                return Err(failed(e));
+            }
+        }
+        Ok(Tables {
+            catalog,
+            settings: settings.clone(),
+            namespace,
+            streams: HashMap::new(),
+        })
+    }
+
+    /// The stream's table, ready for files of `columns`: made if missing, loaded
+    /// otherwise, with columns it lacks added (optional, so older rows read as null).
+    pub async fn open(&mut self, stream: &str, table: &str, columns: &SchemaRef) -> Result<()> {
+        let ident = TableIdent::new(self.namespace.clone(), table.to_owned());
+        let failed = |e: iceberg::Error| catalog_error(&self.settings, "table", &ident, e);
+        let mut loaded = match self.catalog.table_exists(&ident).await.map_err(failed)? {
+            true => self.catalog.load_table(&ident).await.map_err(failed)?,
+            false => self.create(&ident, columns).await?,
+        };
+        schema::check_types(columns, loaded.metadata().current_schema())
+            .map_err(|e| Error::Config(format!("table {ident}: {e}")))?;
+        if let Err(missing) = schema::with_field_ids(columns, loaded.metadata().current_schema()) {
+            loaded = self.add_columns(loaded, columns, &missing).await?;
+        }
+        let location = loaded
+            .metadata()
+            .location()
+            .trim_end_matches('/')
+            .to_owned();
+        let data = format!("{location}/data");
+        let Some((bucket, path)) = split_s3_path(&data) else {
+            return Err(Error::Store(format!(
+                "table {ident}: its location {location:?} is not an s3:// URL"
+            )));
+        };
+        let (bucket, data_prefix) = (bucket.to_owned(), format!("{path}/"));
+        let pending = self.streams.remove(stream).map(|s| s.pending);
+        self.streams.insert(
+            stream.to_owned(),
+            StreamTable {
+                table: loaded,
+                bucket,
+                data_prefix,
+                pending: pending.unwrap_or_default(),
+                last_commit: Instant::now(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn create(&self, ident: &TableIdent, columns: &SchemaRef) -> Result<Table> {
+        let schema = schema::new_table_schema(columns)
+            .map_err(|e| Error::Config(format!("table {ident}: {e}")))?;
+        let creation = TableCreation::builder()
+            .name(ident.name().to_owned())
+            .schema(schema)
+            .build();
+        match self.catalog.create_table(&self.namespace, creation).await {
+            Ok(table) => Ok(table),
+            // Made by another writer since `table_exists`: use theirs.
+            Err(e) => self
+                .catalog
+                .load_table(ident)
+                .await
+                .map_err(|_| catalog_error(&self.settings, "table", ident, e)),
+        }
+    }
+
+    async fn add_columns(
+        &self,
+        table: Table,
+        columns: &SchemaRef,
+        missing: &[String],
+    ) -> Result<Table> {
+        let ident = table.identifier().clone();
+        let mut update = Transaction::new(&table).update_schema();
+        for name in missing {
+            let field = columns
+                .field_with_name(name)
+                .map_err(|e| Error::Store(e.to_string()))?;
+            let mut next_id = 0;
+            let column_type = schema::iceberg_type(field.data_type(), &mut next_id)
+                .map_err(|e| Error::Config(format!("table {ident}: column {name:?}: {e}")))?;
+            update = update.add_column(AddColumn::optional(name, column_type));
+        }
+        tracing::info!("table {ident}: adding columns {missing:?}");
+        let failed = |e: iceberg::Error| catalog_error(&self.settings, "table", &ident, e);
+        let tx = update.apply(Transaction::new(&table)).map_err(failed)?;
+        tx.commit(self.catalog.as_ref()).await.map_err(failed)
+    }
+
+    /// The stream's table, once `open` has been called for it.
+    pub fn stream(&self, stream: &str) -> Option<&StreamTable> {
+        self.streams.get(stream)
+    }
+
+    /// Records a stored data file of `stream`, to be added by its next commit.
+    pub fn stored(
+        &mut self,
+        stream: &str,
+        key: &str,
+        size: u64,
+        footer: &ParquetMetaData,
+    ) -> Result<()> {
+        let table = self
+            .streams
+            .get_mut(stream)
+            .ok_or_else(|| Error::Store(format!("stream {stream:?} has no table")))?;
+        let path = format!("s3://{}/{key}", table.bucket);
+        let schema = table.table.metadata().current_schema().clone();
+        let file = stats::data_file(path, size, footer, &schema)
+            .map_err(|e| Error::Store(format!("table {}: {e}", table.table.identifier())))?;
+        table.pending.push(file);
+        Ok(())
+    }
+
+    /// Whether `stream` has stored files waiting and its commit interval has passed
+    /// (or `now` is the end of the run).
+    pub fn commit_due(&self, stream: &str, at_end: bool) -> bool {
+        self.streams.get(stream).is_some_and(|t| {
+            !t.pending.is_empty()
+                && (at_end || t.last_commit.elapsed() >= self.settings.commit_interval)
+        })
+    }
+
+    /// Adds the stream's waiting files to its table in one append snapshot, whose
+    /// summary carries `state` (the STATE this commit makes safe) and the run id. A
+    /// commit that loses a race with another writer is retried on the fresh table.
+    pub async fn commit(
+        &mut self,
+        stream: &str,
+        state: Option<&str>,
+        run_id: &str,
+    ) -> Result<usize> {
+        let Some(table) = self.streams.get_mut(stream) else {
+            return Ok(0);
+        };
+        let files = std::mem::take(&mut table.pending);
+        let count = files.len();
+        let mut properties = HashMap::from([(RUN_PROPERTY.to_owned(), run_id.to_owned())]);
+        if let Some(state) = state {
+            properties.insert(STATE_PROPERTY.to_owned(), state.to_owned());
+        }
+        let ident = table.table.identifier().clone();
+        let failed =
+            |e: iceberg::Error| catalog_error(&self.settings, "commit to table", &ident, e);
+        let tx = Transaction::new(&table.table);
+        let append = tx
+            .fast_append()
+            .add_data_files(files)
+            .set_snapshot_properties(properties);
+        let tx = append.apply(tx).map_err(failed)?;
+        table.table = tx.commit(self.catalog.as_ref()).await.map_err(failed)?;
+        table.last_commit = Instant::now();
+        tracing::info!("table {ident}: committed {count} data files");
+        Ok(count)
+    }
+
+    /// Streams with files waiting for a commit.
+    pub fn waiting(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .streams
+            .iter()
+            .filter(|(_, t)| !t.pending.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+async fn rest_catalog(settings: &TableSettings, s3: S3Store) -> Result<Arc<dyn Catalog>> {
+    let mut properties: HashMap<String, String> = settings.properties.clone().into_iter().collect();
+    properties.insert("uri".into(), settings.uri.clone());
+    if let Some(warehouse) = &settings.warehouse {
+        properties.insert("warehouse".into(), warehouse.clone());
+    }
+    if let Some(credential) = &settings.credential {
+        properties.insert("credential".into(), credential.expose().to_owned());
+    }
+    let catalog = RestCatalogBuilder::default()
+        .with_storage_factory(Arc::new(S3Tables::new(s3)))
+        .load("target-s3", properties)
+        .await
+        .map_err(|e| catalog_error(settings, "connecting", &"", e))?;
+    Ok(Arc::new(catalog))
+}
+
+/// One line naming the catalog, what was asked of it and the answer, never a secret.
+fn catalog_error(
+    settings: &TableSettings,
+    what: &str,
+    name: &dyn std::fmt::Display,
+    e: iceberg::Error,
+) -> Error {
+    let mut message = e.to_string();
+    if let Some(secret) = &settings.credential {
+        message = message.replace(secret.expose(), "***");
+    }
+    Error::Store(format!(
+        "Iceberg catalog {}: {what} {name}: {message}",
+        settings.uri
+    ))
+}
