@@ -22,7 +22,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from harness import BINARY, MotoServer, S3sFsServer, base_config, clean_env, s3s_fs_binary  # noqa: E402
+from harness import (  # noqa: E402
+    BINARY,
+    MotoServer,
+    S3sFsServer,
+    SeaweedServer,
+    base_config,
+    clean_env,
+    s3s_fs_binary,
+)
 
 OUT = HERE / "out"
 
@@ -93,6 +101,34 @@ def batch_mode_input(records: Path, n: int, gzip_files: bool) -> Path:
     return singer
 
 
+def tables_runs(one: Path, n: int, runs: int, tmp: Path) -> list[dict]:
+    """The same stream into SeaweedFS: as plain Parquet objects, and as an Iceberg table
+    in its REST catalog (a commit at the end), so the two differ only by the table."""
+    server = SeaweedServer(tmp)
+    results = []
+    try:
+        server.client().create_bucket(Bucket="plain")
+        for name, config in [
+            ("parquet, 1 stream, SeaweedFS", lambda i: base_config(
+                server, "plain", file_type="parquet", object_key_path=f"bench{i}")),
+            ("iceberg table (REST catalog), SeaweedFS", lambda i: server.iceberg_config(f"bench{i}")),
+        ]:
+            measured = []
+            for i in range(runs):
+                path = tmp / "config.json"
+                path.write_text(json.dumps(config(i)))
+                wall, rss, stdout = measure([str(BINARY), "--config", str(path)], one,
+                                            env={**clean_env(), "RUST_LOG": "warn"})
+                assert stdout.strip(), "no STATE written"
+                measured.append((wall, rss))
+            results.append({"name": f"target-s3 {name}", "records": n,
+                            "wall_s": statistics.median(w for w, _ in measured),
+                            "peak_rss_mib": max(r for _, r in measured)})
+    finally:
+        server.stop()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -144,6 +180,7 @@ def main() -> None:
                                 "peak_rss_mib": max(r for _, r in runs)})
         finally:
             server.stop()
+        results.extend(tables_runs(one, n, args.runs, Path(tmp)))
 
     for r in results:
         r["records_per_s"] = r["records"] / r["wall_s"]

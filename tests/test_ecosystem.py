@@ -20,7 +20,8 @@ def test_about_lists_every_setting_with_type_default_and_secrecy():
     assert about["name"] == "target-s3" and about["version"]
     settings = {s["name"]: s for s in about["settings"]}
     assert settings["aws_secret_access_key"]["secret"] is True
-    assert settings["bucket"]["required"] is True
+    assert settings["file_type"]["required"] is True
+    assert settings["bucket"]["required"] is False  # not with table_format iceberg
     assert settings["file_type"]["allowed_values"] == ["csv", "parquet", "jsonl"]
     assert settings["max_batch_rows"]["default"] == "1000000"
     readme = open(__file__.replace("tests/test_ecosystem.py", "README.md")).read()

@@ -254,3 +254,12 @@ def test_iceberg_settings_are_checked_at_start(seaweed):
     assert run.returncode != 0 and "iceberg_namespace" in run.stderr
     run = run_target(dict(seaweed.iceberg_config(namespace()), file_type="csv"), singer(many(1)))
     assert run.returncode != 0 and "file_type" in run.stderr
+
+
+def test_bucket_and_prefix_are_still_required_for_files(seaweed):
+    config = seaweed.iceberg_config(namespace())
+    del config["table_format"]
+    run = run_target(config, singer(many(1)))
+    assert run.returncode != 0 and 'missing required key "bucket"' in run.stderr, run.stderr
+    run = run_target(dict(config, bucket="b"), singer(many(1)))
+    assert run.returncode != 0 and 'missing required key "object_key_path"' in run.stderr, run.stderr
