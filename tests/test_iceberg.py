@@ -67,6 +67,11 @@ def singer(records: list[dict], stream: str = "public-users", schema: dict = SCH
     return "\n".join(lines) + "\n"
 
 
+def schema_with(**properties) -> dict:
+    """SCHEMA with properties added or changed."""
+    return dict(SCHEMA, properties={**SCHEMA["properties"], **properties})
+
+
 def many(n: int, start: int = 0) -> list[dict]:
     return [{"id": i, "name": f"user {i}", "price": round(i * 0.25, 2), "ratio": i / 7,
              "active": i % 2 == 0, "born": "2000-01-02", "updated_at": "2024-03-01T12:00:00Z",
@@ -143,8 +148,7 @@ def test_a_second_run_appends_and_a_new_property_becomes_a_column(seaweed):
     ns = namespace()
     config = seaweed.iceberg_config(ns)
     assert run_target(config, singer(many(10))).returncode == 0
-    schema = json.loads(json.dumps(SCHEMA))
-    schema["properties"]["email"] = {"type": ["null", "string"]}
+    schema = schema_with(email={"type": ["null", "string"]})
     later = [dict(r, email=f"{r['id']}@x") for r in many(5, start=10)]
     run = run_target(config, singer(later, schema=schema))
     assert run.returncode == 0, run.stderr
@@ -159,8 +163,7 @@ def test_an_incompatible_change_stops_naming_stream_and_column(seaweed):
     ns = namespace()
     config = seaweed.iceberg_config(ns)
     assert run_target(config, singer(many(3))).returncode == 0
-    schema = json.loads(json.dumps(SCHEMA))
-    schema["properties"]["name"] = {"type": ["null", "integer"]}
+    schema = schema_with(name={"type": ["null", "integer"]})
     run = run_target(config, singer([{"id": 7, "name": 5}], schema=schema))
     assert run.returncode != 0
     assert "name" in run.stderr and "public-users" in run.stderr, run.stderr
