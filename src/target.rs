@@ -1785,7 +1785,13 @@ impl<'c, W: Write> Target<'c, W> {
                 }
                 Ok(bytes) => {
                     self.summary.stored_objects += 1;
-                    self.hold_for_commit(&object, bytes, report.footer.as_deref())?;
+                    let held = self.hold_for_commit(&object, bytes, report.footer.as_deref());
+                    if let Err(e) = held {
+                        // Stored but never to be committed: its records are not safe.
+                        let lost = self.objects.lost_from.unwrap_or(u64::MAX);
+                        self.objects.lost_from = Some(lost.min(object.first_line));
+                        first_error.get_or_insert(e);
+                    }
                     self.objects.stored(report.object, object, bytes);
                 }
             }
