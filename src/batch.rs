@@ -274,7 +274,8 @@ impl Batch {
             arrays.extend(extra);
         }
         if let Some(unit) = self.schema.mage_unit() {
-            arrays.extend(metadata::mage_columns(unit, self.rows)?);
+            let columns = self.schema.mage.len();
+            arrays.extend(metadata::mage_columns(unit, self.rows, columns)?);
         }
         self.rows = 0;
         self.bytes = 0;

@@ -251,6 +251,8 @@ pub struct TypeOptions {
     pub metadata_columns: bool,
     /// `mage_columns`: append `_mage_created_at` and `_mage_updated_at` to every stream.
     pub mage_columns: bool,
+    /// `include_process_date`: append `_PROCESS_DATE` to every stream.
+    pub process_date_column: bool,
     /// Levels of nested objects whose fields become columns of their own; 0: none.
     pub flatten_max_depth: usize,
     /// Mage's `--catalog_json` (in Mage mode): the columns selected and their types.
@@ -268,6 +270,7 @@ impl Default for TypeOptions {
             overrides: HashMap::new(),
             metadata_columns: false,
             mage_columns: false,
+            process_date_column: false,
             flatten_max_depth: 0,
             catalog: None,
             portable_types: false,
@@ -289,6 +292,10 @@ pub const METADATA_COLUMNS: [&str; 6] = [
 /// Singer metadata columns. Both hold the time the chunk was handed on for encoding.
 pub const MAGE_COLUMNS: [&str; 2] = ["_mage_created_at", "_mage_updated_at"];
 
+/// The column crowemi/target-s3 adds to every row (`include_process_date`), last in the
+/// file: the same time as Mage's columns.
+pub const PROCESS_DATE_COLUMN: &str = "_PROCESS_DATE";
+
 /// The one metadata column whose value the record itself carries (taps with log-based
 /// replication send it); the others come from the message and the target.
 pub const DELETED_AT: &str = "_sdc_deleted_at";
@@ -307,7 +314,9 @@ pub struct StreamSchema {
     pub columns: Vec<Column>,
     /// With `add_metadata_columns`, the metadata columns in file order (else empty).
     pub metadata: Vec<Column>,
-    /// With `mage_columns`, Mage's two timestamp columns, last in the file (else empty).
+    /// The columns stamped with the time a chunk is handed on for encoding, last in the
+    /// file: Mage's two with `mage_columns`, then `_PROCESS_DATE` with
+    /// `include_process_date` (else empty).
     pub mage: Vec<Column>,
     /// Schema properties that metadata columns other than `_sdc_deleted_at` took the
     /// place of: their values come from the message and the target, so the record's
@@ -372,20 +381,24 @@ impl StreamSchema {
                 .collect();
             replaced = take_metadata_properties(&mut columns);
         }
-        let mut mage = Vec::new();
+        let mut stamped: Vec<&str> = Vec::new();
         if options.mage_columns {
-            // A stream loaded by Mage before has these columns: theirs replace it.
-            columns.retain(|c| !MAGE_COLUMNS.contains(&c.name.as_str()));
-            mage = MAGE_COLUMNS
-                .iter()
-                .map(|name| Column {
-                    name: (*name).to_owned(),
-                    output_name: (*name).to_owned(),
-                    ty: ColumnType::Timestamp(options.timestamp_unit),
-                    flattened: false,
-                })
-                .collect();
+            stamped.extend(MAGE_COLUMNS);
         }
+        if options.process_date_column {
+            stamped.push(PROCESS_DATE_COLUMN);
+        }
+        // A stream loaded this way before has these columns: the stamps replace them.
+        columns.retain(|c| !stamped.contains(&c.name.as_str()));
+        let mut mage: Vec<Column> = stamped
+            .iter()
+            .map(|name| Column {
+                name: (*name).to_owned(),
+                output_name: (*name).to_owned(),
+                ty: ColumnType::Timestamp(options.timestamp_unit),
+                flattened: false,
+            })
+            .collect();
         let shape = Shape {
             overrides: options.overrides.get(stream),
             sources: Vec::new(),
