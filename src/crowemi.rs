@@ -227,12 +227,12 @@ fn unused_options(key: &str, value: &Value) -> Vec<String> {
 /// `cloud_provider`: AWS only, and its `aws` keys as ours.
 fn provider_keys(provider: &Value, warnings: &mut Vec<String>) -> Result<Vec<Mapped>> {
     let provider = object(provider, "cloud_provider")?;
-    if let Some(kind) = provider.get("cloud_provider_type").filter(|v| !v.is_null()) {
-        if !kind.as_str().is_some_and(|k| k.eq_ignore_ascii_case("aws")) {
-            return Err(Error::Config(format!(
-                "key \"cloud_provider.cloud_provider_type\" has value {kind}; target-s3 writes to Amazon S3 and S3-compatible stores only: allowed \"aws\""
-            )));
-        }
+    let kind = provider.get("cloud_provider_type").filter(|v| !v.is_null());
+    if let Some(kind) = kind.filter(|k| !k.as_str().is_some_and(|k| k.eq_ignore_ascii_case("aws")))
+    {
+        return Err(Error::Config(format!(
+            "key \"cloud_provider.cloud_provider_type\" has value {kind}; target-s3 writes to Amazon S3 and S3-compatible stores only: allowed \"aws\""
+        )));
     }
     let mut mapped = Vec::new();
     for (key, value) in provider {
