@@ -832,7 +832,7 @@ impl Config {
 fn check_portable_timestamps(config: &Config) -> Result<()> {
     if config.types.portable_types && config.types.timestamp_unit == TimeUnit::Nanosecond {
         return Err(Error::Config(
-            "key \"timestamp_unit\" has value \"ns\", which Spark 3 cannot read in Parquet, while parquet_compatibility is \"portable\" (the default); use \"us\", or set parquet_compatibility to \"arrow\" for readers such as pyarrow and DuckDB".into(),
+            "key \"timestamp_unit\" has value \"ns\", which Spark 3 cannot read in Parquet, while parquet_compatibility is \"portable\" (the default); set \"timestamp_unit\": \"us\", or \"parquet_compatibility\": \"arrow\" for readers such as pyarrow and DuckDB".into(),
         ));
     }
     Ok(())
@@ -843,7 +843,7 @@ fn store_settings(v: &Values, local_folder: Option<PathBuf>) -> Result<StoreSett
     let kms_key_id = v.text("kms_key_id")?.filter(|k| !k.is_empty());
     if kms_key_id.is_some() && server_side_encryption.as_deref() != Some("aws:kms") {
         return Err(Error::Config(
-            "key \"kms_key_id\" is set but \"server_side_encryption\" is not \"aws:kms\"; set server_side_encryption to \"aws:kms\" or drop kms_key_id".into(),
+            "key \"kms_key_id\" is set but \"server_side_encryption\" is not \"aws:kms\"; set \"server_side_encryption\": \"aws:kms\" or drop kms_key_id".into(),
         ));
     }
     Ok(StoreSettings {
@@ -1687,7 +1687,7 @@ mod tests {
         let e = error(with("timestamp_unit", json!("ns")));
         assert!(e.contains("timestamp_unit") && e.contains("Spark 3"), "{e}");
         assert!(
-            e.contains("\"us\"") && e.contains("parquet_compatibility to \"arrow\""),
+            e.contains(r#"set "timestamp_unit": "us", or "parquet_compatibility": "arrow""#),
             "{e}"
         );
     }

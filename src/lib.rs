@@ -53,5 +53,6 @@ pub mod sink;
 pub mod state;
 pub mod stop;
 pub mod store;
+pub mod suggest;
 pub mod target;
 pub mod values;

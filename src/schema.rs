@@ -310,6 +310,8 @@ fn metadata_type(name: &str, unit: TimeUnit) -> ColumnType {
 /// A stream's columns, in the schema's property order.
 #[derive(Debug, Clone)]
 pub struct StreamSchema {
+    /// The stream's name, as the SCHEMA message gives it.
+    pub stream: String,
     /// The stream's own columns.
     pub columns: Vec<Column>,
     /// With `add_metadata_columns`, the metadata columns in file order (else empty).
@@ -423,6 +425,7 @@ impl StreamSchema {
             .map(|c| c.ty.field(&c.output_name))
             .collect();
         Ok(StreamSchema {
+            stream: stream.to_owned(),
             arrow: Arc::new(Schema::new(fields)),
             columns,
             metadata,
@@ -447,6 +450,36 @@ impl StreamSchema {
             ColumnType::Timestamp(unit) => Some(unit),
             _ => None,
         })
+    }
+
+    /// The `column_types` name that reaches the field at a record path (`a`, `o.a`,
+    /// `l[]`): its column's name, with flattened parents joined by `__`; and whether
+    /// that column is the field itself (else the field is inside it, a struct or list
+    /// that is not flattened, and only a type for the whole value reaches it).
+    pub fn override_key(&self, path: &str) -> (String, bool) {
+        let mut columns = &self.columns;
+        let mut key = String::new();
+        let mut rest = path;
+        loop {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            let (name, tail) = rest.split_at(end);
+            if !key.is_empty() {
+                key.push_str(FLATTEN_SEPARATOR);
+            }
+            key.push_str(name);
+            let column = columns.iter().find(|c| c.name == name);
+            match (column, tail.strip_prefix('.')) {
+                (Some(_), None) if tail.is_empty() => return (key, true),
+                (Some(c), Some(next)) if c.flattened => match &c.ty {
+                    ColumnType::Struct(fields) => {
+                        columns = fields;
+                        rest = next;
+                    }
+                    _ => return (key, false),
+                },
+                _ => return (key, false),
+            }
+        }
     }
 
     /// The columns a record's fields are decoded into: the stream's own, then
@@ -487,8 +520,12 @@ impl Shape<'_> {
         let mut seen: HashMap<&str, &str> = HashMap::new();
         for (name, path) in &self.sources {
             if let Some(other) = seen.insert(name, path) {
+                // A path's dots are the levels flattened to make it: one fewer keeps
+                // the deeper property nested.
+                let levels = other.matches('.').count().max(path.matches('.').count());
                 return Err(format!(
-                    "properties {other:?} and {path:?} both become column {name:?} with flatten_max_depth; rename one in the tap or lower flatten_max_depth"
+                    "properties {other:?} and {path:?} both become column {name:?} with flatten_max_depth; rename one in the tap or set {}",
+                    crate::suggest::setting("flatten_max_depth", levels.saturating_sub(1).into())
                 ));
             }
         }
@@ -1266,6 +1303,12 @@ mod tests {
             e.contains(r#"properties "a__b" and "a.b" both become column "a__b""#),
             "{e}"
         );
+        assert!(e.ends_with(r#"or set "flatten_max_depth": 0"#), "{e}");
+        let deeper = r#"{"properties": {"a": {"type": "object", "properties": {"b__c": {"type": "integer"},
+            "b": {"type": "object", "properties": {"c": {"type": "string"}}}}}}}"#;
+        let e = flattened(deeper, 2, None).unwrap_err();
+        assert!(e.ends_with(r#"or set "flatten_max_depth": 1"#), "{e}");
+        assert!(flattened(deeper, 1, None).is_ok());
         let schema = r#"{"properties": {"A__b": {"type": "integer"},
             "a": {"type": "object", "properties": {"B": {"type": "string"}}}}}"#;
         let e = flattened(schema, 1, Some(HeaderCase::Lower)).unwrap_err();
