@@ -1,7 +1,8 @@
 """target-s3 installed the way Python users install plugins: `pip install <checkout>`
 in a fresh venv builds the wheel (maturin, the binary inside) and puts `target-s3` on
 the venv's PATH; a fresh Meltano project whose loader has only a `pip_url` (no
-`executable:`) gets it with `meltano install` and runs a real tap into it. The Meltano Hub
+`executable:`) gets it with `meltano install` and runs a real tap into it, configured
+with our settings or with a crowemi/target-s3 project's config block. The Meltano Hub
 definition, hub/target-s3.yml, is kept in step with `--about`.
 
 Building the wheel compiles the binary. The tests build it with the cargo profile and
@@ -105,7 +106,20 @@ def meltano(project_dir, *args, env, timeout=600):
                           timeout=timeout)
 
 
-def test_meltano_installs_from_pip_url_and_runs_a_tap(server, bucket, tmp_path):
+def crowemi_config(server, bucket) -> dict:
+    """The same settings as crowemi/target-s3's users have them in meltano.yml."""
+    ours = base_config(server, bucket)
+    return {
+        "format": {"format_type": "parquet"},
+        "cloud_provider": {"cloud_provider_type": "aws", "aws": {
+            "aws_access_key_id": ours["aws_access_key_id"], "aws_secret_access_key": ours["aws_secret_access_key"],
+            "aws_region": ours["aws_region"], "aws_bucket": bucket, "aws_endpoint_override": server.endpoint}},
+        "prefix": "pip-url", "append_date_to_prefix": False,
+    }
+
+
+@pytest.mark.parametrize("settings", ["ours", "crowemi"])
+def test_meltano_installs_from_pip_url_and_runs_a_tap(server, bucket, tmp_path, settings):
     if not MELTANO.exists():
         pytest.skip(f"MELTANO IS NOT INSTALLED at {MELTANO}: `make test` installs it")
     data = tmp_path / "data"
@@ -126,8 +140,13 @@ def test_meltano_installs_from_pip_url_and_runs_a_tap(server, bucket, tmp_path):
     }
     (tmp_path / "meltano.yml").write_text(yaml.safe_dump(project))
     env = build_env()
-    for key, value in base_config(server, bucket, object_key_path="pip-url").items():
-        env[f"TARGET_S3_{key.upper()}"] = str(value)
+    if settings == "ours":
+        for key, value in base_config(server, bucket, object_key_path="pip-url").items():
+            env[f"TARGET_S3_{key.upper()}"] = str(value)
+    else:
+        # A crowemi/target-s3 project switched to this loader keeps its config block.
+        project["plugins"]["loaders"][0]["config"] = crowemi_config(server, bucket)
+        (tmp_path / "meltano.yml").write_text(yaml.safe_dump(project))
     start = time.monotonic()
     installed = meltano(tmp_path, "install", env=env, timeout=3600)
     assert installed.returncode == 0, installed.stderr[-3000:]
