@@ -1,6 +1,6 @@
 """target-s3 installed the way Python users install plugins: `pip install <checkout>`
 in a fresh venv builds the wheel (maturin, the binary inside) and puts `target-s3` on
-the venv's PATH; a fresh Meltano project whose loader has only a `pip_url` (no
+the venv's PATH, as `uv tool install <checkout>` does on uv's; a fresh Meltano project whose loader has only a `pip_url` (no
 `executable:`) gets it with `meltano install` and runs a real tap into it, configured
 with our settings or with a crowemi/target-s3 project's config block. The Meltano Hub
 definition, hub/target-s3.yml, is kept in step with `--about`.
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import BINARY, ROOT, base_config, clean_env, list_keys, read_parquet, records_by_stream
+from harness import BINARY, ROOT, VENV_BIN, base_config, clean_env, list_keys, read_parquet, records_by_stream
 
 MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
 HUB = ROOT / "hub" / "target-s3.yml"
@@ -77,6 +77,17 @@ def test_the_installed_target_loads(server, bucket, venv_bin, tmp_path):
     for stream, records in records_by_stream(text).items():
         keys = list_keys(server, bucket, f"pip/{stream}/")
         assert sum(read_parquet(server, bucket, k).num_rows for k in keys) == len(records), stream
+
+
+def test_uv_tool_install(tmp_path):
+    uv = shutil.which("uv", path=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if not uv:
+        pytest.skip("uv is not installed: `make test` installs it (tests/requirements.txt)")
+    env = {**build_env(), "UV_TOOL_DIR": str(tmp_path / "tools"), "UV_TOOL_BIN_DIR": str(tmp_path / "bin")}
+    run = subprocess.run([uv, "tool", "install", str(ROOT)], env=env, capture_output=True, text=True, timeout=3600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    version = subprocess.run([str(tmp_path / "bin" / "target-s3"), "--version"], capture_output=True, text=True)
+    assert version.stdout.strip() == f"target-s3 {VERSION}"
 
 
 def hub_loader(**changes) -> dict:
