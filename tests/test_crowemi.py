@@ -11,13 +11,14 @@ import re
 
 import pytest
 
-from harness import ACCESS_KEY, SECRET_KEY, get_bytes, list_keys, read_parquet, records_by_stream, run_target
+from harness import get_bytes, list_keys, read_parquet, records_by_stream, run_target
 from test_sdk_fixtures import ALL, FAILING, FIXTURES
 
 
 def their_sample(server, bucket) -> dict:
-    """The sample config of crowemi/target-s3's README (concrete values as in its
-    sample-config.json), with only the endpoint, bucket and keys changed."""
+    """The sample config of crowemi/target-s3's README (its `true|false` and `int`
+    placeholders given the values of its sample-config.json), with only the endpoint and
+    bucket changed (the local server takes any keys)."""
     return {
         "format": {
             "format_type": "json",
@@ -28,9 +29,10 @@ def their_sample(server, bucket) -> dict:
         "cloud_provider": {
             "cloud_provider_type": "aws",
             "aws": {
-                "aws_access_key_id": ACCESS_KEY,
-                "aws_secret_access_key": SECRET_KEY,
+                "aws_access_key_id": "test",
+                "aws_secret_access_key": "test",
                 "aws_region": "us-west-2",
+                "aws_profile_name": "test-profile",
                 "aws_bucket": bucket,
                 "aws_endpoint_override": server.endpoint,
             },
