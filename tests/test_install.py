@@ -22,21 +22,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import BINARY, ROOT, VENV_BIN, base_config, clean_env, list_keys, read_parquet, records_by_stream
+from harness import (BINARY, ROOT, VENV_BIN, base_config, build_env, clean_env, list_keys, read_parquet,
+                     records_by_stream)
 
 MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
 HUB = ROOT / "hub" / "target-s3.yml"
 VERSION = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
-
-
-def build_env() -> dict:
-    """The environment for a build of the wheel: cargo's target folder and profile of
-    the binary under test."""
-    env = clean_env()
-    profile = {"debug": "dev"}.get(BINARY.parent.name, BINARY.parent.name)
-    env["CARGO_TARGET_DIR"] = str(BINARY.parent.parent)
-    env["MATURIN_PEP517_ARGS"] = f"--profile {profile} --locked"
-    return env
 
 
 @pytest.fixture(scope="module")
