@@ -117,7 +117,7 @@ test: lint unit integration
 # Records/s and peak memory on a generated 1M-record stream, beside DuckDB's
 # JSON-to-Parquet COPY of the same records; figures in bench/out/results.json. Measures
 # the release build users get; `make bench BENCH_BIN=target/dist/target-s3` the
-# whole-program one (within 2% of it, README, Performance).
+# whole-program one (a few percent faster at most, README, Performance).
 BENCH_BIN := $(BIN)
 
 bench: $(BENCH_BIN) $(STAMP) $(S3S_FS)
