@@ -32,6 +32,7 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::dialect::{Marks, non_finite_name};
@@ -40,6 +41,7 @@ use crate::metadata::{self, Envelope, MetaColumns};
 use crate::protocol::{BorrowedStr, RecordSink};
 use crate::scan::{self, Scanner, same};
 use crate::schema::{Column, ColumnType, StreamSchema};
+use crate::suggest;
 use crate::values::{self, Shown, ShownNumber};
 
 /// What to do with a number a float64 column cannot hold exactly.
@@ -169,6 +171,7 @@ impl Batch {
             failure: &mut self.failure,
             newly_ignored: &mut self.newly_ignored,
             replaced: &self.schema.replaced,
+            schema: &self.schema,
             marks,
         };
         RootSeed {
@@ -274,7 +277,8 @@ impl Batch {
             arrays.extend(extra);
         }
         if let Some(unit) = self.schema.mage_unit() {
-            arrays.extend(metadata::mage_columns(unit, self.rows)?);
+            let columns = self.schema.mage.len();
+            arrays.extend(metadata::mage_columns(unit, self.rows, columns)?);
         }
         self.rows = 0;
         self.bytes = 0;
@@ -386,6 +390,8 @@ struct Ctx<'a> {
     newly_ignored: &'a mut Vec<String>,
     /// Record fields whose schema properties metadata columns replaced.
     replaced: &'a [String],
+    /// The stream's schema, for the `column_types` a message suggests.
+    schema: &'a StreamSchema,
     /// On a rewritten line: where NaN and infinities were.
     marks: Option<&'a Marks>,
 }
@@ -393,10 +399,15 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn refuse<E: de::Error>(&mut self, builder: &Builder, got: impl fmt::Display) -> E {
         let expected = builder.expected();
-        self.fail(format!(
-            "field {:?}: expected {expected}, got {got}",
-            builder.path
-        ))
+        self.fail_at(builder, format!("expected {expected}, got {got}"))
+    }
+
+    /// Fails naming the field, with any `column_types` snippet in the message filled
+    /// in for this stream and column.
+    fn fail_at<E: de::Error>(&mut self, builder: &Builder, message: String) -> E {
+        let (column, whole) = self.schema.override_key(&builder.path);
+        let message = suggest::fill(&message, &self.schema.stream, &column, whole);
+        self.fail(format!("field {:?}: {message}", builder.path))
     }
 
     /// `refuse`, with the reason in parentheses when there is one.
@@ -1437,11 +1448,13 @@ impl ValueSeed<'_, '_> {
                         if ctx.options.inexact_numbers == InexactNumbers::Warn {
                             builder.push_rounded(raw)
                         } else {
-                            return Err(ctx.fail(format!(
-                                "field {:?}: the number {} cannot be held exactly by a float64 column; set column_types for this column (e.g. \"decimal(38,9)\" or \"string\"), or inexact_numbers: \"warn\" to store the nearest float",
-                                builder.path,
-                                ShownNumber(raw)
-                            )));
+                            let message = format!(
+                                "the number {} cannot be held exactly by a float64 column; set {} to store it exactly, or {} to store the nearest float64",
+                                ShownNumber(raw),
+                                suggest::column_type_mark(&values::exact_type(raw)),
+                                suggest::setting("inexact_numbers", json!("warn"))
+                            );
+                            return Err(ctx.fail_at(builder, message));
                         }
                     }
                     other => other,
@@ -1457,7 +1470,7 @@ impl ValueSeed<'_, '_> {
 /// Why a string is refused from a number or boolean column, and the setting that takes
 /// it (taps that read spreadsheets or APIs often send numbers as strings).
 const TAKE_STRINGS: &str =
-    "validate_records: false takes strings that hold numbers or booleans into such columns";
+    "\"validate_records\": false takes strings that hold numbers or booleans into such columns";
 
 /// Whether a JSON string holds a number that `validate_records: false` would take.
 fn holds_number(raw: &str) -> bool {
@@ -1877,7 +1890,7 @@ mod tests {
             ),
             (
                 r#"{"id": "42"}"#,
-                r#"field "id": expected an integer within int64, got the string "42" (validate_records: false takes strings that hold numbers or booleans into such columns)"#,
+                r#"field "id": expected an integer within int64, got the string "42" ("validate_records": false takes strings that hold numbers or booleans into such columns)"#,
             ),
             (
                 r#"{"id": 1, "x": 9007199254740993}"#,
@@ -1890,7 +1903,7 @@ mod tests {
             ),
             (
                 r#"{"id": 1, "ok": "true"}"#,
-                "(validate_records: false takes strings",
+                "(\"validate_records\": false takes strings",
             ),
             (r#"{"id": 1, "s": {"a": 1}}"#, "got an object"),
             (r#"{"id": 1, "ts": "yesterday"}"#, "RFC 3339"),
@@ -2098,5 +2111,102 @@ mod tests {
             .append(&format!(r#"{{"id": "{long}"}}"#), 1, NONE)
             .unwrap_err();
         assert!(e.len() < 150 && e.contains('…'), "{e}");
+    }
+
+    /// A refused value's message suggests the setting that takes it, as JSON to paste,
+    /// for this stream and column and a type that holds the value.
+    #[test]
+    fn suggestions_fit_the_value_and_paste_as_json() {
+        let schema = r#"{"properties": {"big": {"type": "number"}, "n": {"type": "integer"},
+            "ts": {"type": "string", "format": "date-time"}, "t": {"type": "string", "format": "time"},
+            "o": {"type": "object", "properties": {"x": {"type": "number"}}},
+            "f": {"type": "object", "properties": {"y": {"type": "number"}}}}}"#;
+        let mut types = TypeOptions {
+            flatten_max_depth: 0,
+            ..TypeOptions::default()
+        };
+        let refused = |types: &TypeOptions, record: &str| {
+            let stream = StreamSchema::from_json("public-orders", schema, &[], types).unwrap();
+            let mut b = Batch::new(Arc::new(stream), DecodeOptions::default());
+            b.append(record, 1, NONE).unwrap_err()
+        };
+        let cases = [
+            (
+                r#"{"big": 1000000000000000000000000000001}"#,
+                r#"set "column_types": {"public-orders": {"big": "decimal(38,0)"}} to store it exactly, or "inexact_numbers": "warn" to store the nearest float64"#,
+            ),
+            (
+                r#"{"big": 12345678901234567.891}"#,
+                r#""column_types": {"public-orders": {"big": "decimal(38,3)"}}"#,
+            ),
+            (
+                r#"{"big": 1000000000000000000000000000000000000000000001}"#,
+                r#""column_types": {"public-orders": {"big": "decimal(46,0)"}}"#,
+            ),
+            (
+                r#"{"n": 18446744073709551615}"#,
+                r#"beyond int64; set "column_types": {"public-orders": {"n": "decimal(38,0)"}} to keep it"#,
+            ),
+            (
+                r#"{"ts": "2024-01-01T00:00:00.123456789Z"}"#,
+                r#"set "timestamp_unit": "ns" to keep them (CSV, JSONL, or Parquet with "parquet_compatibility": "arrow"), or "column_types": {"public-orders": {"ts": "string"}} to keep them as text"#,
+            ),
+            (
+                r#"{"ts": "2024-01-01T00:00:00.1234567891Z"}"#,
+                r#"set "column_types": {"public-orders": {"ts": "string"}} to keep them as text"#,
+            ),
+            (
+                r#"{"t": "24:00:00"}"#,
+                r#"set "column_types": {"public-orders": {"t": "string"}} to keep it as text"#,
+            ),
+            (
+                r#"{"t": "10:00:00.1234567"}"#,
+                r#"set "column_types": {"public-orders": {"t": "string"}} to keep them as text"#,
+            ),
+            // Inside a struct that is not flattened only the whole column is reached.
+            (
+                r#"{"o": {"x": 1000000000000000000000000000001}}"#,
+                r#""column_types": {"public-orders": {"o": "json"}}"#,
+            ),
+        ];
+        for (record, words) in cases {
+            let e = refused(&types, record);
+            assert!(e.contains(words), "{record}: {e}");
+        }
+        types.flatten_max_depth = 1;
+        let e = refused(&types, r#"{"f": {"y": 1000000000000000000000000000001}}"#);
+        assert!(
+            e.contains(r#""column_types": {"public-orders": {"f__y": "decimal(38,0)"}}"#),
+            "{e}"
+        );
+        types.timestamp_unit = TimeUnit::Millisecond;
+        let e = refused(&types, r#"{"ts": "2024-01-01T00:00:00.123456Z"}"#);
+        assert!(
+            e.contains(r#"set "timestamp_unit": "us" to keep them"#),
+            "{e}"
+        );
+    }
+
+    /// What the suggestions say works: the suggested type takes the value.
+    #[test]
+    fn suggested_types_take_the_values() {
+        let schema = r#"{"properties": {"big": {"type": "number"}}}"#;
+        for value in [
+            "1000000000000000000000000000001",
+            "12345678901234567.891",
+            "1e45",
+            "-0.000000000000000000001",
+        ] {
+            let ty = values::exact_type(value);
+            let mut types = TypeOptions::default();
+            let parsed = crate::schema::parse_type_name(&ty).unwrap();
+            types
+                .overrides
+                .insert("s".into(), [("big".to_owned(), parsed)].into());
+            let stream = StreamSchema::from_json("s", schema, &[], &types).unwrap();
+            let mut b = Batch::new(Arc::new(stream), DecodeOptions::default());
+            b.append(&format!(r#"{{"big": {value}}}"#), 1, NONE)
+                .unwrap_or_else(|e| panic!("{value} as {ty}: {e}"));
+        }
     }
 }

@@ -11,6 +11,7 @@ use arrow::datatypes::TimeUnit;
 use serde_json::{Map, Value};
 
 use crate::batch::{DecodeOptions, InexactNumbers};
+use crate::crowemi;
 use crate::encode::{Codec, Compression, CsvDialect, FileType, Output, ParquetCompatibility};
 use crate::error::{Error, Result};
 use crate::mage::as_boolean;
@@ -131,10 +132,13 @@ pub const SETTINGS: &[Setting] = &[
         Kind::Choice(FILE_TYPES),
         "Object format: `csv`, `parquet` or `jsonl`.",
     )),
-    setting(
-        "object_key_path",
-        Kind::Text,
-        "Key prefix, without `s3://`, bucket or table. Leading and trailing slashes are dropped. Required, unless table_format is `iceberg`.",
+    with_aliases(
+        setting(
+            "object_key_path",
+            Kind::Text,
+            "Key prefix, without `s3://`, bucket or table. Leading and trailing slashes are dropped. Required, unless table_format is `iceberg`. Also read as `prefix` (crowemi/target-s3's name).",
+        ),
+        &["prefix"],
     ),
     setting(
         "column_header_format",
@@ -146,10 +150,13 @@ pub const SETTINGS: &[Setting] = &[
         Kind::Strftime,
         "strftime pattern for a partition folder from the batch's UTC time, e.g. `%Y%m%d` or `year=%Y/month=%m`; null for none.",
     ),
-    setting(
-        "table",
-        Kind::Text,
-        "Table folder for every stream (as a Mage pipeline sets it); by default each stream's own name, made key-safe.",
+    with_aliases(
+        setting(
+            "table",
+            Kind::Text,
+            "Table folder for every stream (as a Mage pipeline sets it); by default each stream's own name, made key-safe. Also read as `stream_name_path_override` (crowemi/target-s3's name).",
+        ),
+        &["stream_name_path_override"],
     ),
     setting(
         "aws_access_key_id",
@@ -324,13 +331,16 @@ pub const SETTINGS: &[Setting] = &[
         Kind::ColumnTypes,
         "Per-stream column types replacing the schema's: {\"stream\": {\"column\": \"decimal(38,9)\"}}. Types: decimal(P,S), string, float64, int64, boolean, timestamp, date, time, json.",
     ),
-    with_default(
-        setting(
-            "max_batch_rows",
-            Kind::Integer { min: 1 },
-            "Records per object: a stream's object is completed (and the STATE after its records can be written) when it holds this many.",
+    with_aliases(
+        with_default(
+            setting(
+                "max_batch_rows",
+                Kind::Integer { min: 1 },
+                "Records per object: a stream's object is completed (and the STATE after its records can be written) when it holds this many. Also read as `max_batch_size` (crowemi/target-s3's name).",
+            ),
+            "1000000",
         ),
-        "1000000",
+        &["max_batch_size"],
     ),
     with_default(
         setting(
@@ -497,6 +507,14 @@ pub const SETTINGS: &[Setting] = &[
         "mage_columns",
         Kind::Boolean,
         "Append `_mage_created_at` and `_mage_updated_at` (UTC timestamps: when the chunk of records was handed on for encoding, both the same) to every stream, as Mage's own destination adds them. Null: on in Mage mode, off otherwise.",
+    ),
+    with_default(
+        setting(
+            "include_process_date",
+            Kind::Boolean,
+            "Append `_PROCESS_DATE` (a UTC timestamp: when the chunk of records was handed on for encoding) to every stream, after its other columns, as crowemi/target-s3 does.",
+        ),
+        "false",
     ),
     with_default(
         setting(
@@ -694,10 +712,13 @@ impl Config {
 
     /// Validates a merged settings object.
     pub fn from_map(map: &Map<String, Value>) -> Result<(Config, Vec<String>)> {
+        let (map, peer_warnings) = crowemi::translate(map, is_default_value)?;
+        let map = &map;
         let mut warnings: Vec<String> = map
             .keys()
             .filter(|key| find_setting(key).is_none() && alias_of(key).is_none())
             .map(|key| format!("config: unknown key {key:?} is ignored"))
+            .chain(peer_warnings)
             .collect();
         let map = &resolve_aliases(map)?;
         let v = Values { map };
@@ -709,17 +730,13 @@ impl Config {
         };
         if file_type != FileType::Csv {
             // Defaults are not worth a warning: Meltano passes every setting's default.
-            let is_default = |s: &Setting, value: &Value| match value {
-                Value::String(text) => s.default == Some(text.as_str()),
-                other => s.default == Some(other.to_string().as_str()),
-            };
             warnings.extend(
                 SETTINGS
                     .iter()
                     .filter(|s| s.name.starts_with("csv_"))
                     .filter(|s| {
                         map.get(s.name)
-                            .is_some_and(|v| !v.is_null() && !is_default(s, v))
+                            .is_some_and(|v| !v.is_null() && !is_default_value(s.name, v))
                     })
                     .map(|s| {
                         format!(
@@ -799,6 +816,7 @@ impl Config {
                 overrides: v.column_types()?,
                 metadata_columns: v.boolean("add_metadata_columns")?,
                 mage_columns: v.optional_boolean("mage_columns")?.unwrap_or(mage),
+                process_date_column: v.boolean("include_process_date")?,
                 flatten_max_depth: v.integer("flatten_max_depth")?,
                 catalog: None,
                 portable_types: file_type == FileType::Parquet
@@ -857,7 +875,7 @@ impl Config {
 fn check_portable_timestamps(config: &Config) -> Result<()> {
     if config.types.portable_types && config.types.timestamp_unit == TimeUnit::Nanosecond {
         return Err(Error::Config(
-            "key \"timestamp_unit\" has value \"ns\", which Spark 3 cannot read in Parquet, while parquet_compatibility is \"portable\" (the default); use \"us\", or set parquet_compatibility to \"arrow\" for readers such as pyarrow and DuckDB".into(),
+            "key \"timestamp_unit\" has value \"ns\", which Spark 3 cannot read in Parquet, while parquet_compatibility is \"portable\" (the default); set \"timestamp_unit\": \"us\", or \"parquet_compatibility\": \"arrow\" for readers such as pyarrow and DuckDB".into(),
         ));
     }
     Ok(())
@@ -941,7 +959,7 @@ fn store_settings(v: &Values, local_folder: Option<PathBuf>) -> Result<StoreSett
     let kms_key_id = v.text("kms_key_id")?.filter(|k| !k.is_empty());
     if kms_key_id.is_some() && server_side_encryption.as_deref() != Some("aws:kms") {
         return Err(Error::Config(
-            "key \"kms_key_id\" is set but \"server_side_encryption\" is not \"aws:kms\"; set server_side_encryption to \"aws:kms\" or drop kms_key_id".into(),
+            "key \"kms_key_id\" is set but \"server_side_encryption\" is not \"aws:kms\"; set \"server_side_encryption\": \"aws:kms\" or drop kms_key_id".into(),
         ));
     }
     Ok(StoreSettings {
@@ -1125,6 +1143,16 @@ pub fn find_setting(name: &str) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.name == name)
 }
 
+/// Whether a value is the named setting's default, which Meltano passes for every
+/// setting it declares: such a value does not count as a second spelling's rival.
+fn is_default_value(name: &str, value: &Value) -> bool {
+    let default = find_setting(name).and_then(|s| s.default);
+    match value {
+        Value::String(text) => default == Some(text.as_str()),
+        other => default == Some(other.to_string().as_str()),
+    }
+}
+
 /// The setting a peer's name stands for.
 fn alias_of(name: &str) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.aliases.contains(&name))
@@ -1142,7 +1170,8 @@ fn resolve_aliases(map: &Map<String, Value>) -> Result<Map<String, Value>> {
         if value.is_null() {
             continue;
         }
-        match map.get(setting.name).filter(|v| !v.is_null()) {
+        let own = map.get(setting.name).filter(|v| !v.is_null());
+        match own.filter(|own| !is_default_value(setting.name, own)) {
             Some(own) if own != value => {
                 return Err(Error::Config(format!(
                     "keys {:?} and {key:?} (another name for it) are both set, to {own} and {value}; keep one",
@@ -1794,7 +1823,7 @@ mod tests {
         let e = error(with("timestamp_unit", json!("ns")));
         assert!(e.contains("timestamp_unit") && e.contains("Spark 3"), "{e}");
         assert!(
-            e.contains("\"us\"") && e.contains("parquet_compatibility to \"arrow\""),
+            e.contains(r#"set "timestamp_unit": "us", or "parquet_compatibility": "arrow""#),
             "{e}"
         );
     }

@@ -74,7 +74,7 @@ impl Spot {
                     format!("field {field:?}")
                 };
                 let hint = if self.in_record() {
-                    "; lone_surrogates: \"replace\" stores U+FFFD instead"
+                    "; set \"lone_surrogates\": \"replace\" to store U+FFFD instead"
                 } else {
                     ""
                 };

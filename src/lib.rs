@@ -28,12 +28,14 @@
 //! ```
 //!
 //! `target` drives the stages; `config` validates the settings they all read; `mage`
-//! holds Mage's conventions (its catalog, its input's log lines, its settings); `stop`
+//! holds Mage's conventions (its catalog, its input's log lines, its settings); `crowemi`
+//! reads crowemi/target-s3's settings as ours; `stop`
 //! carries a stop signal (or the first upload that failed for good) to every wait.
 
 pub mod batch;
 pub mod batch_files;
 pub mod config;
+pub mod crowemi;
 pub mod dialect;
 pub mod encode;
 pub mod error;
@@ -52,6 +54,7 @@ pub mod sink;
 pub mod state;
 pub mod stop;
 pub mod store;
+pub mod suggest;
 pub mod tables;
 pub mod target;
 pub mod values;

@@ -8,7 +8,8 @@
 //! handed on for encoding, one value per chunk). `_sdc_deleted_at` is a record field,
 //! decoded by `batch` with the others; which columns exist and their types belong to
 //! `schema`. Also the values of Mage's `_mage_created_at` / `_mage_updated_at`
-//! (`mage_columns`). Must not touch: the record's own columns, encoding or the store.
+//! (`mage_columns`) and crowemi/target-s3's `_PROCESS_DATE` (`include_process_date`).
+//! Must not touch: the record's own columns, encoding or the store.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -141,16 +142,19 @@ impl MetaColumns {
     }
 }
 
-/// The values of Mage's `_mage_created_at` and `_mage_updated_at` (`mage_columns`) for
-/// `rows` rows: the time of this call in both, as Mage's destination stamps the records
-/// it exports.
-pub fn mage_columns(unit: TimeUnit, rows: usize) -> Result<Vec<ArrayRef>, ArrowError> {
+/// The values of the `columns` stamped columns (Mage's `_mage_created_at` and
+/// `_mage_updated_at`, crowemi/target-s3's `_PROCESS_DATE`) for `rows` rows: the time of
+/// this call in each, as Mage's destination stamps the records it exports.
+pub fn mage_columns(
+    unit: TimeUnit,
+    rows: usize,
+    columns: usize,
+) -> Result<Vec<ArrayRef>, ArrowError> {
     let timestamp = DataType::Timestamp(unit, Some("UTC".into()));
     let now = Int64Array::from_value(in_unit(now_ns(), unit), rows);
-    Ok(vec![
-        retyped(now.clone(), &timestamp)?,
-        retyped(now, &timestamp)?,
-    ])
+    (0..columns)
+        .map(|_| retyped(now.clone(), &timestamp))
+        .collect()
 }
 
 /// Takes a builder's values, leaving one with room for as many: chunks are alike.

@@ -201,9 +201,22 @@ impl Partitioner {
             let name = folder_name(field, &schema.columns[column].output_name, schema)?;
             let folder = format!("{}=", escape(&name));
             if resolved.iter().any(|r| r.folder == folder) {
+                // The same entry, its pattern kept, under a name no other entry has.
+                let other = (2..)
+                    .map(|n| format!("{name}_{n}"))
+                    .find(|n| {
+                        !resolved
+                            .iter()
+                            .any(|r| r.folder == format!("{}=", escape(n)))
+                    })
+                    .unwrap_or_default();
+                let renamed = PartitionField {
+                    name: Some(other),
+                    ..field.clone()
+                };
                 return Err(format!(
-                    "two partition_by entries make the folder {name:?}; give one another name (\"other={}\")",
-                    field.field
+                    "two partition_by entries make the folder {name:?}; give one another name, such as {:?}",
+                    renamed.entry()
                 ));
             }
             resolved.push(Resolved {
@@ -562,10 +575,20 @@ mod tests {
         assert!(err(json!(["tags"])).contains("holds an array"));
         assert!(err(json!(["f"])).contains("holds a number"));
         assert!(err(json!(["id", "id_part=name"])).contains("folder \"id_part\""));
+        // The suggested entry keeps the field's pattern and takes a free name.
+        let e = err(json!(["ts_year=ts:%Y", "ts_year_2=ts:%m", "ts_year=ts:%d"]));
+        assert!(e.ends_with(r#"such as "ts_year_3=ts:%d""#), "{e}");
+        let e = err(json!(["ts:%Y", "ts:%y"]));
+        assert!(e.ends_with(r#"such as "ts_year_2=ts:%y""#), "{e}");
+        assert!(ok_after(&s, json!(["ts:%Y", "ts_year_2=ts:%y"])));
         let ok = |v: Value| Partitioner::for_stream(&by(v), "s", &s).unwrap();
         assert!(ok(json!(["id", "ts:%Y", "name"])).is_some());
         assert!(ok(json!({"other": ["nope"]})).is_none());
         assert!(ok(json!([])).is_none());
+    }
+
+    fn ok_after(s: &StreamSchema, v: Value) -> bool {
+        Partitioner::for_stream(&by(v), "s", s).is_ok()
     }
 
     #[test]

@@ -251,6 +251,8 @@ pub struct TypeOptions {
     pub metadata_columns: bool,
     /// `mage_columns`: append `_mage_created_at` and `_mage_updated_at` to every stream.
     pub mage_columns: bool,
+    /// `include_process_date`: append `_PROCESS_DATE` to every stream.
+    pub process_date_column: bool,
     /// Levels of nested objects whose fields become columns of their own; 0: none.
     pub flatten_max_depth: usize,
     /// Mage's `--catalog_json` (in Mage mode): the columns selected and their types.
@@ -268,6 +270,7 @@ impl Default for TypeOptions {
             overrides: HashMap::new(),
             metadata_columns: false,
             mage_columns: false,
+            process_date_column: false,
             flatten_max_depth: 0,
             catalog: None,
             portable_types: false,
@@ -289,6 +292,10 @@ pub const METADATA_COLUMNS: [&str; 6] = [
 /// Singer metadata columns. Both hold the time the chunk was handed on for encoding.
 pub const MAGE_COLUMNS: [&str; 2] = ["_mage_created_at", "_mage_updated_at"];
 
+/// The column crowemi/target-s3 adds to every row (`include_process_date`), last in the
+/// file: the same time as Mage's columns.
+pub const PROCESS_DATE_COLUMN: &str = "_PROCESS_DATE";
+
 /// The one metadata column whose value the record itself carries (taps with log-based
 /// replication send it); the others come from the message and the target.
 pub const DELETED_AT: &str = "_sdc_deleted_at";
@@ -303,11 +310,15 @@ fn metadata_type(name: &str, unit: TimeUnit) -> ColumnType {
 /// A stream's columns, in the schema's property order.
 #[derive(Debug, Clone)]
 pub struct StreamSchema {
+    /// The stream's name, as the SCHEMA message gives it.
+    pub stream: String,
     /// The stream's own columns.
     pub columns: Vec<Column>,
     /// With `add_metadata_columns`, the metadata columns in file order (else empty).
     pub metadata: Vec<Column>,
-    /// With `mage_columns`, Mage's two timestamp columns, last in the file (else empty).
+    /// The columns stamped with the time a chunk is handed on for encoding, last in the
+    /// file: Mage's two with `mage_columns`, then `_PROCESS_DATE` with
+    /// `include_process_date` (else empty).
     pub mage: Vec<Column>,
     /// Schema properties that metadata columns other than `_sdc_deleted_at` took the
     /// place of: their values come from the message and the target, so the record's
@@ -372,20 +383,24 @@ impl StreamSchema {
                 .collect();
             replaced = take_metadata_properties(&mut columns);
         }
-        let mut mage = Vec::new();
+        let mut stamped: Vec<&str> = Vec::new();
         if options.mage_columns {
-            // A stream loaded by Mage before has these columns: theirs replace it.
-            columns.retain(|c| !MAGE_COLUMNS.contains(&c.name.as_str()));
-            mage = MAGE_COLUMNS
-                .iter()
-                .map(|name| Column {
-                    name: (*name).to_owned(),
-                    output_name: (*name).to_owned(),
-                    ty: ColumnType::Timestamp(options.timestamp_unit),
-                    flattened: false,
-                })
-                .collect();
+            stamped.extend(MAGE_COLUMNS);
         }
+        if options.process_date_column {
+            stamped.push(PROCESS_DATE_COLUMN);
+        }
+        // A stream loaded this way before has these columns: the stamps replace them.
+        columns.retain(|c| !stamped.contains(&c.name.as_str()));
+        let mut mage: Vec<Column> = stamped
+            .iter()
+            .map(|name| Column {
+                name: (*name).to_owned(),
+                output_name: (*name).to_owned(),
+                ty: ColumnType::Timestamp(options.timestamp_unit),
+                flattened: false,
+            })
+            .collect();
         let shape = Shape {
             overrides: options.overrides.get(stream),
             sources: Vec::new(),
@@ -410,6 +425,7 @@ impl StreamSchema {
             .map(|c| c.ty.field(&c.output_name))
             .collect();
         Ok(StreamSchema {
+            stream: stream.to_owned(),
             arrow: Arc::new(Schema::new(fields)),
             columns,
             metadata,
@@ -434,6 +450,36 @@ impl StreamSchema {
             ColumnType::Timestamp(unit) => Some(unit),
             _ => None,
         })
+    }
+
+    /// The `column_types` name that reaches the field at a record path (`a`, `o.a`,
+    /// `l[]`): its column's name, with flattened parents joined by `__`; and whether
+    /// that column is the field itself (else the field is inside it, a struct or list
+    /// that is not flattened, and only a type for the whole value reaches it).
+    pub fn override_key(&self, path: &str) -> (String, bool) {
+        let mut columns = &self.columns;
+        let mut key = String::new();
+        let mut rest = path;
+        loop {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            let (name, tail) = rest.split_at(end);
+            if !key.is_empty() {
+                key.push_str(FLATTEN_SEPARATOR);
+            }
+            key.push_str(name);
+            let column = columns.iter().find(|c| c.name == name);
+            match (column, tail.strip_prefix('.')) {
+                (Some(_), None) if tail.is_empty() => return (key, true),
+                (Some(c), Some(next)) if c.flattened => match &c.ty {
+                    ColumnType::Struct(fields) => {
+                        columns = fields;
+                        rest = next;
+                    }
+                    _ => return (key, false),
+                },
+                _ => return (key, false),
+            }
+        }
     }
 
     /// The columns a record's fields are decoded into: the stream's own, then
@@ -474,8 +520,12 @@ impl Shape<'_> {
         let mut seen: HashMap<&str, &str> = HashMap::new();
         for (name, path) in &self.sources {
             if let Some(other) = seen.insert(name, path) {
+                // A path's dots are the levels flattened to make it: one fewer keeps
+                // the deeper property nested.
+                let levels = other.matches('.').count().max(path.matches('.').count());
                 return Err(format!(
-                    "properties {other:?} and {path:?} both become column {name:?} with flatten_max_depth; rename one in the tap or lower flatten_max_depth"
+                    "properties {other:?} and {path:?} both become column {name:?} with flatten_max_depth; rename one in the tap or set {}",
+                    crate::suggest::setting("flatten_max_depth", levels.saturating_sub(1).into())
                 ));
             }
         }
@@ -1253,6 +1303,12 @@ mod tests {
             e.contains(r#"properties "a__b" and "a.b" both become column "a__b""#),
             "{e}"
         );
+        assert!(e.ends_with(r#"or set "flatten_max_depth": 0"#), "{e}");
+        let deeper = r#"{"properties": {"a": {"type": "object", "properties": {"b__c": {"type": "integer"},
+            "b": {"type": "object", "properties": {"c": {"type": "string"}}}}}}}"#;
+        let e = flattened(deeper, 2, None).unwrap_err();
+        assert!(e.ends_with(r#"or set "flatten_max_depth": 1"#), "{e}");
+        assert!(flattened(deeper, 1, None).is_ok());
         let schema = r#"{"properties": {"A__b": {"type": "integer"},
             "a": {"type": "object", "properties": {"B": {"type": "string"}}}}}"#;
         let e = flattened(schema, 1, Some(HeaderCase::Lower)).unwrap_err();

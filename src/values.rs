@@ -10,6 +10,9 @@ use std::fmt;
 
 use arrow::datatypes::{TimeUnit, i256};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use serde_json::json;
+
+use crate::suggest;
 
 /// The reason a float column gives when a number would be rounded.
 pub const INEXACT: &str = "cannot be held exactly by a float64";
@@ -90,12 +93,34 @@ pub fn parse_integer(text: &str) -> Result<i64, String> {
     if digits.exponent < 0 {
         return Err(String::new());
     }
+    let beyond_int64 = || {
+        let ty = exact_type(text);
+        format!(
+            "beyond int64; set {} to keep it",
+            suggest::column_type_mark(&ty)
+        )
+    };
     let value = digits.scaled(40, 0).map_err(|_| beyond_int64())?;
     i64::try_from(value.as_i128()).map_err(|_| beyond_int64())
 }
 
-fn beyond_int64() -> String {
-    "beyond int64; set column_types for this column to \"decimal(38,0)\" or \"string\"".into()
+/// The widest decimal a column type may have.
+const MAX_PRECISION: usize = 76;
+
+/// The `column_types` type that holds a JSON number exactly: `decimal(38,S)` with the
+/// number's own digits after the point when 38 digits hold it (every reader takes
+/// those), a wider decimal up to 76 digits, else `string`.
+pub fn exact_type(text: &str) -> String {
+    let Some(digits) = Digits::parse(text) else {
+        return "string".into();
+    };
+    let scale = usize::try_from(-digits.exponent).unwrap_or(0);
+    let whole = usize::try_from(digits.digits.len() as i64 + digits.exponent).unwrap_or(0);
+    match whole.saturating_add(scale).max(1) {
+        total if total <= 38 => format!("decimal(38,{scale})"),
+        total if total <= MAX_PRECISION => format!("decimal({total},{scale})"),
+        _ => "string".into(),
+    }
 }
 
 /// A float64 from a JSON number, and whether it holds the number exactly: whether the
@@ -188,7 +213,7 @@ fn unit_name(unit: TimeUnit) -> &'static str {
 
 /// Refuses fraction digits that the unit would drop: the rule is that digits below the
 /// column's unit must be zeros, never rounded or cut.
-fn check_fraction(text: &str, nanos: u32, unit: TimeUnit, hint: &str) -> Result<(), String> {
+fn check_fraction(text: &str, nanos: u32, unit: TimeUnit, clock: Clock) -> Result<(), String> {
     let fraction: &str = text
         .rfind('.')
         .map(|i| &text[i + 1..])
@@ -197,16 +222,48 @@ fn check_fraction(text: &str, nanos: u32, unit: TimeUnit, hint: &str) -> Result<
     let beyond_nanos = fraction
         .get(9..)
         .is_some_and(|rest| rest.bytes().any(|b| b != b'0'));
-    check_unit(nanos, unit, beyond_nanos, hint)
+    check_unit(nanos, unit, beyond_nanos, clock)
 }
 
-/// The hint for a date-time column's digits below its unit.
-const TIMESTAMP_HINT: &str = "; set timestamp_unit to \"ns\" to keep them";
-/// The hint for a time column's digits below a microsecond.
-const TIME_HINT: &str = " (a time column holds microseconds); set column_types for this column to \"string\" to keep them as text";
+/// What holds a fraction of a second: a date-time column (in `timestamp_unit`) or a
+/// time column (always microseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clock {
+    DateTime,
+    Time,
+}
+
+/// The setting that keeps the digits a unit would lose, for the digits at hand: the
+/// `timestamp_unit` that holds them where one does, else the column as text.
+fn fraction_hint(nanos: u32, beyond_nanos: bool, clock: Clock) -> String {
+    let as_text = suggest::column_type_mark("string");
+    let unit = match () {
+        _ if beyond_nanos || clock == Clock::Time => None,
+        _ if nanos.is_multiple_of(1_000_000) => Some("ms"),
+        _ if nanos.is_multiple_of(1_000) => Some("us"),
+        _ => Some("ns"),
+    };
+    match unit {
+        None if clock == Clock::Time => {
+            format!(" (a time column holds microseconds); set {as_text} to keep them as text")
+        }
+        None => {
+            format!(" (a timestamp holds nanoseconds at most); set {as_text} to keep them as text")
+        }
+        Some("ns") => format!(
+            "; set {} to keep them (CSV, JSONL, or Parquet with {}), or {as_text} to keep them as text",
+            suggest::setting("timestamp_unit", json!("ns")),
+            suggest::setting("parquet_compatibility", json!("arrow"))
+        ),
+        Some(unit) => format!(
+            "; set {} to keep them",
+            suggest::setting("timestamp_unit", json!(unit))
+        ),
+    }
+}
 
 /// Refuses nanoseconds that the unit cannot hold (and digits beyond nanoseconds).
-fn check_unit(nanos: u32, unit: TimeUnit, beyond_nanos: bool, hint: &str) -> Result<(), String> {
+fn check_unit(nanos: u32, unit: TimeUnit, beyond_nanos: bool, clock: Clock) -> Result<(), String> {
     let divisor = match unit {
         TimeUnit::Second => 1_000_000_000,
         TimeUnit::Millisecond => 1_000_000,
@@ -214,14 +271,10 @@ fn check_unit(nanos: u32, unit: TimeUnit, beyond_nanos: bool, hint: &str) -> Res
         TimeUnit::Nanosecond => 1,
     };
     if beyond_nanos || !nanos.is_multiple_of(divisor) {
-        let hint = if unit == TimeUnit::Nanosecond || beyond_nanos {
-            ""
-        } else {
-            hint
-        };
         return Err(format!(
-            "digits below a {} would be lost{hint}",
-            unit_name(unit)
+            "digits below a {} would be lost{}",
+            unit_name(unit),
+            fraction_hint(nanos, beyond_nanos, clock)
         ));
     }
     Ok(())
@@ -268,7 +321,7 @@ fn split_zone(text: &str, clock_at: usize) -> Option<(&str, i64)> {
 /// `23:59:59`: both are the same instant as a POSIX time.
 pub fn parse_timestamp(text: &str, unit: TimeUnit) -> Result<i64, String> {
     if let Some((seconds, nanos)) = fast_timestamp(text.as_bytes()) {
-        check_unit(nanos, unit, false, TIMESTAMP_HINT)?;
+        check_unit(nanos, unit, false, Clock::DateTime)?;
         return scale_timestamp(seconds, nanos, unit);
     }
     let naive = if text.len() == 10 {
@@ -278,7 +331,7 @@ pub fn parse_timestamp(text: &str, unit: TimeUnit) -> Result<i64, String> {
     } else {
         general_timestamp(text).ok_or_else(String::new)?
     };
-    check_fraction(text, naive.nanosecond(), unit, TIMESTAMP_HINT)?;
+    check_fraction(text, naive.nanosecond(), unit, Clock::DateTime)?;
     let utc = naive.and_utc();
     scale_timestamp(utc.timestamp(), utc.timestamp_subsec_nanos(), unit)
 }
@@ -322,7 +375,10 @@ fn scale_timestamp(seconds: i64, nanos: u32, unit: TimeUnit) -> Result<i64, Stri
         .checked_mul(per_second)
         .and_then(|v| v.checked_add(i64::from(nanos / divisor)))
         .ok_or_else(|| {
-            "outside 1677-09-21..2262-04-11, the range of nanosecond timestamps; use timestamp_unit \"us\"".into()
+            format!(
+                "outside 1677-09-21..2262-04-11, the range of nanosecond timestamps; set {} to keep it",
+                suggest::setting("timestamp_unit", json!("us"))
+            )
         })
 }
 
@@ -439,13 +495,13 @@ pub fn parse_date(text: &str) -> Result<i32, String> {
 pub fn parse_time(text: &str) -> Result<i64, String> {
     let (clock, offset) = split_zone(text, 0).ok_or_else(String::new)?;
     if clock.starts_with("24:") || clock.get(5..8) == Some(":60") {
-        return Err(
-            "not a time of day: a time column holds 00:00:00 to 23:59:59.999999 (24:00:00 and leap seconds are refused alike); set column_types for this column to \"string\" to keep it as text"
-                .into(),
-        );
+        return Err(format!(
+            "not a time of day: a time column holds 00:00:00 to 23:59:59.999999 (24:00:00 and leap seconds are refused alike); set {} to keep it as text",
+            suggest::column_type_mark("string")
+        ));
     }
     let time = NaiveTime::parse_from_str(clock, "%H:%M:%S%.f").map_err(|_| String::new())?;
-    check_fraction(clock, time.nanosecond(), TimeUnit::Microsecond, TIME_HINT)?;
+    check_fraction(clock, time.nanosecond(), TimeUnit::Microsecond, Clock::Time)?;
     let micros = i64::from(time.num_seconds_from_midnight()) * 1_000_000
         + i64::from(time.nanosecond() / 1000);
     Ok((micros - offset * 1_000_000).rem_euclid(MICROS_PER_DAY))
@@ -777,7 +833,7 @@ mod tests {
         }
         let e = parse_time("10:00:00.123456789").unwrap_err();
         assert!(
-            e.contains("column_types") && !e.contains("timestamp_unit"),
+            e.contains(&suggest::column_type_mark("string")) && !e.contains("timestamp_unit"),
             "{e}"
         );
         assert!(parse_time("10:00:00+25:00").is_err());
@@ -883,5 +939,19 @@ mod tests {
         );
         assert_eq!(compact_json(r#"[ "\\", 1 ]"#), r#"["\\",1]"#);
         assert_eq!(compact_json("{\n \"é\": \"ü \" }"), "{\"é\":\"ü \"}");
+    }
+
+    #[test]
+    fn exact_types_hold_the_digits_at_hand() {
+        assert_eq!(
+            exact_type("1000000000000000000000000000001"),
+            "decimal(38,0)"
+        );
+        assert_eq!(exact_type("12345678901234567.891"), "decimal(38,3)");
+        assert_eq!(exact_type("1.5e-3"), "decimal(38,4)");
+        assert_eq!(exact_type("1e45"), "decimal(46,0)");
+        assert_eq!(exact_type("1e80"), "string");
+        assert_eq!(exact_type("0"), "decimal(38,0)");
+        assert_eq!(exact_type("-12.50"), "decimal(38,1)");
     }
 }

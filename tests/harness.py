@@ -236,6 +236,17 @@ def clean_env() -> dict:
     return env
 
 
+def build_env() -> dict:
+    """The environment for pip, uv or Meltano building the wheel from the checkout:
+    cargo's target folder and profile of the binary under test, so cargo finds every
+    crate built already and builds nothing again."""
+    env = clean_env()
+    profile = {"debug": "dev"}.get(BINARY.parent.name, BINARY.parent.name)
+    env["CARGO_TARGET_DIR"] = str(BINARY.parent.parent)
+    env["MATURIN_PEP517_ARGS"] = f"--profile {profile} --locked"
+    return env
+
+
 def run_target(config: dict, input_text: str, *args: str, timeout: float = 120, env: dict | None = None) -> Run:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(config, f)

@@ -289,7 +289,7 @@ REFUSALS = [
     ("string_keys", '{"type":"SCHEMA","stream":"s","schema":{"properties":{}},"key_properties":"id"}', "s",
      '"key_properties" must be an array of strings (or null), got the string "id"'),
     ("nanosecond_time", '{"type":"RECORD","stream":"s","record":{"t":"10:00:00.123456789"}}', "s",
-     'field "t": expected a time string HH:MM:SS[.ffffff], got the string "10:00:00.123456789" (digits below a microsecond would be lost (a time column holds microseconds); set column_types'),
+     'field "t": expected a time string HH:MM:SS[.ffffff], got the string "10:00:00.123456789" (digits below a microsecond would be lost (a time column holds microseconds); set "column_types": {"s": {"t": "string"}} to keep them as text)'),
 ]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import BINARY, ROOT, base_config, clean_env, list_keys, read_parquet
+from harness import BINARY, ROOT, base_config, build_env, clean_env, list_keys, read_parquet
 
 MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
 
@@ -195,13 +195,15 @@ def test_readme_meltano_block_works_in_a_fresh_project(server, bucket, tmp_path)
     [loader] = block["plugins"]["loaders"]
     ours = yaml.safe_load((ROOT / "meltano.yml").read_text())["plugins"]["loaders"][0]
     assert loader["capabilities"] == ours["capabilities"]
-    loader["executable"] = str(BINARY)
+    # The block installs from pip_url, with no executable: here from this checkout.
+    assert loader["pip_url"].startswith("git+") and "executable" not in loader
+    loader["pip_url"] = str(ROOT)
     loader["settings"] = ours["settings"]
     assert loader["config"]["log_format"] == "json"
     project = {"version": 1, "default_environment": "dev", "project_id": "target-s3-readme",
                "environments": [{"name": "dev"}], **block}
     (tmp_path / "meltano.yml").write_text(yaml.safe_dump(project))
-    env = server_env(server, bucket, "readme")
+    env = {**server_env(server, bucket, "readme"), **build_env()}
     del env["TARGET_S3_FILE_TYPE"]  # the block's parquet
     installed = meltano(tmp_path, "install", env=env)
     assert installed.returncode == 0, installed.stderr[-2000:]
