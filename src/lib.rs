@@ -39,6 +39,7 @@ pub mod crowemi;
 pub mod dialect;
 pub mod encode;
 pub mod error;
+pub mod glue;
 pub mod input;
 pub mod mage;
 pub mod metadata;

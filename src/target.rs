@@ -33,6 +33,7 @@ use crate::batch_files::{Encoding, Opener};
 use crate::config::{Config, InvalidRecords, Limits, LoadMethod};
 use crate::dialect;
 use crate::error::{Error, Result};
+use crate::glue::{FileFormat, Glue, GlueSettings};
 use crate::input::{self, Block, Blocks, LineText, Next};
 use crate::mage;
 use crate::metadata::{self, Envelope};
@@ -128,6 +129,10 @@ pub fn run(
         }
         _ => None,
     };
+    let glue = match &config.glue {
+        Some(settings) => Some(runtime.block_on(connect_glue(config, settings))?),
+        None => None,
+    };
     if config.store.load_method == LoadMethod::Overwrite {
         tracing::info!(
             "load_method overwrite: at the end of a successful run, each stream's older objects under {} are deleted (this needs s3:ListBucket and s3:DeleteObject besides s3:PutObject); STATE is written only then",
@@ -152,6 +157,7 @@ pub fn run(
         brake,
     };
     let mut target = Target::new(config, sink, destination, output, tables);
+    target.glue = glue;
     let consumed = target.consume(blocks).and_then(|()| target.finish());
     let outcome = match consumed.and_then(|()| target.publish()) {
         Ok(()) => {
@@ -168,6 +174,16 @@ pub fn run(
     // Requests still running (past shutdown_timeout_seconds) are not waited for.
     runtime.shutdown_background();
     outcome
+}
+
+/// The Glue database, with a client built from the run's AWS configuration.
+async fn connect_glue(config: &Config, settings: &GlueSettings) -> Result<Glue> {
+    let sdk = crate::store::s3::sdk_config(config).await?;
+    let format = FileFormat {
+        file_type: config.file_type,
+        csv: config.output.csv.clone(),
+    };
+    Glue::connect(settings, &sdk, format, &config.bucket).await
 }
 
 /// A stream's buffers: rows not yet encoded, the objects they go into, and refused
@@ -605,6 +621,9 @@ struct Target<'c, W> {
     /// `table_format: iceberg`: the streams' tables, and the commit stage between
     /// stored objects and STATE.
     tables: Option<Tables>,
+    /// `glue_catalog`: the streams' Glue tables, and the partitions to add between
+    /// stored objects and STATE.
+    glue: Option<Glue>,
     warned_undeclared_gzip: bool,
 }
 
@@ -667,6 +686,7 @@ impl<'c, W: Write> Target<'c, W> {
             batch_files,
             warned_undeclared_gzip: false,
             tables,
+            glue: None,
         }
     }
 
@@ -1119,7 +1139,40 @@ impl<'c, W: Write> Target<'c, W> {
                 self.streams.insert(new);
             }
         }
-        self.open_table(stream, line)
+        self.open_table(stream, line)?;
+        self.open_glue_table(stream, line)
+    }
+
+    /// With `glue_catalog`: the stream's Glue table, made or widened for its columns;
+    /// an incompatible change stops the run at this SCHEMA.
+    fn open_glue_table(&mut self, stream: &str, line: u64) -> Result<()> {
+        let Some(glue) = self.glue.as_mut() else {
+            return Ok(());
+        };
+        let Some(known) = self.streams.get_mut(stream) else {
+            return Ok(());
+        };
+        if stream == publish::PROBE_STREAM {
+            return Ok(());
+        }
+        let schema = known.batch.schema().clone();
+        let partition_keys = known
+            .partitioner
+            .as_ref()
+            .map(Partitioner::folder_names)
+            .unwrap_or_default();
+        // The table is named as its folder is: by the stream, or the `table` setting.
+        let named = match self.keys.prefix_is_per_stream() {
+            true => stream,
+            false => self.config.table.as_deref().unwrap_or(stream),
+        };
+        let table = tables::table_name(named);
+        let prefix = self.keys.stream_prefix(stream);
+        let opened = glue.open(stream, &table, &prefix, &schema, partition_keys);
+        self.destination.wait(opened).map_err(|e| match e {
+            Error::Config(message) => Error::input(line, Some(stream), message),
+            other => other,
+        })
     }
 
     /// With Iceberg tables: the stream's table, made or widened for its columns.
@@ -1796,8 +1849,12 @@ impl<'c, W: Write> Target<'c, W> {
                 }
             }
         }
-        if first_error.is_none() {
-            self.commit_tables(false)?;
+        // A failed commit keeps its objects' records unsafe; STATE that others cover
+        // still goes out.
+        if first_error.is_none()
+            && let Err(e) = self.commit_tables(false)
+        {
+            first_error = Some(e);
         }
         self.release_states()?;
         first_error.map_or(Ok(()), Err)
@@ -1811,6 +1868,14 @@ impl<'c, W: Write> Target<'c, W> {
         bytes: u64,
         footer: Option<&ParquetMetaData>,
     ) -> Result<()> {
+        if let Some(glue) = self.glue.as_mut() {
+            // Glue: a stored object waits for its partition to be added.
+            if object.kind == ObjectKind::Data && glue.stored(&object.stream, &object.key)? {
+                let lines = self.objects.uncommitted.entry(object.stream.clone());
+                lines.or_default().push(object.first_line);
+            }
+            return Ok(());
+        }
         let Some(tables) = self.tables.as_mut() else {
             return Ok(());
         };
@@ -1833,6 +1898,7 @@ impl<'c, W: Write> Target<'c, W> {
     /// stream still open or uploading) commits its files when its interval has passed,
     /// or at the end. The snapshot names the STATE it makes safe.
     fn commit_tables(&mut self, at_end: bool) -> Result<()> {
+        self.add_partitions()?;
         let Some(tables) = self.tables.as_ref() else {
             return Ok(());
         };
@@ -1854,6 +1920,19 @@ impl<'c, W: Write> Target<'c, W> {
                 let committed = tables.commit(&stream, state.as_deref(), &run_id);
                 self.destination.wait(committed)?;
             }
+            self.objects.uncommitted.remove(&stream);
+        }
+        Ok(())
+    }
+
+    /// Glue: each stream's new partitions are added to its table as soon as an object
+    /// in them is stored; until then that object's records count as not stored.
+    fn add_partitions(&mut self) -> Result<()> {
+        let Some(glue) = self.glue.as_mut() else {
+            return Ok(());
+        };
+        for stream in glue.waiting() {
+            self.destination.wait(glue.register(&stream))?;
             self.objects.uncommitted.remove(&stream);
         }
         Ok(())
