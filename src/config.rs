@@ -1801,6 +1801,49 @@ mod tests {
     }
 
     #[test]
+    fn glue_catalog_settings() {
+        let glue = |extra: Value| {
+            let mut v = with("glue_catalog", json!(true));
+            v["glue_database"] = json!("lake");
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            v
+        };
+        let c = parse(glue(json!({"date_partition_format": "year=%Y/%m"}))).unwrap();
+        let settings = c.glue.unwrap();
+        assert_eq!(settings.database, "lake");
+        assert_eq!(settings.endpoint, None);
+        let names: Vec<&str> = settings.date_keys.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["year", "month"]);
+        assert!(parse(base()).unwrap().glue.is_none());
+        let c = parse(glue(json!({"glue_endpoint": "http://127.0.0.1:5000/"}))).unwrap();
+        assert_eq!(
+            c.glue.unwrap().endpoint.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        let e = error(with("glue_catalog", json!(true)));
+        assert!(e.contains("missing key \"glue_database\""), "{e}");
+        let e = error(glue(json!({"glue_endpoint": "file:///tmp"})));
+        assert!(
+            e.contains("key \"glue_endpoint\" has value \"file:///tmp\""),
+            "{e}"
+        );
+        let e = error(glue(json!({"aws_endpoint": "file:///tmp"})));
+        assert!(e.contains("not a local folder"), "{e}");
+        let e = error(glue(json!({"date_partition_format": "%D"})));
+        assert!(
+            e.contains("glue_catalog: date_partition_format \"%D\""),
+            "{e}"
+        );
+        let e = error(glue(
+            json!({"table_format": "iceberg", "iceberg_catalog_type": "rest",
+            "iceberg_catalog_uri": "http://x", "iceberg_namespace": "n"}),
+        ));
+        assert!(e.contains("glue_catalog registers plain files"), "{e}");
+    }
+
+    #[test]
     fn normalises_prefix_and_applies_defaults() {
         let c = parse(base()).unwrap();
         assert_eq!(c.object_key_path, "a/b");

@@ -844,3 +844,221 @@ fn widened(
     );
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::TypeOptions;
+    use serde_json::json;
+
+    fn columns(
+        properties: serde_json::Value,
+        file_type: FileType,
+        portable: bool,
+    ) -> Vec<(String, String)> {
+        let options = TypeOptions {
+            portable_types: portable,
+            ..TypeOptions::default()
+        };
+        let text = json!({ "properties": properties }).to_string();
+        let schema = StreamSchema::from_json("s", &text, &[], &options).unwrap();
+        table_columns(&schema, file_type).unwrap()
+    }
+
+    fn every_type() -> serde_json::Value {
+        json!({
+            "ID": {"type": "integer"},
+            "ratio": {"type": ["null", "number"]},
+            "price": {"type": "number", "multipleOf": 0.01, "maximum": 1e8, "minimum": -1e8},
+            "huge": {"type": "number", "multipleOf": 1, "maximum": 1e50},
+            "ok": {"type": "boolean"},
+            "name": {"type": "string"},
+            "at": {"type": "string", "format": "date-time"},
+            "day": {"type": "string", "format": "date"},
+            "t": {"type": "string", "format": "time"},
+            "any": {},
+            "tags": {"type": "array", "items": {"type": "string", "format": "date"}},
+            "o": {"type": "object", "properties": {"Zip": {"type": "integer"}, "l": {"type": "array", "items": {"type": "number"}}}},
+        })
+    }
+
+    fn types(columns: &[(String, String)]) -> Vec<&str> {
+        columns.iter().map(|(_, t)| t.as_str()).collect()
+    }
+
+    #[test]
+    fn parquet_types_are_what_the_portable_encoder_writes() {
+        let got = columns(every_type(), FileType::Parquet, true);
+        assert_eq!(got[0].0, "id");
+        assert_eq!(
+            types(&got),
+            [
+                "bigint",
+                "double",
+                "decimal(11,2)",
+                "string",
+                "boolean",
+                "string",
+                "timestamp",
+                "date",
+                "string",
+                "string",
+                "array<date>",
+                "struct<zip:bigint,l:array<double>>",
+            ]
+        );
+    }
+
+    #[test]
+    fn parquet_time_and_wide_decimals_need_portable() {
+        let options = TypeOptions::default();
+        for property in [
+            json!({"type": "string", "format": "time"}),
+            json!({"type": "number", "multipleOf": 1, "maximum": 1e50}),
+        ] {
+            let text = json!({ "properties": {"x": property} }).to_string();
+            let schema = StreamSchema::from_json("s", &text, &[], &options).unwrap();
+            let e = table_columns(&schema, FileType::Parquet).unwrap_err();
+            assert!(
+                e.contains("column \"x\"") && e.contains("\"parquet_compatibility\": \"portable\""),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn jsonl_types_read_the_json_text() {
+        let got = columns(every_type(), FileType::Jsonl, false);
+        assert_eq!(
+            types(&got),
+            [
+                "bigint",
+                "double",
+                "decimal(11,2)",
+                "string",
+                "boolean",
+                "string",
+                "timestamp",
+                "date",
+                "string",
+                "string",
+                "array<date>",
+                "struct<zip:bigint,l:array<double>>",
+            ]
+        );
+        // Undeclared fields are merged back into the JSON object: no column of their own.
+        let extra = json!({"id": {"type": "integer"}, "o": {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": true}});
+        let text = json!({ "properties": extra, "additionalProperties": true }).to_string();
+        let schema = StreamSchema::from_json("s", &text, &[], &TypeOptions::default()).unwrap();
+        let got = table_columns(&schema, FileType::Jsonl).unwrap();
+        assert_eq!(
+            got,
+            [
+                ("id".into(), "bigint".into()),
+                ("o".into(), "struct<a:string>".into())
+            ]
+        );
+        let got = table_columns(&schema, FileType::Parquet).unwrap();
+        assert_eq!(got[2], ("_sdc_extra".into(), "string".into()));
+    }
+
+    #[test]
+    fn csv_columns_are_text() {
+        let got = columns(every_type(), FileType::Csv, false);
+        assert!(types(&got).iter().all(|t| *t == "string"));
+        assert_eq!(got.len(), 12);
+    }
+
+    #[test]
+    fn names_that_case_makes_one_are_refused() {
+        let text =
+            json!({"properties": {"a": {"type": "integer"}, "A": {"type": "integer"}}}).to_string();
+        let schema = StreamSchema::from_json("s", &text, &[], &TypeOptions::default()).unwrap();
+        let e = table_columns(&schema, FileType::Parquet).unwrap_err();
+        assert!(e.contains("differ only in case"), "{e}");
+    }
+
+    #[test]
+    fn date_keys_from_the_folders() {
+        let names = |format: &str| -> Vec<(String, bool)> {
+            date_keys(format)
+                .unwrap()
+                .into_iter()
+                .map(|k| (k.name, k.hive))
+                .collect()
+        };
+        assert!(names("").is_empty());
+        assert_eq!(
+            names("%Y/%m/%d"),
+            [
+                ("year".into(), false),
+                ("month".into(), false),
+                ("day".into(), false)
+            ]
+        );
+        assert_eq!(names("%Y%m%d"), [("day".into(), false)]);
+        assert_eq!(
+            names("Year=%Y/month=%m"),
+            [("year".into(), true), ("month".into(), true)]
+        );
+        assert_eq!(names("dt=%Y-%m-%d"), [("dt".into(), true)]);
+        assert_eq!(names("exports"), [("date_partition".into(), false)]);
+        assert!(date_keys("%Y/%Y").unwrap_err().contains("two folders"));
+        assert!(date_keys("%D").unwrap_err().contains("inside a folder"));
+    }
+
+    #[test]
+    fn widening_takes_added_columns_only() {
+        let have = vec![
+            ("a".to_owned(), "bigint".to_owned()),
+            ("b".to_owned(), "string".to_owned()),
+        ];
+        let pair = |n: &str, t: &str| (n.to_owned(), t.to_owned());
+        let wanted = vec![pair("b", "string"), pair("a", "bigint"), pair("c", "date")];
+        assert_eq!(
+            widened(&have, &wanted, false).unwrap(),
+            [pair("a", "bigint"), pair("b", "string"), pair("c", "date")]
+        );
+        // A column gone from the SCHEMA stays in the table (Parquet and JSON read by name).
+        assert_eq!(widened(&have, &[pair("a", "bigint")], false).unwrap(), have);
+        let e = widened(&have, &[pair("a", "double")], false).unwrap_err();
+        assert!(
+            e.contains("column \"a\" changed its type from bigint to double"),
+            "{e}"
+        );
+        // CSV is read by position.
+        let e = widened(&have, &wanted, true).unwrap_err();
+        assert!(
+            e.contains("column \"b\" now stands where the table has \"a\""),
+            "{e}"
+        );
+        let e = widened(&have, &[pair("a", "bigint")], true).unwrap_err();
+        assert!(e.contains("\"b\" of the table is gone"), "{e}");
+        let more = [
+            pair("a", "bigint"),
+            pair("b", "string"),
+            pair("c", "string"),
+        ];
+        assert_eq!(widened(&have, &more, true).unwrap(), more);
+    }
+
+    #[test]
+    fn partition_keys_must_not_be_columns() {
+        let columns = [("year".to_owned(), "bigint".to_owned())];
+        let e = check_keys(&["year".into()], &columns).unwrap_err();
+        assert!(e.contains("\"year\" is also a column"), "{e}");
+        let e = check_keys(&["day".into(), "day".into()], &[]).unwrap_err();
+        assert!(e.contains("two partition folders"), "{e}");
+        assert!(check_keys(&["day".into(), "country_part".into()], &columns).is_ok());
+    }
+
+    #[test]
+    fn folders_between_the_table_and_the_file() {
+        assert_eq!(
+            folders_of("p/t/2024/x=1/f.parquet", "p/t/"),
+            Some("2024/x=1")
+        );
+        assert_eq!(folders_of("p/t/f.parquet", "p/t/"), Some(""));
+        assert_eq!(folders_of("q/t/f.parquet", "p/t/"), None);
+    }
+}

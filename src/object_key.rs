@@ -640,6 +640,60 @@ mod tests {
     }
 
     #[test]
+    fn glue_catalog_takes_table_folders_partition_folders_and_a_file_name() {
+        let glue = |template: &str| {
+            config(
+                json!({"glue_catalog": true, "glue_database": "lake", "object_key_template": template}),
+            )
+        };
+        for good in [
+            DEFAULT_TEMPLATE,
+            "{object_key_path}/{stream}/{partition}/{uuid}.{ext}",
+            "{object_key_path}/raw/{table}/v1/{date_partition}/{date:%H%M}-{run_id}-{part}.{ext}",
+            "{object_key_path}-{table}/{run_id}-{part}.{ext}",
+        ] {
+            assert!(glue(good).is_ok(), "{good}: {:?}", glue(good).err());
+        }
+        let refused = [
+            (
+                "{object_key_path}/{date_partition}/{table}/{run_id}-{part}.{ext}",
+                "must name the table",
+            ),
+            (
+                "{object_key_path}/{run_id}-{part}.{ext}",
+                "must name the table",
+            ),
+            (
+                "{object_key_path}/{table}/{date:%Y}/{run_id}-{part}.{ext}",
+                "the folder \"{date:%Y}\"",
+            ),
+            (
+                "{object_key_path}/{table}/{date_partition}/data/{run_id}-{part}.{ext}",
+                "the folder \"data\"",
+            ),
+            (
+                "{object_key_path}/{table}/d={date_partition}/{run_id}-{part}.{ext}",
+                "the folder \"d={date_partition}\"",
+            ),
+            (
+                "{object_key_path}/{table}/{run_id}/{part}.{ext}",
+                "the folder \"{run_id}\"",
+            ),
+            (
+                "{object_key_path}/{table}/{partition}-{run_id}-{part}.{ext}",
+                "{partition} is in the file name",
+            ),
+        ];
+        for (template, why) in refused {
+            let e = glue(template).unwrap_err();
+            assert!(
+                e.contains("glue_catalog needs keys laid out") && e.contains(why),
+                "{template}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn default_template_is_the_old_layout() {
         let mut keys = builder(json!({}));
         let run = keys.run_id().to_owned();
