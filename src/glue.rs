@@ -33,7 +33,8 @@ use std::collections::{HashMap, HashSet};
 
 use aws_config::SdkConfig;
 use aws_sdk_glue::Client;
-use aws_sdk_glue::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_glue::config::http::HttpResponse;
+use aws_sdk_glue::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_glue::types::{
     Column as GlueColumn, DatabaseInput, PartitionInput, SerDeInfo, StorageDescriptor, Table,
     TableInput,
@@ -43,6 +44,7 @@ use chrono::{DateTime, Utc};
 use crate::encode::{CsvDialect, FileType};
 use crate::error::{Error, Result};
 use crate::schema::{ColumnType, StreamSchema, file_columns};
+use crate::store::s3::describe;
 
 /// The `glue_*` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,7 +318,7 @@ impl Glue {
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_entity_not_found_exception()) => {}
-            Err(e) => return Err(self.failed("GetDatabase", name, e)),
+            Err(e) => return Err(self.failed("GetDatabase", &format!("database {name:?}"), e)),
         }
         let input = DatabaseInput::builder()
             .name(name)
@@ -336,38 +338,55 @@ impl Glue {
             {
                 Ok(())
             }
-            Err(e) => Err(self.failed("CreateDatabase", name, e)),
+            Err(e) => Err(self.failed("CreateDatabase", &format!("database {name:?}"), e)),
         }
     }
 
-    /// A failed Glue request in one line: the operation, what it was about and the
-    /// answer (or why none came), and the permission an AccessDenied asks for.
-    fn failed<E, R>(&self, operation: &str, what: &str, e: SdkError<E, R>) -> Error
+    /// A failed Glue request in one line: the operation, what it was about (`database
+    /// "lake"`, `table lake.orders`) and the answer (or why none came), and the
+    /// permission an AccessDenied asks for. Never the SDK's debug dump.
+    fn failed<E>(&self, operation: &str, what: &str, e: SdkError<E, HttpResponse>) -> Error
     where
         E: std::error::Error + ProvideErrorMetadata + 'static,
-        R: std::fmt::Debug + 'static,
     {
+        let status = e
+            .raw_response()
+            .map(|r| format!("HTTP {}", r.status().as_u16()));
         let reason = match e.as_service_error() {
             Some(service) => {
-                let code = service.code().unwrap_or("unknown error");
-                let message = service.message().unwrap_or_default();
-                let hint = if code.contains("AccessDenied") {
-                    format!("; the credentials need glue:{operation}")
-                } else {
-                    String::new()
-                };
-                format!("{code}: {message}{hint}")
+                let code = service
+                    .code()
+                    .or(status.as_deref())
+                    .unwrap_or("unknown error");
+                let mut reason = code.to_owned();
+                if let Some(message) = service.message().filter(|m| !m.is_empty()) {
+                    reason = format!("{reason}: {message}");
+                }
+                if code.contains("AccessDenied") {
+                    reason.push_str(&format!("; the credentials need glue:{operation}"));
+                }
+                reason
             }
-            None => format!(
-                "no answer from {} ({})",
-                self.settings.endpoint.as_deref().unwrap_or("AWS Glue"),
-                DisplayErrorContext(&e)
-            ),
+            None => {
+                let detail = describe(&e);
+                let endpoint = self.settings.endpoint.as_deref().unwrap_or("AWS Glue");
+                match e {
+                    _ if detail.contains("credentials") => {
+                        format!("could not get credentials: {detail}")
+                    }
+                    SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
+                        "no answer from {endpoint} (check glue_endpoint and the network): {detail}"
+                    ),
+                    _ => detail,
+                }
+            }
         };
-        Error::Store(format!(
-            "Glue {operation} {}.{what} failed: {reason}",
-            self.settings.database
-        ))
+        Error::Store(format!("Glue {operation} {what} failed: {reason}"))
+    }
+
+    /// `table db.name`, for messages.
+    fn table_name(&self, table: &str) -> String {
+        format!("table {}.{table}", self.settings.database)
     }
 
     /// The stream's table, made if missing, or checked and widened with the columns
@@ -452,7 +471,7 @@ impl Glue {
             {
                 Ok(None)
             }
-            Err(e) => Err(self.failed("GetTable", table, e)),
+            Err(e) => Err(self.failed("GetTable", &self.table_name(table), e)),
         }
     }
 
@@ -513,7 +532,7 @@ impl Glue {
             {
                 Ok(false)
             }
-            Err(e) => Err(self.failed("CreateTable", table, e)),
+            Err(e) => Err(self.failed("CreateTable", &self.table_name(table), e)),
         }
     }
 
@@ -557,7 +576,7 @@ impl Glue {
             .table_input(input)
             .send()
             .await
-            .map_err(|e| self.failed("UpdateTable", table, e))?;
+            .map_err(|e| self.failed("UpdateTable", &self.table_name(table), e))?;
         tracing::info!(
             "Glue: table {}.{table}: added columns {added:?}",
             self.settings.database
@@ -630,7 +649,9 @@ impl Glue {
                 .set_partition_input_list(Some(chunk.to_vec()))
                 .send()
                 .await
-                .map_err(|e| self.failed("BatchCreatePartition", &table.name, e))?;
+                .map_err(|e| {
+                    self.failed("BatchCreatePartition", &self.table_name(&table.name), e)
+                })?;
             let refused = answer.errors().iter().find(|e| {
                 e.error_detail()
                     .and_then(|d| d.error_code())

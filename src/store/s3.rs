@@ -576,7 +576,7 @@ fn permission(operation: &str) -> &'static str {
 
 /// An error and its causes on one line, each said once. (The SDK's own context printer
 /// ends with a debug dump of the whole response, headers and all.)
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(e) = cause {
