@@ -7,7 +7,9 @@
 //! object is completed when it reaches its limits, when its stream's schema changes,
 //! when memory runs over budget, and at the end. After every completed object the
 //! newest STATE it covers is written — or, when `manifest` or `load_method: overwrite`
-//! make the run one unit, held until `publish` has finished the run's end.
+//! make the run one unit, held until `publish` has finished the run's end. With a
+//! catalog, a stored object counts only once the catalog has it: an Iceberg table's
+//! commit, or (`glue_catalog`) its partition added to the Glue table.
 //! Must not touch: formats, key layout or S3 details, which belong to the stages.
 //!
 //! A stream partitioned by `partition_by` has one open object per partition: each

@@ -1,7 +1,7 @@
 //! Amazon S3 and S3-compatible stores, through aws-sdk-s3.
 //!
 //! Owns: region and credential resolution (static keys, the standard chain or a named
-//! profile, then an optional STS role), endpoint and path-style addressing, uploads
+//! profile, then an optional STS role; `sdk_config`, which the Glue client shares), endpoint and path-style addressing, uploads
 //! (with the configured encryption and storage class on every object), and the
 //! listing and batched deletion that `load_method: overwrite` needs.
 //! Request checksums are calculated only when an operation requires them: the SDK's
