@@ -291,5 +291,13 @@ def test_streams_sharing_a_table_setting_share_one_table(server, bucket):
     assert set(partitions(server, db, "sales")) == {("FR",), ("DE",)}
 
 
+
+def test_two_folders_that_make_one_table_name_stop_the_run(server, bucket):
+    text = singer([record(1, "FR")], stream="a-b") + singer([record(2, "DE")], stream="a_b")
+    run = run_target(glue_config(server, bucket, database()), text)
+    assert run.returncode == 1
+    assert 'stream "a_b": Glue table "a_b": the folders "exports/run/a-b/" and "exports/run/a_b/" would share it' in run.stderr
+    assert run.states == [{"at": 1}]
+
 if __name__ == "__main__":
     raise SystemExit(pytest.main([__file__, "-q"]))
