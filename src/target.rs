@@ -158,8 +158,8 @@ pub fn run(
         runtime: runtime.handle().clone(),
         brake,
     };
-    let mut target = Target::new(config, sink, destination, output, tables);
-    target.glue = glue;
+    let catalogs = Catalogs { tables, glue };
+    let mut target = Target::new(config, sink, destination, output, catalogs);
     let consumed = target.consume(blocks).and_then(|()| target.finish());
     let outcome = match consumed.and_then(|()| target.publish()) {
         Ok(()) => {
@@ -176,6 +176,12 @@ pub fn run(
     // Requests still running (past shutdown_timeout_seconds) are not waited for.
     runtime.shutdown_background();
     outcome
+}
+
+/// The catalogs that must have a stored object before the STATE after it goes out.
+struct Catalogs {
+    tables: Option<Tables>,
+    glue: Option<Glue>,
 }
 
 /// The Glue database, with a client built from the run's AWS configuration.
@@ -642,7 +648,7 @@ impl<'c, W: Write> Target<'c, W> {
         sink: Sink,
         destination: Destination,
         output: W,
-        tables: Option<Tables>,
+        catalogs: Catalogs,
     ) -> Self {
         // The metadata columns' clock starts with the run.
         metadata::now_ns();
@@ -687,8 +693,8 @@ impl<'c, W: Write> Target<'c, W> {
             helped: 0,
             batch_files,
             warned_undeclared_gzip: false,
-            tables,
-            glue: None,
+            tables: catalogs.tables,
+            glue: catalogs.glue,
         }
     }
 
