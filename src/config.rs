@@ -14,6 +14,7 @@ use crate::batch::{DecodeOptions, InexactNumbers};
 use crate::crowemi;
 use crate::encode::{Codec, Compression, CsvDialect, FileType, Output, ParquetCompatibility};
 use crate::error::{Error, Result};
+use crate::glue::GlueSettings;
 use crate::mage::as_boolean;
 use crate::object_key::{DEFAULT_TEMPLATE, KeyOptions, KeyTemplate, is_valid_strftime};
 use crate::partition::PartitionBy;
@@ -564,6 +565,24 @@ pub const SETTINGS: &[Setting] = &[
     ),
     with_default(
         setting(
+            "glue_catalog",
+            Kind::Boolean,
+            "Register each stream's folder as a table in the AWS Glue Data Catalog (`glue_database`), with the SCHEMA's columns and the partition folders as partition keys, and add every new partition once its objects are stored (before the STATE covering them). Queryable by Athena at once: see the README's Glue section.",
+        ),
+        "false",
+    ),
+    setting(
+        "glue_database",
+        Kind::Text,
+        "The Glue database of the streams' tables, made if missing. Required with glue_catalog.",
+    ),
+    setting(
+        "glue_endpoint",
+        Kind::Text,
+        "Glue's endpoint URL; null: AWS's for the region (aws_endpoint is not used for Glue).",
+    ),
+    with_default(
+        setting(
             "iceberg_commit_interval_seconds",
             Kind::Integer { min: 0 },
             "At most one commit per table per this many seconds (files stored meanwhile wait, and so does the STATE after them), plus one at the end of the run. 0: a commit after every flush.",
@@ -631,6 +650,8 @@ pub struct Config {
     pub store: StoreSettings,
     /// `table_format: iceberg`: the catalog and namespace of the streams' tables.
     pub tables: Option<TableSettings>,
+    /// `glue_catalog`: the Glue database that registers each stream's folder.
+    pub glue: Option<GlueSettings>,
     /// `mage_mode`: Mage's conventions for input lines and logs (see `mage`).
     pub mage: bool,
     /// `log_format: json` (read by main before the rest, to set up logging).
@@ -858,6 +879,7 @@ impl Config {
                 progress_interval: seconds(v.integer("progress_interval_seconds")?),
             },
             tables: table_settings(&v)?,
+            glue: glue_settings(&v)?,
             store: store_settings(&v, local_folder)?,
             mage,
             log_json: v.choice_or_default("log_format")? == "json",
@@ -865,6 +887,7 @@ impl Config {
         check_template_placeholders(&config)?;
         check_portable_timestamps(&config)?;
         check_table_format(&config)?;
+        check_glue(&config)?;
         warnings.extend(local_folder_warnings(&config, map));
         Ok((config, warnings))
     }
@@ -923,6 +946,70 @@ fn table_settings(v: &Values) -> Result<Option<TableSettings>> {
         properties: v.properties("iceberg_catalog_properties")?,
         commit_interval: seconds(v.integer("iceberg_commit_interval_seconds")?),
     }))
+}
+
+/// `glue_catalog`: the `glue_*` settings, checked; None when it is off.
+fn glue_settings(v: &Values) -> Result<Option<GlueSettings>> {
+    if !v.boolean("glue_catalog")? {
+        return Ok(None);
+    }
+    let database = v
+        .text("glue_database")?
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| {
+            Error::Config(
+                "missing key \"glue_database\", required with glue_catalog: the Glue database of the streams' tables (made if missing)".into(),
+            )
+        })?;
+    let endpoint = match v.text("glue_endpoint")?.filter(|e| !e.is_empty()) {
+        None => None,
+        Some(url) => match check_endpoint(url.clone()) {
+            Ok(Endpoint::Url(url)) => Some(url),
+            _ => {
+                return Err(invalid(
+                    "glue_endpoint",
+                    &url,
+                    "a URL such as \"https://glue.eu-west-1.amazonaws.com\" or \"http://127.0.0.1:5000\"",
+                ));
+            }
+        },
+    };
+    let format = v.text("date_partition_format")?.unwrap_or_default();
+    let format = check_prefix("date_partition_format", &format)?;
+    let date_keys =
+        crate::glue::date_keys(&format).map_err(|e| Error::Config(format!("glue_catalog: {e}")))?;
+    Ok(Some(GlueSettings {
+        database,
+        endpoint,
+        date_keys,
+    }))
+}
+
+/// What `glue_catalog` asks of the other settings: plain files in S3, laid out as a
+/// table's folder, partition folders and file names.
+fn check_glue(config: &Config) -> Result<()> {
+    if config.glue.is_none() {
+        return Ok(());
+    }
+    if config.tables.is_some() {
+        return Err(Error::Config(
+            "glue_catalog registers plain files; with table_format \"iceberg\" the Iceberg catalog keeps the tables: drop one of the two".into(),
+        ));
+    }
+    if config.store.local_folder.is_some() {
+        return Err(Error::Config(
+            "glue_catalog registers tables over S3 locations, not a local folder: aws_endpoint must be an http(s) URL or unset".into(),
+        ));
+    }
+    config
+        .object_key_template
+        .check_table_layout()
+        .map_err(|e| {
+            Error::Config(format!(
+                "glue_catalog needs keys laid out as a table's folder, its partition folders and a file name, but object_key_template {:?} does not: {e}",
+                config.object_key_template.text()
+            ))
+        })
 }
 
 /// What `table_format` asks of the other settings.
@@ -1711,6 +1798,49 @@ mod tests {
 
     fn error(value: Value) -> String {
         parse(value).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn glue_catalog_settings() {
+        let glue = |extra: Value| {
+            let mut v = with("glue_catalog", json!(true));
+            v["glue_database"] = json!("lake");
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            v
+        };
+        let c = parse(glue(json!({"date_partition_format": "year=%Y/%m"}))).unwrap();
+        let settings = c.glue.unwrap();
+        assert_eq!(settings.database, "lake");
+        assert_eq!(settings.endpoint, None);
+        let names: Vec<&str> = settings.date_keys.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["year", "month"]);
+        assert!(parse(base()).unwrap().glue.is_none());
+        let c = parse(glue(json!({"glue_endpoint": "http://127.0.0.1:5000/"}))).unwrap();
+        assert_eq!(
+            c.glue.unwrap().endpoint.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        let e = error(with("glue_catalog", json!(true)));
+        assert!(e.contains("missing key \"glue_database\""), "{e}");
+        let e = error(glue(json!({"glue_endpoint": "file:///tmp"})));
+        assert!(
+            e.contains("key \"glue_endpoint\" has value \"file:///tmp\""),
+            "{e}"
+        );
+        let e = error(glue(json!({"aws_endpoint": "file:///tmp"})));
+        assert!(e.contains("not a local folder"), "{e}");
+        let e = error(glue(json!({"date_partition_format": "%D"})));
+        assert!(
+            e.contains("glue_catalog: date_partition_format \"%D\""),
+            "{e}"
+        );
+        let e = error(glue(
+            json!({"table_format": "iceberg", "iceberg_catalog_type": "rest",
+            "iceberg_catalog_uri": "http://x", "iceberg_namespace": "n"}),
+        ));
+        assert!(e.contains("glue_catalog registers plain files"), "{e}");
     }
 
     #[test]

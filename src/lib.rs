@@ -23,6 +23,8 @@
 //! sink       the encoder thread: chunks of each open object -> encode -> store
 //! store      -> S3 (PutObject, or multipart parts while encoding) or a local
 //!            folder (temporary file, fsync, rename), acknowledged
+//! glue       (glue_catalog) stored objects -> their new partitions added to the
+//!            stream's Glue table, made or widened on its SCHEMA
 //! state      -> the STATE lines the stored records now cover, on stdout
 //! publish    the run's end: manifests, overwrite's deletions, then the held STATE
 //! ```
@@ -39,6 +41,7 @@ pub mod crowemi;
 pub mod dialect;
 pub mod encode;
 pub mod error;
+pub mod glue;
 pub mod input;
 pub mod mage;
 pub mod metadata;

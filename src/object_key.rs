@@ -167,6 +167,94 @@ impl KeyTemplate {
     pub fn uses(&self, name: &str) -> bool {
         self.pieces.iter().any(|p| p.name() == name)
     }
+
+    /// The template as written (normalised).
+    pub fn text(&self) -> String {
+        text_of(&self.pieces)
+    }
+
+    /// Checks that a data key is a table's folder, partition folders and a file name,
+    /// as a catalog table over the folder needs (`glue_catalog`): first segments of
+    /// fixed text and {object_key_path}, {table}, {stream} (naming the table), then
+    /// segments that are each {date_partition} or {partition} alone, then the file
+    /// name. The error names the segment that breaks this and why.
+    pub fn check_table_layout(&self) -> Result<(), String> {
+        let segments = self.segments();
+        let Some((file, folders)) = segments.split_last() else {
+            return Err("the template is empty".into());
+        };
+        let fixed = folders
+            .iter()
+            .take_while(|s| s.iter().all(Piece::is_fixed))
+            .count();
+        let names_table = folders[..fixed]
+            .iter()
+            .flatten()
+            .any(|p| matches!(p, Piece::Table | Piece::Stream));
+        if !names_table {
+            return Err("its folders before the partition folders must name the table with {table} or {stream}: that folder is the table's location".into());
+        }
+        for segment in &folders[fixed..] {
+            let is_partition = matches!(
+                segment.as_slice(),
+                [Piece::DatePartition | Piece::Partition]
+            );
+            if !is_partition {
+                return Err(format!(
+                    "the folder {:?} after the table's folder is not a partition folder: only {{date_partition}} and {{partition}}, each a folder of its own, may stand between the table's folder and the file name, because a table's partitions are its folders",
+                    text_of(segment)
+                ));
+            }
+        }
+        if let Some(p) = file
+            .iter()
+            .find(|p| matches!(p, Piece::DatePartition | Piece::Partition))
+        {
+            return Err(format!(
+                "{{{}}} is in the file name {:?}; put it in a folder of its own before the file name",
+                p.name(),
+                text_of(file)
+            ));
+        }
+        Ok(())
+    }
+
+    /// The pieces between slashes; segments of empty text are left out.
+    fn segments(&self) -> Vec<Vec<Piece>> {
+        let mut segments = vec![Vec::new()];
+        for piece in &self.pieces {
+            let Piece::Text(text) = piece else {
+                segments
+                    .last_mut()
+                    .expect("one at least")
+                    .push(piece.clone());
+                continue;
+            };
+            for (i, part) in text.split('/').enumerate() {
+                if i > 0 {
+                    segments.push(Vec::new());
+                }
+                if !part.is_empty() {
+                    let last = segments.last_mut().expect("one at least");
+                    last.push(Piece::Text(part.to_owned()));
+                }
+            }
+        }
+        segments.retain(|s| !s.is_empty());
+        segments
+    }
+}
+
+/// Pieces as the template writes them.
+fn text_of(pieces: &[Piece]) -> String {
+    pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Text(text) => text.clone(),
+            Piece::Date(pattern) => format!("{{date:{pattern}}}"),
+            other => format!("{{{}}}", other.name()),
+        })
+        .collect()
 }
 
 /// The piece for the text between `{` and `}`.
@@ -549,6 +637,60 @@ mod tests {
         );
         assert_ne!(a, b);
         assert!(!a.contains("//") && !a.starts_with('/'));
+    }
+
+    #[test]
+    fn glue_catalog_takes_table_folders_partition_folders_and_a_file_name() {
+        let glue = |template: &str| {
+            config(
+                json!({"glue_catalog": true, "glue_database": "lake", "object_key_template": template}),
+            )
+        };
+        for good in [
+            DEFAULT_TEMPLATE,
+            "{object_key_path}/{stream}/{partition}/{uuid}.{ext}",
+            "{object_key_path}/raw/{table}/v1/{date_partition}/{date:%H%M}-{run_id}-{part}.{ext}",
+            "{object_key_path}-{table}/{run_id}-{part}.{ext}",
+        ] {
+            assert!(glue(good).is_ok(), "{good}: {:?}", glue(good).err());
+        }
+        let refused = [
+            (
+                "{object_key_path}/{date_partition}/{table}/{run_id}-{part}.{ext}",
+                "must name the table",
+            ),
+            (
+                "{object_key_path}/{run_id}-{part}.{ext}",
+                "must name the table",
+            ),
+            (
+                "{object_key_path}/{table}/{date:%Y}/{run_id}-{part}.{ext}",
+                "the folder \"{date:%Y}\"",
+            ),
+            (
+                "{object_key_path}/{table}/{date_partition}/data/{run_id}-{part}.{ext}",
+                "the folder \"data\"",
+            ),
+            (
+                "{object_key_path}/{table}/d={date_partition}/{run_id}-{part}.{ext}",
+                "the folder \"d={date_partition}\"",
+            ),
+            (
+                "{object_key_path}/{table}/{run_id}/{part}.{ext}",
+                "the folder \"{run_id}\"",
+            ),
+            (
+                "{object_key_path}/{table}/{partition}-{run_id}-{part}.{ext}",
+                "{partition} is in the file name",
+            ),
+        ];
+        for (template, why) in refused {
+            let e = glue(template).unwrap_err();
+            assert!(
+                e.contains("glue_catalog needs keys laid out") && e.contains(why),
+                "{template}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -152,6 +152,8 @@ pub struct Partitioner {
 #[derive(Debug)]
 struct Resolved {
     column: usize,
+    /// The folder name, unescaped.
+    name: String,
     /// The escaped folder name and `=`.
     folder: String,
     format: Option<String>,
@@ -221,11 +223,17 @@ impl Partitioner {
             }
             resolved.push(Resolved {
                 column,
+                name,
                 folder,
                 format: field.format.clone(),
             });
         }
         Ok(Some(Partitioner { fields: resolved }))
+    }
+
+    /// The folder names, in folder order, unescaped: a catalog's partition keys.
+    pub fn folder_names(&self) -> Vec<String> {
+        self.fields.iter().map(|f| f.name.clone()).collect()
     }
 
     /// The chunk's rows grouped by partition, groups in the order they first appear.
@@ -335,7 +343,7 @@ fn folder_name(
 
 /// The finest unit of time a strftime pattern shows (`%Y-%m` → `month`), or None when
 /// it shows none (`%p`, literal text).
-fn finest_unit(format: &str) -> Option<&'static str> {
+pub fn finest_unit(format: &str) -> Option<&'static str> {
     const UNITS: [(&str, &str); 7] = [
         ("second", "STXsrc+f"),
         ("minute", "MR"),

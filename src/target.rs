@@ -7,7 +7,9 @@
 //! object is completed when it reaches its limits, when its stream's schema changes,
 //! when memory runs over budget, and at the end. After every completed object the
 //! newest STATE it covers is written — or, when `manifest` or `load_method: overwrite`
-//! make the run one unit, held until `publish` has finished the run's end.
+//! make the run one unit, held until `publish` has finished the run's end. With a
+//! catalog, a stored object counts only once the catalog has it: an Iceberg table's
+//! commit, or (`glue_catalog`) its partition added to the Glue table.
 //! Must not touch: formats, key layout or S3 details, which belong to the stages.
 //!
 //! A stream partitioned by `partition_by` has one open object per partition: each
@@ -33,6 +35,7 @@ use crate::batch_files::{Encoding, Opener};
 use crate::config::{Config, InvalidRecords, Limits, LoadMethod};
 use crate::dialect;
 use crate::error::{Error, Result};
+use crate::glue::{FileFormat, Glue, GlueSettings};
 use crate::input::{self, Block, Blocks, LineText, Next};
 use crate::mage;
 use crate::metadata::{self, Envelope};
@@ -128,6 +131,10 @@ pub fn run(
         }
         _ => None,
     };
+    let glue = match &config.glue {
+        Some(settings) => Some(runtime.block_on(connect_glue(config, settings))?),
+        None => None,
+    };
     if config.store.load_method == LoadMethod::Overwrite {
         tracing::info!(
             "load_method overwrite: at the end of a successful run, each stream's older objects under {} are deleted (this needs s3:ListBucket and s3:DeleteObject besides s3:PutObject); STATE is written only then",
@@ -151,7 +158,8 @@ pub fn run(
         runtime: runtime.handle().clone(),
         brake,
     };
-    let mut target = Target::new(config, sink, destination, output, tables);
+    let catalogs = Catalogs { tables, glue };
+    let mut target = Target::new(config, sink, destination, output, catalogs);
     let consumed = target.consume(blocks).and_then(|()| target.finish());
     let outcome = match consumed.and_then(|()| target.publish()) {
         Ok(()) => {
@@ -168,6 +176,22 @@ pub fn run(
     // Requests still running (past shutdown_timeout_seconds) are not waited for.
     runtime.shutdown_background();
     outcome
+}
+
+/// The catalogs that must have a stored object before the STATE after it goes out.
+struct Catalogs {
+    tables: Option<Tables>,
+    glue: Option<Glue>,
+}
+
+/// The Glue database, with a client built from the run's AWS configuration.
+async fn connect_glue(config: &Config, settings: &GlueSettings) -> Result<Glue> {
+    let sdk = crate::store::s3::sdk_config(config).await?;
+    let format = FileFormat {
+        file_type: config.file_type,
+        csv: config.output.csv.clone(),
+    };
+    Glue::connect(settings, &sdk, format, &config.bucket).await
 }
 
 /// A stream's buffers: rows not yet encoded, the objects they go into, and refused
@@ -605,6 +629,9 @@ struct Target<'c, W> {
     /// `table_format: iceberg`: the streams' tables, and the commit stage between
     /// stored objects and STATE.
     tables: Option<Tables>,
+    /// `glue_catalog`: the streams' Glue tables, and the partitions to add between
+    /// stored objects and STATE.
+    glue: Option<Glue>,
     warned_undeclared_gzip: bool,
 }
 
@@ -621,7 +648,7 @@ impl<'c, W: Write> Target<'c, W> {
         sink: Sink,
         destination: Destination,
         output: W,
-        tables: Option<Tables>,
+        catalogs: Catalogs,
     ) -> Self {
         // The metadata columns' clock starts with the run.
         metadata::now_ns();
@@ -666,7 +693,8 @@ impl<'c, W: Write> Target<'c, W> {
             helped: 0,
             batch_files,
             warned_undeclared_gzip: false,
-            tables,
+            tables: catalogs.tables,
+            glue: catalogs.glue,
         }
     }
 
@@ -1119,7 +1147,40 @@ impl<'c, W: Write> Target<'c, W> {
                 self.streams.insert(new);
             }
         }
-        self.open_table(stream, line)
+        self.open_table(stream, line)?;
+        self.open_glue_table(stream, line)
+    }
+
+    /// With `glue_catalog`: the stream's Glue table, made or widened for its columns;
+    /// an incompatible change stops the run at this SCHEMA.
+    fn open_glue_table(&mut self, stream: &str, line: u64) -> Result<()> {
+        let Some(glue) = self.glue.as_mut() else {
+            return Ok(());
+        };
+        let Some(known) = self.streams.get_mut(stream) else {
+            return Ok(());
+        };
+        if stream == publish::PROBE_STREAM {
+            return Ok(());
+        }
+        let schema = known.batch.schema().clone();
+        let partition_keys = known
+            .partitioner
+            .as_ref()
+            .map(Partitioner::folder_names)
+            .unwrap_or_default();
+        // The table is named as its folder is: by the stream, or the `table` setting.
+        let named = match self.keys.prefix_is_per_stream() {
+            true => stream,
+            false => self.config.table.as_deref().unwrap_or(stream),
+        };
+        let table = tables::table_name(named);
+        let prefix = self.keys.stream_prefix(stream);
+        let opened = glue.open(stream, &table, &prefix, &schema, partition_keys);
+        self.destination.wait(opened).map_err(|e| match e {
+            Error::Config(message) => Error::input(line, Some(stream), message),
+            other => other,
+        })
     }
 
     /// With Iceberg tables: the stream's table, made or widened for its columns.
@@ -1796,8 +1857,12 @@ impl<'c, W: Write> Target<'c, W> {
                 }
             }
         }
-        if first_error.is_none() {
-            self.commit_tables(false)?;
+        // A failed commit keeps its objects' records unsafe; STATE that others cover
+        // still goes out.
+        if first_error.is_none()
+            && let Err(e) = self.commit_tables(false)
+        {
+            first_error = Some(e);
         }
         self.release_states()?;
         first_error.map_or(Ok(()), Err)
@@ -1811,6 +1876,14 @@ impl<'c, W: Write> Target<'c, W> {
         bytes: u64,
         footer: Option<&ParquetMetaData>,
     ) -> Result<()> {
+        if let Some(glue) = self.glue.as_mut() {
+            // Glue: a stored object waits for its partition to be added.
+            if object.kind == ObjectKind::Data && glue.stored(&object.stream, &object.key)? {
+                let lines = self.objects.uncommitted.entry(object.stream.clone());
+                lines.or_default().push(object.first_line);
+            }
+            return Ok(());
+        }
         let Some(tables) = self.tables.as_mut() else {
             return Ok(());
         };
@@ -1833,6 +1906,7 @@ impl<'c, W: Write> Target<'c, W> {
     /// stream still open or uploading) commits its files when its interval has passed,
     /// or at the end. The snapshot names the STATE it makes safe.
     fn commit_tables(&mut self, at_end: bool) -> Result<()> {
+        self.add_partitions()?;
         let Some(tables) = self.tables.as_ref() else {
             return Ok(());
         };
@@ -1854,6 +1928,19 @@ impl<'c, W: Write> Target<'c, W> {
                 let committed = tables.commit(&stream, state.as_deref(), &run_id);
                 self.destination.wait(committed)?;
             }
+            self.objects.uncommitted.remove(&stream);
+        }
+        Ok(())
+    }
+
+    /// Glue: each stream's new partitions are added to its table as soon as an object
+    /// in them is stored; until then that object's records count as not stored.
+    fn add_partitions(&mut self) -> Result<()> {
+        let Some(glue) = self.glue.as_mut() else {
+            return Ok(());
+        };
+        for stream in glue.waiting() {
+            self.destination.wait(glue.register(&stream))?;
             self.objects.uncommitted.remove(&stream);
         }
         Ok(())

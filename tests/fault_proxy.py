@@ -21,7 +21,8 @@ ERROR_BODY = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>
 
 @dataclass
 class Rule:
-    """Answers `action` to requests whose "METHOD path?query" matches `pattern`, for the
+    """Answers `action` to requests whose "METHOD path?query" (and, for JSON APIs such as
+    Glue, " Service.Operation" from X-Amz-Target) matches `pattern`, for the
     first `times` matches (None: all of them)."""
 
     pattern: str
@@ -63,6 +64,9 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 line = f"{self.command} {self.path}"
+                # JSON APIs (Glue) name the operation in a header, not the path.
+                if self.headers.get("X-Amz-Target"):
+                    line += f" {self.headers['X-Amz-Target']}"
                 with proxy.lock:
                     proxy.seen.append(line)
                     rule = next((r for r in proxy.rules if r.take(line)), None)

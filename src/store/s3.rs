@@ -1,7 +1,7 @@
 //! Amazon S3 and S3-compatible stores, through aws-sdk-s3.
 //!
 //! Owns: region and credential resolution (static keys, the standard chain or a named
-//! profile, then an optional STS role), endpoint and path-style addressing, uploads
+//! profile, then an optional STS role; `sdk_config`, which the Glue client shares), endpoint and path-style addressing, uploads
 //! (with the configured encryption and storage class on every object), and the
 //! listing and batched deletion that `load_method: overwrite` needs.
 //! Request checksums are calculated only when an operation requires them: the SDK's
@@ -9,13 +9,13 @@
 
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
 use aws_config::environment::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::ProfileFileRegionProvider;
 use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{
     Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
@@ -84,45 +84,9 @@ impl S3Store {
     /// Builds the client. No request is made here: credentials and roles are resolved
     /// on first use.
     pub async fn connect(config: &Config) -> Result<S3Store> {
+        let sdk = sdk_config(config).await?;
         let aws = &config.aws;
-        let region = resolve_region(aws).await?;
         let reliability = &config.reliability;
-        let retry = RetryConfig::standard()
-            .with_max_attempts(reliability.max_attempts)
-            .with_initial_backoff(Duration::from_millis(100))
-            .with_max_backoff(Duration::from_secs(20));
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .operation_attempt_timeout(reliability.request_timeout)
-            .build();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(region))
-            .retry_config(retry)
-            .timeout_config(timeouts)
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
-        if let Some(endpoint) = &aws.endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        if let (Some(id), Some(secret)) = (&aws.access_key_id, &aws.secret_access_key) {
-            let token = aws.session_token.as_ref().map(|t| t.expose().to_owned());
-            let credentials =
-                Credentials::new(id, secret.expose(), token, None, "target-s3-config");
-            loader = loader.credentials_provider(credentials);
-        } else if let Some(profile) = &aws.profile {
-            loader = loader.profile_name(profile);
-        }
-        let mut sdk = loader.load().await;
-        if let Some(role_arn) = &aws.role_arn {
-            let mut role = AssumeRoleProvider::builder(role_arn)
-                .session_name(&aws.role_session_name)
-                .configure(&sdk);
-            if let Some(external_id) = &aws.external_id {
-                role = role.external_id(external_id);
-            }
-            let provider = SharedCredentialsProvider::new(role.build().await);
-            sdk = sdk.into_builder().credentials_provider(provider).build();
-        }
         let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(aws.endpoint.is_some())
             .build();
@@ -480,6 +444,52 @@ where
 
 /// The configured region, else the environment's or profile's, else us-east-1 when an
 /// endpoint is set, else an error that says how to fix it.
+/// The AWS SDK's shared configuration from the settings: region, retries, timeouts,
+/// checksums only where required, `aws_endpoint`, and the credentials (static keys, a
+/// profile or the standard chain, then an optional STS role). Every AWS client of the
+/// run (S3, Glue) is built from it; no request is made here.
+pub async fn sdk_config(config: &Config) -> Result<SdkConfig> {
+    let aws = &config.aws;
+    let region = resolve_region(aws).await?;
+    let reliability = &config.reliability;
+    let retry = RetryConfig::standard()
+        .with_max_attempts(reliability.max_attempts)
+        .with_initial_backoff(Duration::from_millis(100))
+        .with_max_backoff(Duration::from_secs(20));
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(reliability.request_timeout)
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .retry_config(retry)
+        .timeout_config(timeouts)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    if let Some(endpoint) = &aws.endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    if let (Some(id), Some(secret)) = (&aws.access_key_id, &aws.secret_access_key) {
+        let token = aws.session_token.as_ref().map(|t| t.expose().to_owned());
+        let credentials = Credentials::new(id, secret.expose(), token, None, "target-s3-config");
+        loader = loader.credentials_provider(credentials);
+    } else if let Some(profile) = &aws.profile {
+        loader = loader.profile_name(profile);
+    }
+    let mut sdk = loader.load().await;
+    if let Some(role_arn) = &aws.role_arn {
+        let mut role = AssumeRoleProvider::builder(role_arn)
+            .session_name(&aws.role_session_name)
+            .configure(&sdk);
+        if let Some(external_id) = &aws.external_id {
+            role = role.external_id(external_id);
+        }
+        let provider = SharedCredentialsProvider::new(role.build().await);
+        sdk = sdk.into_builder().credentials_provider(provider).build();
+    }
+    Ok(sdk)
+}
+
 async fn resolve_region(aws: &AwsSettings) -> Result<String> {
     if let Some(region) = &aws.region {
         return Ok(region.clone());
@@ -566,7 +576,7 @@ fn permission(operation: &str) -> &'static str {
 
 /// An error and its causes on one line, each said once. (The SDK's own context printer
 /// ends with a debug dump of the whole response, headers and all.)
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(e) = cause {
