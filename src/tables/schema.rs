@@ -192,7 +192,7 @@ fn numbered(field: &FieldRef, column: &NestedField) -> FieldRef {
         (other, _) => other.clone(),
     };
     let mut metadata = field.metadata().clone();
-    metadata.insert(FIELD_ID, column.id.to_string());
+    metadata.insert(FIELD_ID.to_string(), column.id.to_string());
     Arc::new(Field::new(field.name(), data_type, field.is_nullable()).with_metadata(metadata))
 }
 
