@@ -47,8 +47,6 @@ const _: () = assert!(IN_FLIGHT <= crate::input::LENT_BLOCKS);
 /// thousands of streams interleaved, a job decodes the records of the streams it met
 /// first, and leaves the others to the run.
 const TWIN_ROOM: usize = 2 << 20;
-/// Twins kept from a job for the next ones, at most.
-pub const SPARE_TWINS: usize = 32;
 
 /// A stream's twin buffer with where each of its rows came from.
 pub struct Twin {
@@ -73,19 +71,29 @@ impl Twins {
         self.slots.get(&stream).map(|&slot| &self.list[slot])
     }
 
-    fn get_mut(&mut self, stream: usize) -> Option<&mut Twin> {
-        self.slots.get(&stream).map(|&slot| &mut self.list[slot])
+    fn slot(&self, stream: usize) -> Option<usize> {
+        self.slots.get(&stream).copied()
     }
 
-    fn push(&mut self, twin: Twin) -> &mut Twin {
+    /// Adds a twin; returns its slot.
+    fn push(&mut self, twin: Twin) -> usize {
         self.slots.insert(twin.stream, self.list.len());
         self.list.push(twin);
-        self.list.last_mut().expect("just pushed")
+        self.list.len() - 1
     }
 
-    /// The twins to keep for later jobs: at most `SPARE_TWINS`.
+    /// The twins to keep for later jobs: as many as the room one job's new twins may
+    /// take (`TWIN_ROOM`), so with a few hundred streams every twin is reused, as
+    /// making one costs more than decoding a few records into it.
     pub fn into_spares(mut self) -> Vec<Twin> {
-        self.list.truncate(SPARE_TWINS);
+        let mut room = TWIN_ROOM;
+        let kept = self.list.iter().take_while(|twin| {
+            let size = twin.blueprint.empty_size();
+            room = room.saturating_sub(size);
+            room > 0
+        });
+        let kept = kept.count();
+        self.list.truncate(kept);
         self.list
     }
 }
@@ -343,7 +351,7 @@ fn decode_job(job: Job, plan: &Plan) -> Done {
             }
             let decoded =
                 protocol::plain_record(line, &mut sink).is_some() && sink.end_row(here, line.len());
-            if let (true, Some(stream)) = (decoded, sink.last) {
+            if let (true, Some((stream, _))) = (decoded, sink.last) {
                 push_row(&mut steps, stream);
             } else if memchr::memmem::find(line.as_bytes(), b"SCHEMA").is_some() {
                 (index, stopped_at) = (here, Some((block, start)));
@@ -377,27 +385,35 @@ struct TwinSink<'p> {
     spares: Vec<Twin>,
     /// Bytes new twins' empty buffers may still take.
     room: usize,
-    /// The stream last found: records come in runs of one stream.
-    last: Option<usize>,
+    /// The stream last found and its twin's slot: records come in runs of one stream.
+    last: Option<(usize, usize)>,
 }
 
 impl TwinSink<'_> {
     fn find(&mut self, name: &str) -> Option<&mut Twin> {
         let plan = self.plan;
-        let last = self.last.filter(|&at| same(&plan.names[at], name));
-        let stream = match last {
-            Some(stream) => stream,
-            None => *plan.index.get(name)?,
-        };
-        self.last = Some(stream);
+        if let Some((stream, slot)) = self.last
+            && same(&plan.names[stream], name)
+        {
+            return Some(&mut self.twins.list[slot]);
+        }
+        let stream = *plan.index.get(name)?;
         self.twin(stream)
     }
 
-    /// The twin of stream `stream`, made (or reused from a spare) if there is room.
+    /// The twin of stream `stream`, made (or reused from a spare) if there is room;
+    /// the stream last found from now on.
     fn twin(&mut self, stream: usize) -> Option<&mut Twin> {
-        if self.twins.get(stream).is_some() {
-            return self.twins.get_mut(stream);
-        }
+        let slot = match self.twins.slot(stream) {
+            Some(slot) => slot,
+            None => self.make_twin(stream)?,
+        };
+        self.last = Some((stream, slot));
+        Some(&mut self.twins.list[slot])
+    }
+
+    /// Makes a twin of stream `stream`, or reuses a spare; returns its slot.
+    fn make_twin(&mut self, stream: usize) -> Option<usize> {
         let blueprint = self.plan.blueprints.get(stream)?.as_ref()?;
         let fits = |t: &Twin| t.stream == stream && Arc::ptr_eq(&t.blueprint, blueprint);
         let twin = match self.spares.iter().position(fits) {
@@ -428,9 +444,10 @@ impl TwinSink<'_> {
     /// Keeps the row just decoded into the last twin found, if its keys are there (if
     /// not, the run decodes the line again and says why).
     fn end_row(&mut self, index: u32, bytes: usize) -> bool {
-        let Some(twin) = self.last.and_then(|stream| self.twins.get_mut(stream)) else {
+        let Some((_, slot)) = self.last else {
             return false;
         };
+        let twin = &mut self.twins.list[slot];
         let envelope = crate::metadata::Envelope::default();
         let kept = twin.batch.end_row(true, 0, bytes, &envelope).is_ok();
         if kept {
@@ -448,7 +465,6 @@ impl TwinSink<'_> {
         if !twin.batch.decode_plain_line(line) {
             return false;
         }
-        self.last = Some(stream);
         self.end_row(index, line.len())
     }
 }

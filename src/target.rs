@@ -338,21 +338,31 @@ fn flush_due(limits: &Limits, fullest: (usize, usize), held: (usize, usize)) -> 
 struct Pending {
     runs: Vec<(usize, (Range<usize>, usize))>,
     slots: HashMap<usize, usize>,
+    /// The last stream asked for and its slot: rows come in runs of one stream.
+    last: Option<(usize, usize)>,
 }
 
 impl Pending {
     /// The pending rows of stream `stream`, starting empty at twin row `row`.
     fn of(&mut self, stream: usize, row: usize) -> &mut (Range<usize>, usize) {
-        let runs = &mut self.runs;
-        let slot = *self.slots.entry(stream).or_insert_with(|| {
-            runs.push((stream, (row..row, 0)));
-            runs.len() - 1
-        });
+        let slot = match self.last {
+            Some((last, slot)) if last == stream => slot,
+            _ => {
+                let runs = &mut self.runs;
+                let slot = *self.slots.entry(stream).or_insert_with(|| {
+                    runs.push((stream, (row..row, 0)));
+                    runs.len() - 1
+                });
+                self.last = Some((stream, slot));
+                slot
+            }
+        };
         &mut self.runs[slot].1
     }
 
     fn drain(&mut self) -> impl Iterator<Item = (usize, (Range<usize>, usize))> + '_ {
         self.slots.clear();
+        self.last = None;
         self.runs.drain(..)
     }
 }
@@ -603,8 +613,9 @@ struct Target<'c, W> {
     /// For each job out at the decoders, oldest first, the schemas replaced before it
     /// was handed out: its rows are good only if none was replaced since.
     handed_out: VecDeque<u64>,
-    /// Twin buffers back from the decoders, for later jobs.
-    spare_twins: Vec<Twin>,
+    /// Twin buffers back from the decoders, a list per job, for later jobs (each job
+    /// out gets one: a twin reused keeps the room its vectors grew to).
+    spare_twins: Vec<Vec<Twin>>,
     /// Schemas replaced so far.
     schema_changes: u64,
     /// Records the decoding threads decoded.
@@ -827,7 +838,7 @@ impl<'c, W: Write> Target<'c, W> {
         let Some(decoders) = self.decoders.as_mut().filter(|d| d.decode_any()) else {
             return Some(blocks);
         };
-        let spares = std::mem::take(&mut self.spare_twins);
+        let spares = self.spare_twins.pop().unwrap_or_default();
         match decoders.send(blocks, spares, Lines::Messages) {
             Ok(()) => {
                 self.handed_out.push_back(self.schema_changes);
@@ -915,7 +926,9 @@ impl<'c, W: Write> Target<'c, W> {
             }
         }
         self.take_run(&twins, &mut run, origin)?;
-        self.spare_twins = twins.into_spares();
+        if self.spare_twins.len() < IN_FLIGHT {
+            self.spare_twins.push(twins.into_spares());
+        }
         let after = before + u64::from(lines);
         if before / AGE_CHECK_LINES != after / AGE_CHECK_LINES {
             self.check_stop()?;
@@ -1343,7 +1356,7 @@ impl<'c, W: Write> Target<'c, W> {
     /// Hands a job of a batch file's blocks to the decoders, which decode them into a
     /// twin of its stream.
     fn send_file_job(&mut self, file: &BatchFile, job: Vec<Arc<Block>>) -> Result<()> {
-        let spares = std::mem::take(&mut self.spare_twins);
+        let spares = self.spare_twins.pop().unwrap_or_default();
         let lines = Lines::Records { stream: file.index };
         let sent = self.decoders.as_mut().map(|d| d.send(job, spares, lines));
         match sent {
