@@ -9,7 +9,7 @@ DIST_BIN := target/dist/target-s3
 STAMP    := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.demo-installed
 
-.PHONY: all build dist wheel venv s3s-fs postgres java demo test unit integration lint bench clean
+.PHONY: all build dist wheel venv s3s-fs postgres java demo test unit integration lint bench bench-shapes clean
 
 all: build
 
@@ -122,6 +122,10 @@ BENCH_BIN := $(BIN)
 
 bench: $(BENCH_BIN) $(STAMP) $(S3S_FS)
 	TARGET_S3_BIN=$(BENCH_BIN) $(PY) bench/run.py
+
+# The shapes table alone (many streams, wide and huge records, into a local folder).
+bench-shapes: $(BENCH_BIN) $(STAMP)
+	TARGET_S3_BIN=$(BENCH_BIN) $(PY) bench/run.py --shapes-only
 
 clean:
 	cargo clean

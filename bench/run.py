@@ -1,7 +1,7 @@
 """`make bench`: records per second and peak memory of target-s3 on a generated stream,
 beside DuckDB turning the same records into Parquet, in the same run.
 
-Usage: python bench/run.py [--records N] [--runs R] [--scale K]
+Usage: python bench/run.py [--records N] [--runs R] [--scale K] [--shapes-only]
 Writes the figures to bench/out/results.json and prints a table. Each target-s3 run
 reads the Singer file on stdin and writes into a local S3-compatible server (s3s-fs,
 or moto where s3s-fs is not installed) on a free loopback port; wall time and peak RSS come from the kernel (wait4) for the
@@ -33,6 +33,21 @@ from harness import (  # noqa: E402
 )
 
 OUT = HERE / "out"
+
+# The "shapes" table: loads other than one narrow stream (bench/shapes.py), into a local
+# folder, with the default settings but for a longer max_line_bytes where a line needs it.
+SHAPE_RUNS = [
+    ("200k records, 1 stream", "streams-1", {}),
+    ("200k, 200 streams interleaved", "streams-200-interleaved", {}),
+    ("200k, 1,000 streams interleaved", "streams-1000-interleaved", {}),
+    ("200k, 5,000 streams interleaved", "streams-5000-interleaved", {}),
+    ("200k, 1,000 streams one after another", "streams-1000-sequential", {}),
+    ("200k, 5,000 streams one after another", "streams-5000-sequential", {}),
+    ("200k, 20,000 streams one after another", "streams-20000-sequential", {}),
+    ("20k records x 1,000 columns", "wide-1000-columns", {}),
+    ("one 50 MiB record (a string)", "huge-string", {}),
+    ("one 50 MiB record (1M-item array)", "huge-array", {}),
+]
 
 
 def measure(cmd, stdin_path=None, stdin_cmd=None, env=None):
@@ -129,12 +144,55 @@ def tables_runs(one: Path, n: int, runs: int, tmp: Path) -> list[dict]:
     return results
 
 
+def shapes_runs(runs: int, tmp: Path) -> list[dict]:
+    """Each shape into a local folder: wall (median), input MB/s, peak RSS (max) and the
+    objects written."""
+    from shapes import path_of
+
+    results = []
+    for name, shape, settings in SHAPE_RUNS:
+        path = path_of(OUT, shape)
+        measured = []
+        for i in range(runs):
+            folder = tmp / f"shape-{shape}-{i}"
+            folder.mkdir()
+            config = tmp / "shape-config.json"
+            config.write_text(json.dumps({"bucket": "bench", "file_type": "parquet", "object_key_path": "bench",
+                                          "aws_endpoint": folder.as_uri(), **settings}))
+            wall, rss, stdout = measure([str(BINARY), "--config", str(config)], path,
+                                        env={**clean_env(), "RUST_LOG": "warn"})
+            assert stdout.strip(), "no STATE written"
+            objects = sum(len(files) for _, _, files in os.walk(folder))
+            measured.append((wall, rss, objects))
+            subprocess.run(["rm", "-rf", str(folder)], check=True)
+        wall = statistics.median(w for w, _, _ in measured)
+        results.append({"name": name, "input_mb": path.stat().st_size / 1e6, "wall_s": wall,
+                        "input_mb_per_s": path.stat().st_size / 1e6 / wall,
+                        "peak_rss_mib": max(r for _, r, _ in measured), "objects": measured[-1][2]})
+    return results
+
+
+def print_shapes(shapes: list[dict]) -> None:
+    print(f"\nshapes, into a local folder\n{'load':42} {'MB':>6} {'wall s':>7} {'MB/s':>7} {'peak RSS MiB':>13} "
+          f"{'objects':>8}")
+    for r in shapes:
+        print(f"{r['name']:42} {r['input_mb']:>6.0f} {r['wall_s']:>7.2f} {r['input_mb_per_s']:>7.0f} "
+              f"{r['peak_rss_mib']:>13.0f} {r['objects']:>8}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scale", type=int, default=5, help="also run 1 stream with the input repeated K times")
+    parser.add_argument("--shapes-only", action="store_true", help="run only the shapes table")
     args = parser.parse_args()
+    if args.shapes_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            shapes = shapes_runs(args.runs, Path(tmp))
+        print_shapes(shapes)
+        (OUT / "shapes.json").write_text(json.dumps(shapes, indent=2) + "\n")
+        return
     n = args.records
     subprocess.run([sys.executable, str(HERE / "generate.py"), str(OUT), str(n)], check=True)
     one, twenty, records = OUT / f"one-{n}.singer", OUT / f"twenty-{n}.singer", OUT / f"records-{n}.jsonl"
@@ -181,6 +239,7 @@ def main() -> None:
         finally:
             server.stop()
         results.extend(tables_runs(one, n, args.runs, Path(tmp)))
+        shapes = shapes_runs(args.runs, Path(tmp))
 
     for r in results:
         r["records_per_s"] = r["records"] / r["wall_s"]
@@ -190,7 +249,9 @@ def main() -> None:
     for r in results:
         print(f"{r['name']:48} {r['records']:>9} {r['wall_s']:>7.2f} {r['records_per_s']:>10,.0f} "
               f"{r['input_mb_per_s']:>7.0f} {r['peak_rss_mib']:>13.0f} {r['vs_duckdb']:>9.2f}")
+    print_shapes(shapes)
     (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (OUT / "shapes.json").write_text(json.dumps(shapes, indent=2) + "\n")
     print(f"\n(x DuckDB: wall time per record relative to DuckDB's; input {input_mb:.0f} MB of Singer lines; "
           f"written to {OUT / 'results.json'})")
 

@@ -69,11 +69,17 @@ pub struct DecodeOptions {
 }
 
 /// The rows of one stream not yet written, with what is needed to decide when to flush.
+///
+/// A batch that holds no rows can be parked (`park`): its column buffers are dropped and
+/// only the schema, the options and the fields it skips stay, so a stream that is done
+/// or idle costs a few hundred bytes, not the buffers it last held. The next record
+/// makes the buffers again.
 pub struct Batch {
     schema: Arc<StreamSchema>,
-    root: StructColumn,
-    /// The metadata columns' values that do not come from the record, when they are on.
-    meta: Option<MetaColumns>,
+    /// The column buffers; None while parked.
+    columns: Option<Box<Columns>>,
+    /// While parked: the fields not in the schema the buffers skipped (see `Skipped`).
+    skipped: Skipped,
     keys: Vec<usize>,
     options: DecodeOptions,
     rows: usize,
@@ -84,21 +90,132 @@ pub struct Batch {
     failure: Option<String>,
 }
 
-impl Batch {
-    pub fn new(schema: Arc<StreamSchema>, options: DecodeOptions) -> Batch {
+/// A batch's column buffers.
+struct Columns {
+    root: StructColumn,
+    /// The metadata columns' values that do not come from the record, when they are on.
+    meta: Option<MetaColumns>,
+}
+
+impl Columns {
+    fn new(schema: &StreamSchema, skipped: &Skipped) -> Box<Columns> {
         let mut root = StructColumn::new(&schema.record_columns(), "");
         // Fields whose properties metadata columns replaced are passed over, never kept.
         root.ignored.extend(schema.replaced.iter().cloned());
+        skipped.apply(&mut root);
+        let meta = schema.metadata_unit().map(MetaColumns::new);
+        Box::new(Columns { root, meta })
+    }
+}
+
+/// The buffers of a batch, made again first if it is parked. (A function of the
+/// fields, so the caller may borrow the batch's other fields beside it.)
+fn unparked<'a>(
+    columns: &'a mut Option<Box<Columns>>,
+    schema: &StreamSchema,
+    skipped: &mut Skipped,
+) -> &'a mut Columns {
+    columns.get_or_insert_with(|| Columns::new(schema, &std::mem::take(skipped)))
+}
+
+/// The fields not in the schema that a batch's struct levels skip, for each level that
+/// skips any (levels numbered in the order `StructColumn::each_level` visits them).
+/// Kept while the batch is parked, and given to twins.
+#[derive(Debug, Clone, Default)]
+struct Skipped(Vec<(usize, HashSet<String>)>);
+
+impl Skipped {
+    fn of(root: &StructColumn) -> Skipped {
+        let mut levels = Vec::new();
+        let mut at = 0;
+        root.each_level(&mut |level| {
+            if !level.ignored.is_empty() {
+                levels.push((at, level.ignored.clone()));
+            }
+            at += 1;
+        });
+        Skipped(levels)
+    }
+
+    /// Adds the skipped fields to the levels of `root` (of the same schema).
+    fn apply(&self, root: &mut StructColumn) {
+        if self.0.is_empty() {
+            return;
+        }
+        let (mut at, mut next) = (0, self.0.iter().peekable());
+        root.each_level_mut(&mut |level| {
+            if let Some((_, fields)) = next.next_if(|(index, _)| *index == at)
+                && level.ignored.len() != fields.len()
+            {
+                level.ignored.extend(fields.iter().cloned());
+            }
+            at += 1;
+        });
+    }
+}
+
+/// What a stream's buffer is made from: its schema, options and the fields it skips.
+/// A decoding thread makes twins from it (`Batch::twin`).
+#[derive(Debug, Clone)]
+pub struct Blueprint {
+    schema: Arc<StreamSchema>,
+    options: DecodeOptions,
+    skipped: Skipped,
+}
+
+impl Blueprint {
+    pub fn schema(&self) -> &Arc<StreamSchema> {
+        &self.schema
+    }
+
+    /// An empty buffer of this blueprint.
+    pub fn build(&self) -> Batch {
+        let mut batch = Batch::new(self.schema.clone(), self.options);
+        if let Some(columns) = &mut batch.columns {
+            self.skipped.apply(&mut columns.root);
+        }
+        batch
+    }
+
+    /// About how many bytes an empty buffer of this blueprint takes (see
+    /// `empty_size`).
+    pub fn empty_size(&self) -> usize {
+        empty_size(&self.schema)
+    }
+}
+
+/// About how many bytes the empty buffers of a schema's columns take: a few hundred
+/// per builder (its type, path and field, and the vectors' first allocations), at
+/// every depth. Measured with a heap profiler on a 12-column schema.
+pub fn empty_size(schema: &StreamSchema) -> usize {
+    fn count(fields: &arrow::datatypes::Fields) -> usize {
+        fields.iter().map(|f| 1 + nested(f.data_type())).sum()
+    }
+    fn nested(data_type: &DataType) -> usize {
+        match data_type {
+            DataType::Struct(fields) => count(fields),
+            DataType::List(item) | DataType::LargeList(item) => 1 + nested(item.data_type()),
+            _ => 0,
+        }
+    }
+    const PER_BUILDER: usize = 384;
+    (1 + count(schema.arrow.fields())) * PER_BUILDER
+}
+
+impl Batch {
+    pub fn new(schema: Arc<StreamSchema>, options: DecodeOptions) -> Batch {
+        let skipped = Skipped::default();
+        let columns = Columns::new(&schema, &skipped);
+        let names = &columns.root.names;
         let keys = schema
             .key_properties
             .iter()
-            .filter_map(|k| root.names.iter().position(|name| name == k))
+            .filter_map(|k| names.iter().position(|name| name == k))
             .collect();
-        let meta = schema.metadata_unit().map(MetaColumns::new);
         Batch {
             schema,
-            root,
-            meta,
+            columns: Some(columns),
+            skipped,
             keys,
             options,
             rows: 0,
@@ -137,8 +254,41 @@ impl Batch {
     /// the last call.
     pub fn take_rounded(&mut self) -> Vec<(String, u64)> {
         let mut out = Vec::new();
-        self.root.take_rounded(&mut out);
+        if let Some(columns) = &mut self.columns {
+            columns.root.take_rounded(&mut out);
+        }
         out
+    }
+
+    /// The buffers made for this batch, made again if it was parked.
+    fn columns(&mut self) -> &mut Columns {
+        unparked(&mut self.columns, &self.schema, &mut self.skipped)
+    }
+
+    /// Drops the column buffers of a batch that holds no rows, keeping what makes them
+    /// again (the schema, the options, the fields skipped). Does nothing to a batch that
+    /// holds rows.
+    pub fn park(&mut self) {
+        if self.rows > 0 {
+            return;
+        }
+        if let Some(columns) = self.columns.take() {
+            self.skipped = Skipped::of(&columns.root);
+        }
+        self.failure = None;
+    }
+
+    /// What a twin of this batch is made from (see `Blueprint`).
+    pub fn blueprint(&self) -> Blueprint {
+        let skipped = match &self.columns {
+            Some(columns) => Skipped::of(&columns.root),
+            None => self.skipped.clone(),
+        };
+        Blueprint {
+            schema: self.schema.clone(),
+            options: self.options,
+            skipped,
+        }
     }
 
     /// Decodes one record (a JSON object) and appends it as a row, or explains why not
@@ -175,7 +325,7 @@ impl Batch {
             marks,
         };
         RootSeed {
-            root: &mut self.root,
+            root: &mut unparked(&mut self.columns, &self.schema, &mut self.skipped).root,
             ctx: &mut ctx,
         }
         .deserialize(d)
@@ -191,7 +341,7 @@ impl Batch {
             return false;
         }
         let skip_ignored = !self.options.refuse_unknown_fields;
-        let decoded = self.root.plain_fields(scanner, skip_ignored);
+        let decoded = self.columns().root.plain_fields(scanner, skip_ignored);
         if !decoded {
             self.discard_row();
         }
@@ -224,14 +374,17 @@ impl Batch {
     ) -> Result<(), String> {
         let failure = self.failure.take();
         let checked = match (decoded, failure) {
-            (true, _) => self.check_keys().and_then(|()| match &mut self.meta {
-                Some(meta) => meta.push(envelope),
-                None => Ok(()),
-            }),
+            (true, _) => self
+                .check_keys()
+                .and_then(|()| match &mut self.columns().meta {
+                    Some(meta) => meta.push(envelope),
+                    None => Ok(()),
+                }),
             (false, reason) => Err(reason.unwrap_or_else(|| "the record is not valid JSON".into())),
         };
         if checked.is_err() {
-            self.root.truncate(self.rows);
+            let rows = self.rows;
+            self.columns().root.truncate(rows);
             return checked;
         }
         self.rows += 1;
@@ -243,15 +396,21 @@ impl Batch {
     /// Drops whatever a failed decode left of the row being built.
     pub fn discard_row(&mut self) {
         self.failure = None;
-        self.root.truncate(self.rows);
+        if let Some(columns) = &mut self.columns {
+            columns.root.truncate(self.rows);
+        }
     }
 
     fn check_keys(&self) -> Result<(), String> {
+        let Some(columns) = &self.columns else {
+            return Err("no row was decoded".into());
+        };
+        let root = &columns.root;
         for &key in &self.keys {
-            if self.root.children[key].is_null(self.rows) {
+            if root.children[key].is_null(self.rows) {
                 return Err(format!(
                     "record has no value for key property {:?}",
-                    self.root.names[key]
+                    root.names[key]
                 ));
             }
         }
@@ -260,15 +419,16 @@ impl Batch {
 
     /// Hands out the buffered rows and empties the buffer.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
-        let mut arrays = self.root.finish_children()?;
+        let columns = unparked(&mut self.columns, &self.schema, &mut self.skipped);
+        let mut arrays = columns.root.finish_children()?;
         // The undeclared fields' column is the root's last child, and the file's last
         // column before the metadata columns.
-        let extra = if self.root.has_extra {
+        let extra = if columns.root.has_extra {
             arrays.pop()
         } else {
             None
         };
-        if let Some(meta) = &mut self.meta {
+        if let Some(meta) = &mut columns.meta {
             let no_deleted_at = || ArrowError::SchemaError("no _sdc_deleted_at column".into());
             let deleted_at = arrays.pop().ok_or_else(no_deleted_at)?;
             arrays.extend(extra);
@@ -291,22 +451,21 @@ impl Batch {
     /// with metadata columns (sequence numbers, the envelope) or lenient checks (which
     /// the plain decoder leaves to the full one anyway).
     pub fn splittable(&self) -> bool {
-        self.meta.is_none() && !self.options.lenient
+        self.schema.metadata_unit().is_none() && !self.options.lenient
     }
 
     /// An empty buffer of the same schema and options that skips the same fields not in
     /// the schema, for decoding on another thread.
     pub fn twin(&self) -> Batch {
-        let mut twin = Batch::new(self.schema.clone(), self.options);
-        twin.root.copy_ignored(&self.root);
-        twin
+        self.blueprint().build()
     }
 
     /// Empties a twin for reuse, keeping its buffers' room, and brings its list of
-    /// skipped fields up to date with `of`.
-    pub fn reset_twin(&mut self, of: &Batch) {
-        self.root.truncate(0);
-        self.root.copy_ignored(&of.root);
+    /// skipped fields up to date with `of` (of the same schema).
+    pub fn reset_twin(&mut self, of: &Blueprint) {
+        let root = &mut self.columns().root;
+        root.truncate(0);
+        of.skipped.apply(root);
         self.rows = 0;
         self.bytes = 0;
         self.first_line = None;
@@ -323,7 +482,10 @@ impl Batch {
         bytes: usize,
     ) -> Result<(), String> {
         let count = rows.len();
-        self.root.extend_from(&twin.root, rows)?;
+        let Some(theirs) = &twin.columns else {
+            return Err("the twin holds no rows".into());
+        };
+        self.columns().root.extend_from(&theirs.root, rows)?;
         self.rows += count;
         self.bytes += bytes;
         self.first_line.get_or_insert(first_line);
@@ -556,7 +718,8 @@ enum Kind {
         valid: Validity,
         kind: TextKind,
     },
-    Struct(StructColumn),
+    // Boxed: a struct's buffers are large, and every builder is as large as its kind.
+    Struct(Box<StructColumn>),
     List {
         offsets: Vec<i32>,
         item: Box<Builder>,
@@ -598,7 +761,9 @@ impl Builder {
             ColumnType::Timestamp(unit) => Kind::Timestamp(Fixed::new(), *unit),
             ColumnType::Date => Kind::Date(Fixed::new()),
             ColumnType::Time => Kind::Time(Fixed::new()),
-            ColumnType::Struct(columns) => Kind::Struct(StructColumn::new(columns, &path)),
+            ColumnType::Struct(columns) => {
+                Kind::Struct(Box::new(StructColumn::new(columns, &path)))
+            }
             ColumnType::List(item) => Kind::List {
                 offsets: vec![0],
                 item: Box::new(Builder::new(item, format!("{path}[]"))),
@@ -700,10 +865,19 @@ impl Builder {
         }
     }
 
-    fn copy_ignored(&mut self, other: &Builder) {
-        match (&mut self.kind, &other.kind) {
-            (Kind::Struct(s), Kind::Struct(o)) => s.copy_ignored(o),
-            (Kind::List { item, .. }, Kind::List { item: o, .. }) => item.copy_ignored(o),
+    /// Visits the struct levels in this column (see `StructColumn::each_level`).
+    fn each_level(&self, visit: &mut dyn FnMut(&StructColumn)) {
+        match &self.kind {
+            Kind::Struct(s) => s.each_level(visit),
+            Kind::List { item, .. } => item.each_level(visit),
+            _ => {}
+        }
+    }
+
+    fn each_level_mut(&mut self, visit: &mut dyn FnMut(&mut StructColumn)) {
+        match &mut self.kind {
+            Kind::Struct(s) => s.each_level_mut(visit),
+            Kind::List { item, .. } => item.each_level_mut(visit),
             _ => {}
         }
     }
@@ -1133,13 +1307,19 @@ impl StructColumn {
         Ok(())
     }
 
-    /// Takes `other`'s fields not in the schema (already warned about), at every level.
-    fn copy_ignored(&mut self, other: &StructColumn) {
-        if self.ignored.len() != other.ignored.len() {
-            self.ignored.clone_from(&other.ignored);
+    /// Visits this level, then the struct levels within its children in order (inside
+    /// lists too): the same order for every buffer of one schema.
+    fn each_level(&self, visit: &mut dyn FnMut(&StructColumn)) {
+        visit(self);
+        for child in &self.children {
+            child.each_level(visit);
         }
-        for (child, theirs) in self.children.iter_mut().zip(&other.children) {
-            child.copy_ignored(theirs);
+    }
+
+    fn each_level_mut(&mut self, visit: &mut dyn FnMut(&mut StructColumn)) {
+        visit(self);
+        for child in &mut self.children {
+            child.each_level_mut(visit);
         }
     }
 
@@ -1667,7 +1847,7 @@ mod tests {
                 plain.end_row(true, line as u64, record.len(), NONE)
             } else {
                 assert_eq!(
-                    plain.root.children[0].len(),
+                    plain.columns().root.children[0].len(),
                     rows,
                     "a declined record left a trace"
                 );
@@ -1802,7 +1982,7 @@ mod tests {
                     .unwrap();
                 at = end;
             }
-            twin.reset_twin(&taken);
+            twin.reset_twin(&taken.blueprint());
         }
         assert_eq!(line, records.len());
         assert_eq!(

@@ -371,7 +371,7 @@ pub const SETTINGS: &[Setting] = &[
         setting(
             "max_buffer_bytes",
             Kind::Integer { min: 1024 },
-            "Memory budget, in bytes of record JSON, for the records all streams hold before encoding, plus one part per open object; past it the largest buffer is encoded first, and the least recently written object completed when too many are open.",
+            "Memory budget, in bytes of record JSON, for the records all streams hold before encoding, plus one part per open object and the empty column buffers of each stream holding records; past it the largest buffer is encoded first, and the least recently written object completed when too many are open.",
         ),
         "67108864",
     ),

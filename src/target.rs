@@ -30,7 +30,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::Utc;
 use parquet::file::metadata::ParquetMetaData;
 
-use crate::batch::{Batch, BatchOf};
+use crate::batch::{Batch, BatchOf, empty_size};
 use crate::batch_files::{Encoding, Opener};
 use crate::config::{Config, InvalidRecords, Limits, LoadMethod};
 use crate::dialect;
@@ -40,7 +40,7 @@ use crate::input::{self, Block, Blocks, LineText, Next};
 use crate::mage;
 use crate::metadata::{self, Envelope};
 use crate::object_key::{KeyBuilder, ObjectKind};
-use crate::parallel::{DECODERS, Decoders, Done, IN_FLIGHT, Lines, Step, Twin};
+use crate::parallel::{DECODERS, Decoders, Done, IN_FLIGHT, Lines, Step, Twin, Twins};
 use crate::partition::Partitioner;
 use crate::protocol::{self, Message, Record};
 use crate::publish::{self, Destination, StoredObject, StreamEnd, plural};
@@ -201,6 +201,9 @@ struct Stream {
     /// Records and bytes of record JSON taken so far, for progress lines.
     records: u64,
     bytes: u64,
+    /// About what the buffer's columns take while it holds rows (see `empty_size`),
+    /// besides the rows.
+    empty_size: usize,
     batch: Batch,
     /// How `partition_by` splits its rows; None: not partitioned.
     partitioner: Option<Partitioner>,
@@ -221,6 +224,7 @@ impl Stream {
             name: name.to_owned(),
             records: 0,
             bytes: 0,
+            empty_size: empty_size(batch.schema()),
             batch,
             partitioner,
             objects: HashMap::new(),
@@ -228,6 +232,15 @@ impl Stream {
             rejected: Rejected::default(),
             started: None,
             table_version: None,
+        }
+    }
+
+    /// What its buffer holds against the memory budget: the rows' input bytes and,
+    /// while there are any, the buffer's columns.
+    fn held(&self) -> usize {
+        match self.batch.rows() {
+            0 => 0,
+            _ => self.batch.bytes() + self.empty_size,
         }
     }
 
@@ -343,33 +356,38 @@ fn flush_due(limits: &Limits, fullest: (usize, usize), held: (usize, usize)) -> 
     }
 }
 
-/// Twins of the streams' buffers for the decoders, reusing `spares` where they are of
-/// the same schema; None for a stream whose rows must be decoded here.
-fn twins_of(streams: &[Stream], mut spares: Vec<Option<Twin>>) -> Vec<Option<Twin>> {
-    spares.resize_with(streams.len(), || None);
-    streams
-        .iter()
-        .zip(spares)
-        .map(|(stream, spare)| twin_of(stream, spare))
-        .collect()
+/// Twin rows waiting to be taken into their streams' buffers: per stream, a range of
+/// its twin's rows and their input bytes. Sized to the streams in the run, not to all.
+#[derive(Default)]
+struct Pending {
+    runs: Vec<(usize, (Range<usize>, usize))>,
+    slots: HashMap<usize, usize>,
+    /// The last stream asked for and its slot: rows come in runs of one stream.
+    last: Option<(usize, usize)>,
 }
 
-fn twin_of(stream: &Stream, spare: Option<Twin>) -> Option<Twin> {
-    if !stream.batch.splittable() {
-        return None;
+impl Pending {
+    /// The pending rows of stream `stream`, starting empty at twin row `row`.
+    fn of(&mut self, stream: usize, row: usize) -> &mut (Range<usize>, usize) {
+        let slot = match self.last {
+            Some((last, slot)) if last == stream => slot,
+            _ => {
+                let runs = &mut self.runs;
+                let slot = *self.slots.entry(stream).or_insert_with(|| {
+                    runs.push((stream, (row..row, 0)));
+                    runs.len() - 1
+                });
+                self.last = Some((stream, slot));
+                slot
+            }
+        };
+        &mut self.runs[slot].1
     }
-    let same_schema = |t: &Twin| Arc::ptr_eq(t.batch.schema(), stream.batch.schema());
-    match spare.filter(same_schema) {
-        Some(mut twin) => {
-            twin.batch.reset_twin(&stream.batch);
-            twin.rows.clear();
-            Some(twin)
-        }
-        None => Some(Twin {
-            name: stream.name.clone(),
-            batch: stream.batch.twin(),
-            rows: Vec::new(),
-        }),
+
+    fn drain(&mut self) -> impl Iterator<Item = (usize, (Range<usize>, usize))> + '_ {
+        self.slots.clear();
+        self.last = None;
+        self.runs.drain(..)
     }
 }
 
@@ -604,7 +622,8 @@ struct Target<'c, W> {
     held: Option<String>,
     output: W,
     summary: Summary,
-    /// Input bytes of the records all streams hold before encoding.
+    /// Input bytes of the records all streams hold before encoding, and the empty size
+    /// of each buffer that holds any (`Stream::held`).
     buffered: usize,
     /// ACTIVATE_VERSION of streams whose SCHEMA has not arrived yet.
     early_versions: HashMap<String, i64>,
@@ -618,8 +637,9 @@ struct Target<'c, W> {
     /// For each job out at the decoders, oldest first, the schemas replaced before it
     /// was handed out: its rows are good only if none was replaced since.
     handed_out: VecDeque<u64>,
-    /// Twin buffers back from the decoders, by stream, for later blocks.
-    spare_twins: Vec<Vec<Option<Twin>>>,
+    /// Twin buffers back from the decoders, a list per job, for later jobs (each job
+    /// out gets one: a twin reused keeps the room its vectors grew to).
+    spare_twins: Vec<Vec<Twin>>,
     /// Schemas replaced so far.
     schema_changes: u64,
     /// Records the decoding threads decoded.
@@ -843,15 +863,11 @@ impl<'c, W: Write> Target<'c, W> {
     /// Hands `blocks` to the decoders with a twin of every stream they may decode, or
     /// gives them back when there is none (or no decoders).
     fn send_job(&mut self, blocks: Vec<Arc<Block>>) -> Option<Vec<Arc<Block>>> {
-        let Some(decoders) = self.decoders.as_mut() else {
+        let Some(decoders) = self.decoders.as_mut().filter(|d| d.decode_any()) else {
             return Some(blocks);
         };
         let spares = self.spare_twins.pop().unwrap_or_default();
-        let twins = twins_of(&self.streams.list, spares);
-        if twins.iter().all(Option::is_none) {
-            return Some(blocks);
-        }
-        match decoders.send(blocks, twins, Lines::Messages) {
+        match decoders.send(blocks, spares, Lines::Messages) {
             Ok(()) => {
                 self.handed_out.push_back(self.schema_changes);
                 None
@@ -902,7 +918,7 @@ impl<'c, W: Write> Target<'c, W> {
         &mut self,
         source: Source,
         blocks: &[Arc<Block>],
-        twins: Vec<Option<Twin>>,
+        twins: Twins,
         steps: Vec<Step>,
         (before, lines): (u64, u32),
     ) -> Result<u64> {
@@ -910,16 +926,14 @@ impl<'c, W: Write> Target<'c, W> {
             Source::Input => Origin::After(before),
             Source::File(file) => Origin::Line(file.line),
         };
-        let mut taken = vec![0; twins.len()];
+        // Rows of each twin taken so far.
+        let mut taken: HashMap<usize, usize> = HashMap::new();
         // Runs of rows between lines left to the run, as (stream, twin rows).
         let mut run = Vec::new();
         for step in steps {
             match step {
                 Step::Rows { stream, count } => {
-                    let Some(first) = taken.get_mut(stream) else {
-                        let lost = "a decoding thread gave rows of a stream it was not given";
-                        return Err(Error::Encode(lost.into()));
-                    };
+                    let first = taken.entry(stream).or_insert(0);
                     run.push((stream, *first..*first + count));
                     *first += count;
                 }
@@ -940,7 +954,9 @@ impl<'c, W: Write> Target<'c, W> {
             }
         }
         self.take_run(&twins, &mut run, origin)?;
-        self.spare_twins.push(twins);
+        if self.spare_twins.len() < IN_FLIGHT {
+            self.spare_twins.push(twins.into_spares());
+        }
         let after = before + u64::from(lines);
         if before / AGE_CHECK_LINES != after / AGE_CHECK_LINES {
             self.check_stop()?;
@@ -973,26 +989,31 @@ impl<'c, W: Write> Target<'c, W> {
     /// changes nothing, so each stream's rows are taken at once.
     fn take_run(
         &mut self,
-        twins: &[Option<Twin>],
+        twins: &Twins,
         run: &mut Vec<(usize, Range<usize>)>,
         origin: Origin,
     ) -> Result<()> {
         if run.is_empty() {
             return Ok(());
         }
-        let mut pending: Vec<Option<(Range<usize>, usize)>> = vec![None; twins.len()];
+        let mut pending = Pending::default();
         let mut pending_bytes = 0;
         for (index, rows) in run.drain(..) {
-            let Some(Some(twin)) = twins.get(index) else {
+            let Some(twin) = twins.get(index) else {
                 let lost = "a decoding thread gave rows without their buffer";
                 return Err(Error::Encode(lost.into()));
             };
             for row in rows {
                 let bytes = twin.rows[row].1;
-                let mine = pending[index].get_or_insert((row..row, 0));
+                let mine = pending.of(index, row);
+                let stream = &self.streams.list[index];
+                // The budget counts as `count_records` will: an empty buffer's first row
+                // brings its columns.
+                if mine.0.is_empty() && stream.batch.rows() == 0 {
+                    pending_bytes += stream.empty_size;
+                }
                 (mine.0.end, mine.1) = (row + 1, mine.1 + bytes);
                 pending_bytes += bytes;
-                let stream = &self.streams.list[index];
                 let held = (
                     stream.batch.rows() + mine.0.len(),
                     stream.batch.bytes() + mine.1,
@@ -1010,14 +1031,9 @@ impl<'c, W: Write> Target<'c, W> {
     }
 
     /// Takes each stream's pending twin rows into its buffer.
-    fn take_pending(
-        &mut self,
-        twins: &[Option<Twin>],
-        pending: &mut [Option<(Range<usize>, usize)>],
-        origin: Origin,
-    ) -> Result<()> {
-        for (index, taken) in pending.iter_mut().enumerate() {
-            let (Some((rows, bytes)), Some(Some(twin))) = (taken.take(), twins.get(index)) else {
+    fn take_pending(&mut self, twins: &Twins, pending: &mut Pending, origin: Origin) -> Result<()> {
+        for (index, (rows, bytes)) in pending.drain() {
+            let Some(twin) = twins.get(index) else {
                 continue;
             };
             let first_line = origin.line_of(twin.rows[rows.start].0);
@@ -1137,6 +1153,7 @@ impl<'c, W: Write> Target<'c, W> {
                 self.complete(stream)?;
                 self.schema_changes += 1;
                 if let Some(known) = self.streams.get_mut(stream) {
+                    known.empty_size = empty_size(batch.schema());
                     known.batch = batch;
                     known.partitioner = partitioner;
                 }
@@ -1146,6 +1163,9 @@ impl<'c, W: Write> Target<'c, W> {
                 new.table_version = self.early_versions.remove(stream);
                 self.streams.insert(new);
             }
+        }
+        if let Some(index) = self.streams.position(stream) {
+            self.replan(index);
         }
         self.open_table(stream, line)?;
         self.open_glue_table(stream, line)
@@ -1181,6 +1201,17 @@ impl<'c, W: Write> Target<'c, W> {
             Error::Config(message) => Error::input(line, Some(stream), message),
             other => other,
         })
+    }
+
+    /// Tells the decoding threads how stream `index`'s records are decoded from now on:
+    /// after its SCHEMA, and when its buffer skips new fields.
+    fn replan(&mut self, index: usize) {
+        let Some(decoders) = self.decoders.as_mut() else {
+            return;
+        };
+        let stream = &self.streams.list[index];
+        let blueprint = stream.batch.splittable().then(|| stream.batch.blueprint());
+        decoders.plan(index, &stream.name, blueprint);
     }
 
     /// With Iceberg tables: the stream's table, made or widened for its columns.
@@ -1241,12 +1272,16 @@ impl<'c, W: Write> Target<'c, W> {
         raw_line: &str,
     ) -> Result<()> {
         let stream = &mut self.streams.list[index];
-        for field in stream.batch.take_newly_ignored() {
+        let ignored = stream.batch.take_newly_ignored();
+        for field in &ignored {
             let name = &stream.name;
             tracing::warn!("stream {name:?}: field {field:?} is not in the schema; ignored");
         }
+        if !ignored.is_empty() {
+            self.replan(index);
+        }
         if let Err(reason) = appended {
-            let name = stream.name.clone();
+            let name = self.streams.list[index].name.clone();
             return self.on_invalid(&name, reason, line, raw_line);
         }
         self.count_records(index, 1, bytes);
@@ -1379,16 +1414,12 @@ impl<'c, W: Write> Target<'c, W> {
         Ok(at)
     }
 
-    /// Hands a job of a batch file's blocks to the decoders, with a twin of its stream.
+    /// Hands a job of a batch file's blocks to the decoders, which decode them into a
+    /// twin of its stream.
     fn send_file_job(&mut self, file: &BatchFile, job: Vec<Arc<Block>>) -> Result<()> {
-        // Only the file's stream has a twin; the spare list's others are dropped.
-        let mut twins = self.spare_twins.pop().unwrap_or_default();
-        twins.resize_with(self.streams.list.len(), || None);
-        let spare = twins[file.index].take();
-        twins.iter_mut().for_each(|twin| *twin = None);
-        twins[file.index] = twin_of(&self.streams.list[file.index], spare);
+        let spares = self.spare_twins.pop().unwrap_or_default();
         let lines = Lines::Records { stream: file.index };
-        let sent = self.decoders.as_mut().map(|d| d.send(job, twins, lines));
+        let sent = self.decoders.as_mut().map(|d| d.send(job, spares, lines));
         match sent {
             Some(Ok(())) => Ok(()),
             _ => Err(Error::Encode(
@@ -1517,6 +1548,9 @@ impl<'c, W: Write> Target<'c, W> {
         stream.records += rows as u64;
         stream.bytes += bytes as u64;
         self.buffered += bytes;
+        if stream.batch.rows() == rows {
+            self.buffered += stream.empty_size;
+        }
         stream.started.get_or_insert_with(Instant::now);
     }
 
@@ -1575,11 +1609,12 @@ impl<'c, W: Write> Target<'c, W> {
             );
         }
         let (rows, bytes) = (stream.batch.rows(), stream.batch.bytes());
+        let held = stream.held();
         let batch = stream
             .batch
             .finish()
             .map_err(|e| Error::Encode(e.to_string()))?;
-        self.buffered -= bytes;
+        self.buffered -= held;
         let Some(partitioner) = &stream.partitioner else {
             return self.write_part(name, "", batch, first_line, (rows, bytes));
         };
@@ -1766,6 +1801,12 @@ impl<'c, W: Write> Target<'c, W> {
                 media: crate::encode::JSONL,
             })?;
         }
+        // Its objects are on their way: the stream keeps only its schema and counters
+        // until its next record.
+        if let Some(stream) = self.streams.get_mut(name) {
+            stream.batch.park();
+            stream.objects.shrink_to_fit();
+        }
         self.collect(false)
     }
 
@@ -1773,7 +1814,7 @@ impl<'c, W: Write> Target<'c, W> {
     /// the heaviest stream's object until back within it.
     fn keep_within_budget(&mut self) -> Result<()> {
         let part = self.limits.part_size;
-        let weight = |s: &Stream| s.batch.bytes() + s.objects.len() * part;
+        let weight = |s: &Stream| s.held() + s.objects.len() * part;
         while self.over_budget(0) {
             let heaviest = self
                 .streams

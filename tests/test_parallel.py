@@ -143,3 +143,57 @@ def test_memory_budget_acts_on_the_same_records_with_two_threads(server, bucket)
         stored_by[parallel] = stored(server, bucket, prefix + "/")
     assert len(stored_by[False]) >= 10
     assert stored_by[True] == stored_by[False]
+
+
+@pytest.mark.parametrize("order", ["interleaved", "one after another"])
+def test_many_streams_under_a_budget_store_every_record_once_in_order(server, bucket, order):
+    """Hundreds of streams with a budget that completes objects all the time: a stream
+    whose objects are completed drops its buffers and makes them again at its next
+    record (on either thread), which must change nothing: the same objects with one
+    thread or two, each stream's records in input order, and a field not in the
+    schema warned about once per stream however often its buffer was dropped."""
+    rng = random.Random(9)
+    streams, records = 400, 24_000
+    per = records // streams
+    lines, with_unknown = [], set()
+    if order == "interleaved":
+        lines += [json.dumps({"type": "SCHEMA", "stream": f"s{i:03d}", "key_properties": ["id"],
+                              "schema": B_SCHEMA}) for i in range(streams)]
+    for n in range(records):
+        s = n % streams if order == "interleaved" else n // per
+        if order != "interleaved" and n % per == 0:
+            lines.append(json.dumps({"type": "SCHEMA", "stream": f"s{s:03d}", "key_properties": ["id"],
+                                     "schema": B_SCHEMA}))
+        record = {"id": n, "ok": rng.random() < 0.5, "o": {"k": "v" * rng.randrange(1200)}}
+        if s % 10 == 0 and n >= records // 2:
+            record["unknown"] = n
+            with_unknown.add(s)
+        lines.append(json.dumps({"type": "RECORD", "stream": f"s{s:03d}", "record": record}))
+        if (n + 1) % 2000 == 0:
+            lines.append(json.dumps({"type": "STATE", "value": {"at": n + 1}}))
+    text = "\n".join(lines) + "\n"
+    stored_by, warned = {}, {}
+    for parallel in (False, True):
+        prefix = f"many-{parallel}"
+        config = base_config(server, bucket, file_type="csv", object_key_path=prefix,
+                             max_buffer_bytes=10 * 1024 * 1024, parallel_decoding=parallel)
+        run = run_target(config, text)
+        assert run.returncode == 0, run.stderr
+        assert run.states[-1] == {"at": records}
+        stored_by[parallel] = stored(server, bucket, prefix + "/")
+        warned[parallel] = warnings(run.stderr)
+    assert stored_by[True] == stored_by[False]
+    assert warned[True] == warned[False]
+    unknown = [w for w in warned[False] if 'field "unknown" is not in the schema' in w]
+    assert len(unknown) == len(with_unknown), unknown
+    ids_by_stream = {}
+    for folder, body in stored_by[False]:
+        rows = body.decode().splitlines()[1:]
+        ids_by_stream.setdefault(folder, []).extend(int(row.split(",")[0]) for row in rows)
+    assert len(ids_by_stream) == streams
+    if order == "interleaved":
+        assert len(stored_by[False]) > streams, "the budget must complete objects before the end"
+    for folder, ids in ids_by_stream.items():
+        s = int(folder.rsplit("s", 1)[1])
+        expected = list(range(s, records, streams)) if order == "interleaved" else list(range(s * per, (s + 1) * per))
+        assert ids == expected, folder
