@@ -45,6 +45,7 @@ use crate::encode::{CsvDialect, FileType};
 use crate::error::{Error, Result};
 use crate::schema::{ColumnType, StreamSchema, file_columns};
 use crate::store::s3::describe;
+use crate::tables;
 
 /// The `glue_*` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -612,14 +613,7 @@ impl Glue {
 
     /// Streams with partitions waiting to be added.
     pub fn waiting(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .streams
-            .iter()
-            .filter(|(_, t)| !t.pending.is_empty())
-            .map(|(name, _)| name.clone())
-            .collect();
-        names.sort();
-        names
+        tables::waiting(&self.streams, |t| !t.pending.is_empty())
     }
 
     /// Adds the stream's waiting partitions to its table. Partitions that exist already
@@ -907,27 +901,27 @@ mod tests {
         columns.iter().map(|(_, t)| t.as_str()).collect()
     }
 
+    /// What `every_type` becomes in a Parquet (portable) or JSONL table alike.
+    const EVERY_TYPE_COLUMNS: [&str; 12] = [
+        "bigint",
+        "double",
+        "decimal(11,2)",
+        "string",
+        "boolean",
+        "string",
+        "timestamp",
+        "date",
+        "string",
+        "string",
+        "array<date>",
+        "struct<zip:bigint,l:array<double>>",
+    ];
+
     #[test]
     fn parquet_types_are_what_the_portable_encoder_writes() {
         let got = columns(every_type(), FileType::Parquet, true);
         assert_eq!(got[0].0, "id");
-        assert_eq!(
-            types(&got),
-            [
-                "bigint",
-                "double",
-                "decimal(11,2)",
-                "string",
-                "boolean",
-                "string",
-                "timestamp",
-                "date",
-                "string",
-                "string",
-                "array<date>",
-                "struct<zip:bigint,l:array<double>>",
-            ]
-        );
+        assert_eq!(types(&got), EVERY_TYPE_COLUMNS);
     }
 
     #[test]
@@ -950,23 +944,7 @@ mod tests {
     #[test]
     fn jsonl_types_read_the_json_text() {
         let got = columns(every_type(), FileType::Jsonl, false);
-        assert_eq!(
-            types(&got),
-            [
-                "bigint",
-                "double",
-                "decimal(11,2)",
-                "string",
-                "boolean",
-                "string",
-                "timestamp",
-                "date",
-                "string",
-                "string",
-                "array<date>",
-                "struct<zip:bigint,l:array<double>>",
-            ]
-        );
+        assert_eq!(types(&got), EVERY_TYPE_COLUMNS);
         // Undeclared fields are merged back into the JSON object: no column of their own.
         let extra = json!({"id": {"type": "integer"}, "o": {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": true}});
         let text = json!({ "properties": extra, "additionalProperties": true }).to_string();

@@ -57,6 +57,18 @@ pub struct TableSettings {
 /// A stream's (or the `table` setting's) table name: lower case, and every character
 /// but letters, digits and `_` made `_`, the names every catalog accepts (S3 Tables and
 /// Glue allow no others), as other loaders name tables.
+/// The streams of a catalog's map whose tables have work waiting, in name order (so
+/// commits and partition requests go out in the same order every run).
+pub fn waiting<T>(streams: &HashMap<String, T>, has_work: impl Fn(&T) -> bool) -> Vec<String> {
+    let mut names: Vec<String> = streams
+        .iter()
+        .filter(|(_, t)| has_work(t))
+        .map(|(name, _)| name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
 pub fn table_name(stream: &str) -> String {
     let name: String = stream
         .chars()
@@ -276,14 +288,7 @@ impl Tables {
 
     /// Streams with files waiting for a commit.
     pub fn waiting(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .streams
-            .iter()
-            .filter(|(_, t)| !t.pending.is_empty())
-            .map(|(name, _)| name.clone())
-            .collect();
-        names.sort();
-        names
+        waiting(&self.streams, |t| !t.pending.is_empty())
     }
 }
 
