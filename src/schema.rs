@@ -25,7 +25,8 @@
 //! lists those fields in the struct's place.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Weak};
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use serde_json::{Map, Value};
@@ -312,8 +313,9 @@ fn metadata_type(name: &str, unit: TimeUnit) -> ColumnType {
 pub struct StreamSchema {
     /// The stream's name, as the SCHEMA message gives it.
     pub stream: String,
-    /// The stream's own columns.
-    pub columns: Vec<Column>,
+    /// The stream's own columns (shared with streams of the same schema, see
+    /// `SharedSchemas`).
+    pub columns: Arc<Vec<Column>>,
     /// With `add_metadata_columns`, the metadata columns in file order (else empty).
     pub metadata: Vec<Column>,
     /// The columns stamped with the time a chunk is handed on for encoding, last in the
@@ -330,6 +332,38 @@ pub struct StreamSchema {
     /// What the run should say once about how the schema was read (a `$ref` that
     /// refers to itself, one that cannot be followed).
     pub notes: Vec<String>,
+}
+
+/// The parsed columns and Arrow schemas of the streams, shared between streams whose
+/// SCHEMAs give the same ones: a database tap sends the same schema for many tables,
+/// and each parsed copy costs a few KB for every stream ever seen. Held weakly, so a
+/// schema no stream uses any more is freed.
+#[derive(Default)]
+pub struct SharedSchemas(HashMap<u64, Vec<Held>>);
+
+/// A shared schema's columns and Arrow schema, while a stream uses them.
+type Held = (Weak<Vec<Column>>, Weak<Schema>);
+
+impl SharedSchemas {
+    /// `schema`, with its columns and Arrow schema replaced by equal ones already held.
+    pub fn share(&mut self, mut schema: StreamSchema) -> StreamSchema {
+        let mut hasher = DefaultHasher::new();
+        schema.arrow.hash(&mut hasher);
+        let held = self.0.entry(hasher.finish()).or_default();
+        held.retain(|(columns, arrow)| columns.strong_count() > 0 && arrow.strong_count() > 0);
+        let equal = held.iter().find_map(|(columns, arrow)| {
+            let (columns, arrow) = (columns.upgrade()?, arrow.upgrade()?);
+            (columns == schema.columns && arrow == schema.arrow).then_some((columns, arrow))
+        });
+        match equal {
+            Some((columns, arrow)) => (schema.columns, schema.arrow) = (columns, arrow),
+            None => held.push((
+                Arc::downgrade(&schema.columns),
+                Arc::downgrade(&schema.arrow),
+            )),
+        }
+        schema
+    }
 }
 
 impl PartialEq for StreamSchema {
@@ -427,7 +461,7 @@ impl StreamSchema {
         Ok(StreamSchema {
             stream: stream.to_owned(),
             arrow: Arc::new(Schema::new(fields)),
-            columns,
+            columns: Arc::new(columns),
             metadata,
             mage,
             replaced,
@@ -457,7 +491,7 @@ impl StreamSchema {
     /// that column is the field itself (else the field is inside it, a struct or list
     /// that is not flattened, and only a type for the whole value reaches it).
     pub fn override_key(&self, path: &str) -> (String, bool) {
-        let mut columns = &self.columns;
+        let mut columns: &Vec<Column> = &self.columns;
         let mut key = String::new();
         let mut rest = path;
         loop {
@@ -1503,5 +1537,22 @@ mod tests {
         let e = StreamSchema::from_json("s", schema, &[], &options(Some(HeaderCase::Lower)))
             .unwrap_err();
         assert!(e.contains("\"name\""), "{e}");
+    }
+
+    #[test]
+    fn equal_schemas_share_their_columns_and_arrow_schema() {
+        let mut shared = SharedSchemas::default();
+        let one = r#"{"properties": {"id": {"type": "integer"}, "name": {"type": "string"}}}"#;
+        let other = r#"{"properties": {"id": {"type": "string"}}}"#;
+        let a = shared.share(stream(one));
+        let b = shared.share(StreamSchema::from_json("t", one, &[], &options(None)).unwrap());
+        let c = shared.share(stream(other));
+        assert!(Arc::ptr_eq(&a.columns, &b.columns) && Arc::ptr_eq(&a.arrow, &b.arrow));
+        assert_eq!((a.stream.as_str(), b.stream.as_str()), ("s", "t"));
+        assert!(!Arc::ptr_eq(&a.columns, &c.columns));
+        // Once no stream uses a schema, it is not kept.
+        drop((a, b));
+        let d = shared.share(stream(one));
+        assert_eq!(Arc::strong_count(&d.columns), 1);
     }
 }

@@ -45,7 +45,7 @@ use crate::partition::Partitioner;
 use crate::protocol::{self, Message, Record};
 use crate::publish::{self, Destination, StoredObject, StreamEnd, plural};
 use crate::scan::same;
-use crate::schema::StreamSchema;
+use crate::schema::{SharedSchemas, StreamSchema};
 use crate::sink::{Job, Sink};
 use crate::state::StateTracker;
 use crate::stop::{self, Brake};
@@ -642,6 +642,8 @@ struct Target<'c, W> {
     spare_twins: Vec<Vec<Twin>>,
     /// Schemas replaced so far.
     schema_changes: u64,
+    /// The parsed schemas streams share (see `SharedSchemas`).
+    shared_schemas: SharedSchemas,
     /// Records the decoding threads decoded.
     helped: u64,
     /// Opens the files BATCH messages name.
@@ -710,6 +712,7 @@ impl<'c, W: Write> Target<'c, W> {
             handed_out: VecDeque::new(),
             spare_twins: Vec::new(),
             schema_changes: 0,
+            shared_schemas: SharedSchemas::default(),
             helped: 0,
             batch_files,
             warned_undeclared_gzip: false,
@@ -1130,6 +1133,7 @@ impl<'c, W: Write> Target<'c, W> {
         self.keys.claim_folder(stream).map_err(refused)?;
         let parsed =
             StreamSchema::from_json(stream, schema, keys, &self.config.types).map_err(refused)?;
+        let parsed = self.shared_schemas.share(parsed);
         let partitioner =
             Partitioner::for_stream(&self.config.partition_by, stream, &parsed).map_err(refused)?;
         let batch = Batch::new(Arc::new(parsed), self.config.decode);
@@ -1753,6 +1757,12 @@ impl<'c, W: Write> Target<'c, W> {
             return Ok(());
         };
         stream.measure_fullest();
+        // Its last open object closed with no rows waiting (the budget closing the least
+        // recently written): nothing needs its buffers until its next record.
+        if stream.objects.is_empty() {
+            stream.batch.park();
+            stream.objects.shrink_to_fit();
+        }
         tracing::debug!(
             "stream {name:?}: completing object {} ({} rows)",
             object.id,
