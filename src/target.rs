@@ -92,14 +92,18 @@ pub fn test_connection(config: &Config) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let store = Store::connect(config).await?;
-        preflight(config, &store).await
+        let mut store = Store::connect(config).await?;
+        preflight(config, &mut store).await
     })
 }
 
-async fn preflight(config: &Config, store: &Store) -> Result<()> {
+async fn preflight(config: &Config, store: &mut Store) -> Result<()> {
     let overwrite = config.store.load_method == LoadMethod::Overwrite;
-    store.preflight(&config.object_key_path, overwrite).await
+    store.preflight(&config.object_key_path, overwrite).await?;
+    if let Store::S3(s3) = store {
+        tracing::info!("{}", s3.integrity().describe());
+    }
+    Ok(())
 }
 
 /// Runs the whole load: connects, reads `input` to its end, stores every record, and
@@ -120,10 +124,15 @@ pub fn run(
             "load_method \"overwrite\" deletes under each table's folder, so object_key_template must name {table} or {stream} before any placeholder that changes per object (such as {date:...})".into(),
         ));
     }
-    let store = runtime.block_on(Store::connect(config))?;
+    let mut store = runtime.block_on(Store::connect(config))?;
     // With Iceberg tables and no bucket of its own, the catalog's answers are the check.
     if config.reliability.preflight && !config.bucket.is_empty() {
-        runtime.block_on(preflight(config, &store))?;
+        runtime.block_on(preflight(config, &mut store))?;
+    } else if let Store::S3(s3) = &store {
+        tracing::info!(
+            "{} (no start-up check to learn more)",
+            s3.integrity().describe()
+        );
     }
     let tables = match (&config.tables, &store) {
         (Some(settings), Store::S3(s3)) => {

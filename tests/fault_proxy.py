@@ -2,7 +2,10 @@
 for requests that match a rule, answers 503 or 500, resets the connection, stalls (for
 `seconds`, or until the proxy stops), delays the request by `seconds` (then forwards it,
 whether or not the client still waits), answers 200 with an S3 `<Error>` body, or gives
-an answer of the test's own instead. Listens on a free loopback port."""
+an answer of the test's own instead; answers 412 PreconditionFailed (as a store does to
+`If-None-Match: *` when the key exists); or flips one byte of the request's body and
+forwards it (a corruption in transit, for the store's checksum check to catch). Every
+request's headers are recorded (`headers`). Listens on a free loopback port."""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ class Rule:
     first `times` matches (None: all of them)."""
 
     pattern: str
-    action: str  # "503", "500", "reset", "stall", "delay", "200-error", or "answer"
+    action: str  # "503", "500", "reset", "stall", "delay", "200-error", "412", "flip" or "answer"
     times: int | None = 1
     hits: int = 0
     answer: tuple[int, bytes] | None = None  # for "answer": the status and XML body
@@ -46,6 +49,8 @@ class FaultProxy:
     upstream_port: int
     rules: list[Rule] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
+    # (request line, headers with lower-case names), in arrival order.
+    headers: list[tuple[str, dict]] = field(default_factory=list)
 
     def __post_init__(self):
         self.port = free_port()
@@ -69,6 +74,7 @@ class FaultProxy:
                     line += f" {self.headers['X-Amz-Target']}"
                 with proxy.lock:
                     proxy.seen.append(line)
+                    proxy.headers.append((line, {k.lower(): v for k, v in self.headers.items()}))
                     rule = next((r for r in proxy.rules if r.take(line)), None)
                 if rule is None:
                     return self.forward(body)
@@ -77,6 +83,10 @@ class FaultProxy:
                     self.connection.close()
                     self.close_connection = True
                     return
+                if rule.action == "flip" and body:
+                    middle = len(body) // 2
+                    body = body[:middle] + bytes([body[middle] ^ 0x01]) + body[middle + 1:]
+                    return self.forward(body)
                 if rule.action == "delay":
                     proxy.closing.wait(rule.seconds)
                     return self.forward(body)
@@ -88,7 +98,8 @@ class FaultProxy:
                     status, payload = rule.answer
                 else:
                     status, code = {"503": (503, "SlowDown"), "500": (500, "InternalError"),
-                                    "200-error": (200, "InternalError")}[rule.action]
+                                    "200-error": (200, "InternalError"),
+                                    "412": (412, "PreconditionFailed")}[rule.action]
                     payload = ERROR_BODY.replace(b"{code}", code.encode())
                 self.send_response(status)
                 self.send_header("Content-Type", "application/xml")
@@ -122,6 +133,11 @@ class FaultProxy:
     def saw(self, pattern: str) -> bool:
         with self.lock:
             return any(re.search(pattern, line) for line in self.seen)
+
+    def headers_of(self, pattern: str) -> list[dict]:
+        """The headers of every request whose line matches `pattern`."""
+        with self.lock:
+            return [h for line, h in self.headers if re.search(pattern, line)]
 
     def stop(self):
         self.closing.set()

@@ -6,6 +6,7 @@
 //! Owns: talking to the destination. Must not touch: encoding, key choice or state;
 //! `target` decides what a completed upload means.
 
+pub mod checksum;
 pub mod local;
 pub mod s3;
 pub mod upload;
@@ -38,7 +39,8 @@ impl Store {
 
     /// Start-up check that the destination can be written (and, for `overwrite`,
     /// listed) before any input is read.
-    pub async fn preflight(&self, prefix: &str, overwrite: bool) -> Result<()> {
+    /// For S3, it also learns what `auto` integrity settings leave open.
+    pub async fn preflight(&mut self, prefix: &str, overwrite: bool) -> Result<()> {
         match self {
             Store::S3(s3) => s3.preflight(prefix, overwrite).await,
             Store::Local(local) => local.preflight(prefix),
@@ -58,7 +60,7 @@ impl Store {
     /// Stores one whole object.
     pub async fn put(&self, key: String, body: Vec<u8>, media: Media) -> Result<()> {
         match self {
-            Store::S3(s3) => s3.put(&key, body, media).await,
+            Store::S3(s3) => s3.put(&key, body, media).await.map(|_| ()),
             Store::Local(local) => blocking(local, move |l| l.put(&key, &body)).await,
         }
     }

@@ -21,6 +21,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::checksum::Running;
 use super::{S3Store, Store, Stored, Upload};
 use crate::encode::Media;
 use crate::error::{Error, Result};
@@ -225,7 +226,7 @@ fn left_open(bucket: &str, key: &str, id: &str, reason: &str) -> String {
 
 struct Multipart {
     id: String,
-    parts: Vec<JoinHandle<Result<CompletedPart>>>,
+    parts: Vec<JoinHandle<Result<(CompletedPart, Running)>>>,
 }
 
 /// An object being written to S3; `std::io::Write` so encoders can write straight into it.
@@ -312,10 +313,17 @@ impl S3Upload {
         let key = self.key;
         Ok(Box::pin(async move {
             let mut parts = Vec::with_capacity(multipart.parts.len());
+            let mut whole: Option<Running> = None;
             let mut failure = None;
             for handle in multipart.parts {
                 match handle.await {
-                    Ok(Ok(part)) => parts.push(part),
+                    Ok(Ok((part, running))) => {
+                        parts.push(part);
+                        match &mut whole {
+                            Some(whole) => whole.combine(&running),
+                            None => whole = Some(running),
+                        }
+                    }
                     Ok(Err(e)) => {
                         failure.get_or_insert(e);
                     }
@@ -325,7 +333,10 @@ impl S3Upload {
                 }
             }
             let completed = match failure {
-                None => store.complete_multipart(&key, &multipart.id, parts).await,
+                None => store
+                    .complete_multipart(&key, &multipart.id, parts, whole)
+                    .await
+                    .map(|_| ()),
                 Some(e) => Err(e),
             };
             match &completed {
