@@ -49,7 +49,7 @@ use crate::schema::{SharedSchemas, StreamSchema};
 use crate::sink::{Job, Sink};
 use crate::state::StateTracker;
 use crate::stop::{self, Brake};
-use crate::store::{Store, Uploader};
+use crate::store::{Landed, Store, Uploader};
 use crate::tables::{self, Tables};
 use crate::values::compact_json;
 
@@ -466,7 +466,7 @@ impl Objects {
         id
     }
 
-    fn stored(&mut self, id: u64, object: InFlight, bytes: u64) {
+    fn stored(&mut self, id: u64, object: InFlight, landed: Landed) {
         // The connection test's probe is kept too, to be deleted at the end.
         if self.remember || object.stream == publish::PROBE_STREAM {
             self.stored.push(StoredObject {
@@ -475,7 +475,8 @@ impl Objects {
                 key: object.key,
                 kind: object.kind,
                 rows: object.rows,
-                bytes,
+                bytes: landed.bytes,
+                checksum: landed.checksum,
                 schema: object.schema,
             });
         }
@@ -1893,7 +1894,7 @@ impl<'c, W: Write> Target<'c, W> {
             let Some(object) = self.objects.in_flight.remove(&report.object) else {
                 continue;
             };
-            log_metrics(&object, report.result.as_ref().ok().copied());
+            log_metrics(&object, report.result.as_ref().ok().map(|l| l.bytes));
             match report.result {
                 Err(e) => {
                     let objects = &mut self.objects;
@@ -1904,7 +1905,8 @@ impl<'c, W: Write> Target<'c, W> {
                         first_error = Some(naming_stream(e, &object.stream));
                     }
                 }
-                Ok(bytes) => {
+                Ok(landed) => {
+                    let bytes = landed.bytes;
                     self.summary.stored_objects += 1;
                     let held = self.hold_for_commit(&object, bytes, report.footer.as_deref());
                     if let Err(e) = held {
@@ -1913,7 +1915,7 @@ impl<'c, W: Write> Target<'c, W> {
                         self.objects.lost_from = Some(lost.min(object.first_line));
                         first_error.get_or_insert(e);
                     }
-                    self.objects.stored(report.object, object, bytes);
+                    self.objects.stored(report.object, object, landed);
                 }
             }
         }

@@ -97,6 +97,10 @@ def test_every_upload_is_conditional_and_carries_a_plain_checksum_header(server,
     if algorithm != "md5":
         # The whole object's checksum, over all parts, at completion.
         assert HEADER[algorithm] in completes[0] and completes[0].get("x-amz-checksum-type") == "FULL_OBJECT"
+        # The manifest records the checksum the data object was sent with.
+        [manifest] = [k for k in keys if "/_manifests/" in k]
+        [entry] = json.loads(get_bytes(server, bucket, manifest))["entries"]
+        assert entry["meta"]["checksum"] == {"algorithm": algorithm, "value": completes[0][HEADER[algorithm]]}
 
 
 def test_off_sends_neither(server, bucket):

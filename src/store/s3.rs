@@ -264,7 +264,12 @@ impl S3Store {
 
     /// Stores one object; returns once S3 has acknowledged it. Returns the checksum
     /// sent with it, if any.
-    pub async fn put(&self, key: &str, body: Vec<u8>, media: Media) -> Result<Option<String>> {
+    pub async fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        media: Media,
+    ) -> Result<Option<(Algorithm, String)>> {
         let Integrity {
             conditional,
             checksum,
@@ -277,7 +282,7 @@ impl S3Store {
         })
         .await
         .map_err(|e| self.failed("PutObject", key, e))?;
-        Ok(value)
+        Ok(value.map(|v| (checksum, v)))
     }
 
     fn put_request(
@@ -384,7 +389,7 @@ impl S3Store {
         upload_id: &str,
         parts: Vec<CompletedPart>,
         whole: Option<Running>,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<(Algorithm, String)>> {
         let parts = CompletedMultipartUpload::builder()
             .set_parts(Some(parts))
             .build();
@@ -420,7 +425,7 @@ impl S3Store {
                 .await
                 .map_err(|e| self.failed("CompleteMultipartUpload", key, e))?;
             if completed.e_tag.is_some() {
-                return Ok(value);
+                return Ok(value.map(|v| (checksum, v)));
             }
             if attempt >= self.max_attempts {
                 return Err(Error::Store(format!(

@@ -22,7 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::checksum::Running;
-use super::{S3Store, Store, Stored, Upload};
+use super::{Landed, S3Store, Store, Stored, Upload};
 use crate::encode::Media;
 use crate::error::{Error, Result};
 use crate::stop::Brake;
@@ -129,7 +129,7 @@ impl Uploader {
         key: String,
         body: Vec<u8>,
         media: Media,
-    ) -> impl Future<Output = Result<u64>> + Send + 'static {
+    ) -> impl Future<Output = Result<Landed>> + Send + 'static {
         self.put_in(self.store.clone(), key, body, media)
     }
 
@@ -140,19 +140,18 @@ impl Uploader {
         key: String,
         body: Vec<u8>,
         media: Media,
-    ) -> impl Future<Output = Result<u64>> + Send + 'static {
+    ) -> impl Future<Output = Result<Landed>> + Send + 'static {
         let slot = self.slot();
         let brake = self.brake.clone();
         async move {
             let slot = slot?;
-            let bytes = body.len() as u64;
             let stored = store.put(key, body, media).await;
             if stored.is_err() {
                 // Before the slot is freed: nothing waiting for it may start.
                 brake.failed();
             }
             drop(slot);
-            stored.map(|()| bytes)
+            stored
         }
     }
 
@@ -336,16 +335,16 @@ impl S3Upload {
                 None => store
                     .complete_multipart(&key, &multipart.id, parts, whole)
                     .await
-                    .map(|_| ()),
+                    .map(|checksum| Landed { bytes, checksum }),
                 Some(e) => Err(e),
             };
             match &completed {
-                Ok(()) => open.remove(&multipart.id),
+                Ok(_) => open.remove(&multipart.id),
                 // Not awaited: the report need not wait for it. An abort that fails
                 // leaves the upload listed, to be aborted again or named at the end.
                 Err(_) => drop(tokio::spawn(abort(store, open, key, multipart.id))),
             }
-            completed.map(|()| bytes)
+            completed
         }))
     }
 
