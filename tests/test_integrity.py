@@ -184,3 +184,23 @@ def test_without_a_checksum_the_flipped_byte_is_stored(seaweed):
     [clean_key] = list_keys(seaweed, clean)
     assert get_bytes(seaweed, bucket, key) != get_bytes(seaweed, clean, clean_key)
 
+
+
+def test_iceberg_data_files_are_conditional_with_a_checksum(seaweed):
+    """Data files of an Iceberg table (no bucket of its own, so nothing to probe: the
+    settings are explicit) get both, through the same uploads."""
+    from test_iceberg import many, namespace
+    from test_iceberg import singer as table_singer
+
+    proxy = proxied(seaweed)
+    try:
+        config = seaweed.iceberg_config(namespace(), aws_endpoint=proxy.endpoint, conditional_writes="on",
+                                        checksum_algorithm="crc32c")
+        run = run_target(config, table_singer(many(50)))
+        data = [h for line, h in proxy.headers if re.search(r"^PUT .*\.parquet", line)]
+    finally:
+        proxy.stop()
+    assert run.returncode == 0, run.stderr
+    assert data, proxy.seen
+    for headers in data:
+        assert headers.get("if-none-match") == "*" and "x-amz-checksum-crc32c" in headers, headers
