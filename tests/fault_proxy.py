@@ -3,7 +3,9 @@ for requests that match a rule, answers 503 or 500, resets the connection, stall
 `seconds`, or until the proxy stops), delays the request by `seconds` (then forwards it,
 whether or not the client still waits), answers 200 with an S3 `<Error>` body, or gives
 an answer of the test's own instead; answers 412 PreconditionFailed (as a store does to
-`If-None-Match: *` when the key exists); or flips one byte of the request's body and
+`If-None-Match: *` when the key exists); sends the request to the server twice and
+answers the second answer ("duplicate": another writer got there first, so the server's
+own 412 comes back to a conditional write); or flips one byte of the request's body and
 forwards it (a corruption in transit, for the store's checksum check to catch). Every
 request's headers are recorded (`headers`). Listens on a free loopback port."""
 
@@ -29,7 +31,7 @@ class Rule:
     first `times` matches (None: all of them)."""
 
     pattern: str
-    action: str  # "503", "500", "reset", "stall", "delay", "200-error", "412", "flip" or "answer"
+    action: str  # "503", "500", "reset", "stall", "delay", "200-error", "412", "duplicate", "flip" or "answer"
     times: int | None = 1
     hits: int = 0
     answer: tuple[int, bytes] | None = None  # for "answer": the status and XML body
@@ -87,6 +89,9 @@ class FaultProxy:
                     middle = len(body) // 2
                     body = body[:middle] + bytes([body[middle] ^ 0x01]) + body[middle + 1:]
                     return self.forward(body)
+                if rule.action == "duplicate":
+                    self.forward(body, answer=False)
+                    return self.forward(body)
                 if rule.action == "delay":
                     proxy.closing.wait(rule.seconds)
                     return self.forward(body)
@@ -107,12 +112,16 @@ class FaultProxy:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def forward(self, body: bytes):
+            def forward(self, body: bytes, answer: bool = True):
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
                 conn.request(self.command, self.path, body=body, headers=headers)
-                answer = conn.getresponse()
-                data = answer.read()
+                upstream = conn.getresponse()
+                data = upstream.read()
+                if not answer:
+                    conn.close()
+                    return
+                answer = upstream
                 self.send_response(answer.status)
                 for k, v in answer.getheaders():
                     if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):

@@ -138,6 +138,28 @@ def test_precondition_failed_ends_the_run_naming_the_key_without_retry(server, b
     assert key not in list_keys(server, bucket)
 
 
+@pytest.mark.parametrize("request_line", [PUT, COMPLETE])
+def test_the_stores_own_412_ends_the_run_and_keeps_the_other_writers_object(seaweed, request_line):
+    """SeaweedFS's own answer: the proxy sends one data upload (a PutObject, or a
+    multipart completion) twice, as if another writer had written the key first."""
+    bucket = seaweed.new_bucket()
+    proxy = proxied(seaweed)
+    proxy.rules = [Rule(request_line.replace("^PUT ", "^PUT .*/exports/run/s0/").replace("^POST ", "^POST .*/exports/run/s0/"),
+                        "duplicate", times=1)]
+    try:
+        config = base_config(seaweed, bucket, aws_endpoint=proxy.endpoint, file_type="csv", part_size_bytes=PART,
+                             max_batch_rows=1_000 if request_line == PUT else 1_000_000)
+        run = run_target(config, singer(3_000 if request_line == PUT else 30_000, state_every=500))
+    finally:
+        proxy.stop()
+    assert proxy.rules[0].hits == 1
+    assert run.returncode == 1, run.stderr
+    assert chosen(run) == ("on", "crc64nvme")
+    last = run.stderr.strip().splitlines()[-1]
+    assert "PreconditionFailed" in last and "never replaces an object" in last and f"s3://{bucket}/exports/run/s0/" in last, last
+    assert run.states == []
+
+
 @pytest.mark.parametrize("algorithm", ["crc64nvme", "crc32c", "md5"])
 def test_a_byte_flipped_in_transit_is_caught_by_the_store_and_sent_again(seaweed, algorithm):
     text = singer(30_000)
