@@ -5,7 +5,9 @@ whether or not the client still waits), answers 200 with an S3 `<Error>` body, o
 an answer of the test's own instead; answers 412 PreconditionFailed (as a store does to
 `If-None-Match: *` when the key exists); sends the request to the server twice and
 answers the second answer ("duplicate": another writer got there first, so the server's
-own 412 comes back to a conditional write); or flips one byte of the request's body and
+own 412 comes back to a conditional write, or, for the same bytes, the client's check
+that the object there is its own); calls the test's `before(path)` and then forwards
+("before": another writer, say); or flips one byte of the request's body and
 forwards it (a corruption in transit, for the store's checksum check to catch). Every
 request's headers are recorded (`headers`). Listens on a free loopback port."""
 
@@ -31,10 +33,11 @@ class Rule:
     first `times` matches (None: all of them)."""
 
     pattern: str
-    action: str  # "503", "500", "reset", "stall", "delay", "200-error", "412", "duplicate", "flip" or "answer"
+    action: str  # "503", "500", "reset", "stall", "delay", "200-error", "412", "duplicate", "before", "flip" or "answer"
     times: int | None = 1
     hits: int = 0
     answer: tuple[int, bytes] | None = None  # for "answer": the status and XML body
+    before: object = None  # for "before": called with the request's path, then it is forwarded
     seconds: float = 5  # for "stall": how long before the connection is closed unanswered; for "delay"
 
     def take(self, line: str) -> bool:
@@ -88,6 +91,9 @@ class FaultProxy:
                 if rule.action == "flip" and body:
                     middle = len(body) // 2
                     body = body[:middle] + bytes([body[middle] ^ 0x01]) + body[middle + 1:]
+                    return self.forward(body)
+                if rule.action == "before":
+                    rule.before(self.path)
                     return self.forward(body)
                 if rule.action == "duplicate":
                     self.forward(body, answer=False)

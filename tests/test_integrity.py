@@ -138,26 +138,59 @@ def test_precondition_failed_ends_the_run_naming_the_key_without_retry(server, b
     assert key not in list_keys(server, bucket)
 
 
+def data_upload(request_line: str) -> str:
+    """The pattern of the first data object's upload (PutObject or completion)."""
+    return request_line.replace("^PUT ", "^PUT .*/exports/run/s0/").replace("^POST ", "^POST .*/exports/run/s0/")
+
+
+def data_run(seaweed, bucket, proxy, request_line):
+    config = base_config(seaweed, bucket, aws_endpoint=proxy.endpoint, file_type="csv", part_size_bytes=PART,
+                         max_batch_rows=1_000 if request_line == PUT else 1_000_000)
+    return run_target(config, singer(3_000 if request_line == PUT else 30_000, state_every=500))
+
+
 @pytest.mark.parametrize("request_line", [PUT, COMPLETE])
-def test_the_stores_own_412_ends_the_run_and_keeps_the_other_writers_object(seaweed, request_line):
-    """SeaweedFS's own answer: the proxy sends one data upload (a PutObject, or a
-    multipart completion) twice, as if another writer had written the key first."""
+def test_another_writers_object_ends_the_run_with_the_stores_own_412(seaweed, request_line):
+    """SeaweedFS's own answer: just before one data upload (a PutObject, or a multipart
+    completion) reaches it, another writer stores other bytes at that key."""
     bucket = seaweed.new_bucket()
+    taken = []
+
+    def other_writer(path):
+        key = path.split("?")[0].split(f"/{bucket}/", 1)[1]
+        seaweed.client().put_object(Bucket=bucket, Key=key, Body=b"another writer")
+        taken.append(key)
+
     proxy = proxied(seaweed)
-    proxy.rules = [Rule(request_line.replace("^PUT ", "^PUT .*/exports/run/s0/").replace("^POST ", "^POST .*/exports/run/s0/"),
-                        "duplicate", times=1)]
+    proxy.rules = [Rule(data_upload(request_line), "before", times=1, before=other_writer)]
     try:
-        config = base_config(seaweed, bucket, aws_endpoint=proxy.endpoint, file_type="csv", part_size_bytes=PART,
-                             max_batch_rows=1_000 if request_line == PUT else 1_000_000)
-        run = run_target(config, singer(3_000 if request_line == PUT else 30_000, state_every=500))
+        run = data_run(seaweed, bucket, proxy, request_line)
     finally:
         proxy.stop()
-    assert proxy.rules[0].hits == 1
     assert run.returncode == 1, run.stderr
     assert chosen(run) == ("on", "crc64nvme")
     last = run.stderr.strip().splitlines()[-1]
-    assert "PreconditionFailed" in last and "never replaces an object" in last and f"s3://{bucket}/exports/run/s0/" in last, last
+    assert "PreconditionFailed" in last and "never replaces an object" in last, last
+    assert f"s3://{bucket}/{taken[0]} failed" in last, last
     assert run.states == []
+    assert get_bytes(seaweed, bucket, taken[0]) == b"another writer"
+
+
+@pytest.mark.parametrize("request_line", [PUT, COMPLETE])
+def test_an_earlier_attempt_that_landed_is_not_taken_for_another_writer(seaweed, request_line):
+    """A retry after a lost answer finds its own object at the key (412): recognised by
+    its checksum or ETag, the write counts as done."""
+    bucket = seaweed.new_bucket()
+    proxy = proxied(seaweed)
+    proxy.rules = [Rule(data_upload(request_line), "duplicate", times=1)]
+    try:
+        run = data_run(seaweed, bucket, proxy, request_line)
+    finally:
+        proxy.stop()
+    assert proxy.rules[0].hits == 1
+    assert run.returncode == 0, run.stderr
+    assert "an earlier attempt's answer was lost" in run.stderr
+    assert run.states[-1] == {"at": 3_000 if request_line == PUT else 30_000}
 
 
 @pytest.mark.parametrize("algorithm", ["crc64nvme", "crc32c", "md5"])

@@ -27,7 +27,7 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart, Delete,
+    ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart, Delete,
     ObjectIdentifier, ServerSideEncryption, StorageClass,
 };
 use bytes::Bytes;
@@ -117,6 +117,36 @@ fn asked(config: &Config) -> (Option<bool>, Option<Algorithm>) {
     let checksum = Algorithm::from_setting(&reliability.checksum_algorithm)
         .or(amazon.then_some(Algorithm::Crc64Nvme));
     (conditional, checksum)
+}
+
+/// Whether a conditional write was refused because the key is taken (412).
+fn is_refused_write<E>(error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> bool {
+    error.raw_response().map(|r| r.status().as_u16()) == Some(412)
+}
+
+/// The ETag S3 gives an object stored with one PutObject (unencrypted or SSE-S3):
+/// the hex MD5 of its bytes.
+fn etag_of(body: &[u8]) -> String {
+    use md5::Digest as _;
+    hex(&md5::Md5::digest(body))
+}
+
+/// The ETag S3 gives a multipart object: the hex MD5 of its parts' MD5s, then `-N`.
+fn multipart_etag(parts: &[CompletedPart]) -> String {
+    use md5::Digest as _;
+    let mut md5 = md5::Md5::new();
+    for part in parts {
+        let hex_digits = part.e_tag().unwrap_or_default().trim_matches('"');
+        let bytes: Vec<u8> = (0..hex_digits.len() / 2)
+            .filter_map(|i| u8::from_str_radix(hex_digits.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect();
+        md5.update(&bytes);
+    }
+    format!("{}-{}", hex(&md5.finalize()), parts.len())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether a store's answer says the bytes it received do not match their checksum
@@ -276,12 +306,19 @@ impl S3Store {
         } = self.integrity;
         let value = checksum.of(&body);
         let body = Bytes::from(body);
-        self.resending("PutObject", key, || {
-            self.put_request(key, &body, media, conditional, checksum, value.clone())
-                .send()
-        })
-        .await
-        .map_err(|e| self.failed("PutObject", key, e))?;
+        let sent = self
+            .resending("PutObject", key, || {
+                self.put_request(key, &body, media, conditional, checksum, value.clone())
+                    .send()
+            })
+            .await;
+        match sent {
+            Ok(_) => {}
+            Err(e)
+                if is_refused_write(&e)
+                    && self.is_ours(key, value.as_deref(), &etag_of(&body)).await => {}
+            Err(e) => return Err(self.failed("PutObject", key, e)),
+        }
         Ok(value.map(|v| (checksum, v)))
     }
 
@@ -420,10 +457,16 @@ impl S3Store {
             } else {
                 request
             };
-            let completed = request
-                .send()
-                .await
-                .map_err(|e| self.failed("CompleteMultipartUpload", key, e))?;
+            let completed = match request.send().await {
+                Err(e) if is_refused_write(&e) => {
+                    let etag = multipart_etag(parts.parts());
+                    if self.is_ours(key, value.as_deref(), &etag).await {
+                        return Ok(value.map(|v| (checksum, v)));
+                    }
+                    return Err(self.failed("CompleteMultipartUpload", key, e));
+                }
+                sent => sent.map_err(|e| self.failed("CompleteMultipartUpload", key, e))?,
+            };
             if completed.e_tag.is_some() {
                 return Ok(value.map(|v| (checksum, v)));
             }
@@ -436,6 +479,32 @@ impl S3Store {
             tokio::time::sleep(Duration::from_millis(100 << attempt.min(8))).await;
             attempt += 1;
         }
+    }
+
+    /// After a 412 to a conditional write: whether the object at `key` is the one this
+    /// request sent (an earlier attempt landed and only its answer was lost, so the
+    /// SDK's retry found the key taken), told by its checksum or ETag. Then nothing
+    /// was replaced and the write succeeded.
+    async fn is_ours(&self, key: &str, checksum: Option<&str>, etag: &str) -> bool {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await;
+        let Ok(head) = head else { return false };
+        let stored = [head.checksum_crc64_nvme(), head.checksum_crc32_c()];
+        let same_checksum = checksum.is_some_and(|c| stored.contains(&Some(c)));
+        let same_etag = head.e_tag().map(|e| e.trim_matches('"')) == Some(etag);
+        if same_checksum || same_etag {
+            tracing::info!(
+                "s3://{}/{key}: the object at the key is the one sent (an earlier attempt's answer was lost)",
+                self.bucket
+            );
+        }
+        same_checksum || same_etag
     }
 
     /// Every key under `prefix`, page by page.
@@ -901,6 +970,19 @@ mod tests {
         let fixed = config(serde_json::json!({"aws_endpoint": "http://127.0.0.1:9000",
             "conditional_writes": "off", "checksum_algorithm": "MD5"}));
         assert_eq!(asked(&fixed), (Some(false), Some(Algorithm::Md5)));
+    }
+
+    #[test]
+    fn etags_as_s3_computes_them() {
+        assert_eq!(etag_of(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+        let part = CompletedPart::builder()
+            .e_tag("\"d41d8cd98f00b204e9800998ecf8427e\"")
+            .part_number(1)
+            .build();
+        assert_eq!(
+            multipart_etag(&[part]),
+            "59adb24ef3cdbe0297f05b395827453f-1"
+        );
     }
 
     #[test]
