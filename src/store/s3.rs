@@ -588,7 +588,7 @@ impl S3Store {
     pub async fn preflight(&mut self, prefix: &str, overwrite: bool) -> Result<()> {
         self.check_listing(prefix, overwrite).await?;
         if self.asked.0.is_none() || self.asked.1.is_none() {
-            self.learn(prefix).await;
+            self.learn(prefix).await?;
         }
         Ok(())
     }
@@ -631,9 +631,9 @@ impl S3Store {
     /// Learns what the store verifies, writing one small probe object under `prefix`
     /// and deleting it again: the strongest checksum whose wrong value the store
     /// refuses and right value it takes, and whether a second write with
-    /// `If-None-Match: *` is refused (412). A probe that cannot be written leaves
-    /// both off, with a warning.
-    async fn learn(&mut self, prefix: &str) {
+    /// `If-None-Match: *` is refused (412). A probe the store refuses leaves both off,
+    /// with a warning; no answer at all fails the check.
+    async fn learn(&mut self, prefix: &str) -> Result<()> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -653,6 +653,23 @@ impl S3Store {
             self.put_request(&key, &body, probe, conditional, checksum, value)
                 .send()
         };
+        // A plain write first: a store that does not answer fails the check (the load
+        // could not write either); one that refuses the probe leaves `auto` off.
+        if let Err(e) = put(false, Algorithm::None, None).await {
+            if e.raw_response().is_none() {
+                let failed = self.failed("PutObject", &key, e);
+                return Err(Error::Store(format!(
+                    "preflight: {failed} (set preflight to false to skip this check)"
+                )));
+            }
+            tracing::warn!(
+                "preflight: could not write the probe object s3://{}/{key} ({}); {}",
+                self.bucket,
+                describe(&e),
+                self.integrity.describe()
+            );
+            return Ok(());
+        }
         let mut learnt = self.integrity;
         if self.asked.1.is_none() {
             let mut verified = Algorithm::None;
@@ -667,21 +684,13 @@ impl S3Store {
             learnt.checksum = verified;
         }
         if self.asked.0.is_none() {
-            let first = put(false, Algorithm::None, None).await;
             let second = put(true, Algorithm::None, None).await;
             let refused = second
                 .as_ref()
                 .err()
                 .and_then(|e| e.raw_response())
                 .is_some_and(|r| r.status().as_u16() == 412);
-            if let Err(e) = &first {
-                tracing::warn!(
-                    "preflight: could not write the probe object s3://{}/{key} ({}); conditional writes off",
-                    self.bucket,
-                    describe(e)
-                );
-            }
-            learnt.conditional = first.is_ok() && refused;
+            learnt.conditional = refused;
         }
         self.integrity = learnt;
         let deleted = self
@@ -698,6 +707,7 @@ impl S3Store {
                 describe(&e)
             );
         }
+        Ok(())
     }
 
     /// Drops a multipart upload and its parts, so none are left behind. An upload the
