@@ -114,6 +114,8 @@ pub const LOAD_METHODS: &[&str] = &["append", "overwrite"];
 pub const TABLE_FORMATS: &[&str] = &["files", "iceberg"];
 pub const CATALOG_TYPES: &[&str] = &["rest"];
 pub const LOG_FORMATS: &[&str] = &["text", "json"];
+pub const CONDITIONAL_WRITES: &[&str] = &["auto", "on", "off"];
+pub const CHECKSUM_ALGORITHMS: &[&str] = &["auto", "crc64nvme", "crc32c", "md5", "none"];
 
 pub const DEFAULT_MAX_BATCH_ROWS: u64 = 1_000_000;
 pub const DEFAULT_MAX_BATCH_BYTES: u64 = 256 * 1024 * 1024;
@@ -214,6 +216,22 @@ pub const SETTINGS: &[Setting] = &[
             "Check at start-up, before any input is read, that the endpoint answers, the credentials are valid and the bucket exists (one ListObjectsV2 of at most one key under the prefix). Access denied to that call is reported as a warning, since the load itself needs only s3:PutObject; with load_method overwrite it is an error, since replacing needs s3:ListBucket and s3:DeleteObject. For a local folder: that it can be written.",
         ),
         "true",
+    ),
+    with_default(
+        setting(
+            "conditional_writes",
+            Kind::Choice(CONDITIONAL_WRITES),
+            "Send every data object, rejected-records object and manifest with `If-None-Match: *`, so the store refuses to replace an object that is already there (412 PreconditionFailed ends the run, naming the key: target-s3 never replaces an object). `auto`: on for Amazon S3 (no aws_endpoint, or an amazonaws.com one); for other endpoints, on when the start-up check (preflight) has seen the store refuse a second write to its probe key, else off. `on`, `off`.",
+        ),
+        "auto",
+    ),
+    with_default(
+        setting(
+            "checksum_algorithm",
+            Kind::Choice(CHECKSUM_ALGORITHMS),
+            "Full-object checksum every upload carries as a plain header, for the store to verify on receipt (per part and for the whole object on multipart uploads; no aws-chunked trailers): `crc64nvme`, `crc32c`, `md5` (Content-MD5, per part), `none`. `auto`: crc64nvme for Amazon S3; for other endpoints, the strongest the store is seen to verify at the start-up check (preflight), else none. A mismatch reported by the store is retried like a transient error.",
+        ),
+        "auto",
     ),
     with_default(
         setting(
@@ -617,6 +635,10 @@ pub struct AwsSettings {
 #[derive(Debug, Clone)]
 pub struct Reliability {
     pub preflight: bool,
+    /// `auto`, `on` or `off`.
+    pub conditional_writes: String,
+    /// `auto` or an algorithm's name.
+    pub checksum_algorithm: String,
     pub max_attempts: u32,
     pub request_timeout: std::time::Duration,
     pub shutdown_timeout: std::time::Duration,
@@ -872,6 +894,8 @@ impl Config {
             },
             reliability: Reliability {
                 preflight: v.boolean("preflight")?,
+                conditional_writes: v.choice_or_default("conditional_writes")?,
+                checksum_algorithm: v.choice_or_default("checksum_algorithm")?,
                 max_attempts: u32::try_from(v.integer("max_attempts")?).unwrap_or(u32::MAX),
                 request_timeout: seconds(v.integer("request_timeout_seconds")?),
                 shutdown_timeout: seconds(v.integer("shutdown_timeout_seconds")?),

@@ -7,7 +7,8 @@
 //!
 //! Manifest: Redshift's COPY manifest, in the shape Redshift's own `UNLOAD … MANIFEST
 //! VERBOSE` writes (COPY reads such manifests back): `entries` of `url`, `mandatory` and
-//! `meta` (`content_length`, which COPY needs for Parquet, and `record_count`); then
+//! `meta` (`content_length`, which COPY needs for Parquet, `record_count`, and the
+//! `checksum` the object was sent with when one was); then
 //! `schema.elements` (column names and SQL types), a `meta` with the totals (plus the
 //! stream, run id, file type, table version and the rejected-records objects) and an
 //! `author`. URLs are `s3://<bucket>/<key>`, for a local folder too, so a folder synced
@@ -39,6 +40,7 @@ use crate::object_key::{KeyBuilder, ObjectKind};
 use crate::schema::StreamSchema;
 use crate::stop::Brake;
 use crate::store::Store;
+use crate::store::checksum::Algorithm;
 
 /// An object this run stored.
 #[derive(Debug, Clone)]
@@ -50,6 +52,8 @@ pub struct StoredObject {
     pub kind: ObjectKind,
     pub rows: usize,
     pub bytes: u64,
+    /// The checksum it was sent with, which the store verified on receipt.
+    pub checksum: Option<(Algorithm, String)>,
     /// The columns a data object was written with.
     pub schema: Option<Arc<StreamSchema>>,
 }
@@ -269,11 +273,11 @@ fn manifest(
     let entries: Vec<Value> = objects
         .iter()
         .map(|o| {
-            json!({
-                "url": url(&o.key),
-                "mandatory": true,
-                "meta": {"content_length": o.bytes, "record_count": o.rows},
-            })
+            let mut meta = json!({"content_length": o.bytes, "record_count": o.rows});
+            if let Some((algorithm, value)) = &o.checksum {
+                meta["checksum"] = json!({"algorithm": algorithm.name(), "value": value});
+            }
+            json!({"url": url(&o.key), "mandatory": true, "meta": meta})
         })
         .collect();
     let elements: Vec<Value> = schema
@@ -343,6 +347,7 @@ mod tests {
             kind,
             rows,
             bytes: 100 * id,
+            checksum: (id == 1).then(|| (Algorithm::Crc32c, "crUfeA==".into())),
             schema: (kind == ObjectKind::Data).then(|| schema(cols)),
         }
     }
@@ -369,7 +374,8 @@ mod tests {
         assert_eq!(
             m["entries"],
             json!([
-                {"url": "s3://lake/p/s/1", "mandatory": true, "meta": {"content_length": 100, "record_count": 5}},
+                {"url": "s3://lake/p/s/1", "mandatory": true, "meta": {"content_length": 100, "record_count": 5,
+                    "checksum": {"algorithm": "crc32c", "value": "crUfeA=="}}},
                 {"url": "s3://lake/p/s/2", "mandatory": true, "meta": {"content_length": 200, "record_count": 7}},
             ])
         );

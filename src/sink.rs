@@ -19,7 +19,7 @@ use parquet::file::metadata::ParquetMetaData;
 
 use crate::encode::{Encoder, FileType, Media, Output, media};
 use crate::error::{Error, Result};
-use crate::store::{Failure, Upload, Uploader};
+use crate::store::{Failure, Landed, Upload, Uploader};
 
 pub enum Job {
     /// Starts object `object` at `key` (in `bucket`, when not the configured one: an
@@ -49,7 +49,7 @@ pub enum Job {
 /// footer's metadata (row counts and column statistics).
 pub struct Report {
     pub object: u64,
-    pub result: Result<u64>,
+    pub result: Result<Landed>,
     pub footer: Option<Arc<ParquetMetaData>>,
 }
 
@@ -146,7 +146,7 @@ impl Worker {
     }
 
     /// Reports how an object ended; a failure pulls the brake, so no new upload starts.
-    fn report(&self, object: u64, result: Result<u64>) {
+    fn report(&self, object: u64, result: Result<Landed>) {
         if result.is_err() {
             self.uploader.brake.failed();
         }
@@ -162,7 +162,7 @@ impl Worker {
     fn report_later(
         &self,
         object: u64,
-        stored: impl Future<Output = Result<u64>> + Send + 'static,
+        stored: impl Future<Output = Result<Landed>> + Send + 'static,
         footer: Option<Arc<ParquetMetaData>>,
     ) {
         let reports = self.reports.clone();

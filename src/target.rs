@@ -49,7 +49,7 @@ use crate::schema::{SharedSchemas, StreamSchema};
 use crate::sink::{Job, Sink};
 use crate::state::StateTracker;
 use crate::stop::{self, Brake};
-use crate::store::{Store, Uploader};
+use crate::store::{Landed, Store, Uploader};
 use crate::tables::{self, Tables};
 use crate::values::compact_json;
 
@@ -92,14 +92,18 @@ pub fn test_connection(config: &Config) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let store = Store::connect(config).await?;
-        preflight(config, &store).await
+        let mut store = Store::connect(config).await?;
+        preflight(config, &mut store).await
     })
 }
 
-async fn preflight(config: &Config, store: &Store) -> Result<()> {
+async fn preflight(config: &Config, store: &mut Store) -> Result<()> {
     let overwrite = config.store.load_method == LoadMethod::Overwrite;
-    store.preflight(&config.object_key_path, overwrite).await
+    store.preflight(&config.object_key_path, overwrite).await?;
+    if let Store::S3(s3) = store {
+        tracing::info!("{}", s3.integrity().describe());
+    }
+    Ok(())
 }
 
 /// Runs the whole load: connects, reads `input` to its end, stores every record, and
@@ -120,10 +124,15 @@ pub fn run(
             "load_method \"overwrite\" deletes under each table's folder, so object_key_template must name {table} or {stream} before any placeholder that changes per object (such as {date:...})".into(),
         ));
     }
-    let store = runtime.block_on(Store::connect(config))?;
+    let mut store = runtime.block_on(Store::connect(config))?;
     // With Iceberg tables and no bucket of its own, the catalog's answers are the check.
     if config.reliability.preflight && !config.bucket.is_empty() {
-        runtime.block_on(preflight(config, &store))?;
+        runtime.block_on(preflight(config, &mut store))?;
+    } else if let Store::S3(s3) = &store {
+        tracing::info!(
+            "{} (no start-up check to learn more)",
+            s3.integrity().describe()
+        );
     }
     let tables = match (&config.tables, &store) {
         (Some(settings), Store::S3(s3)) => {
@@ -457,7 +466,7 @@ impl Objects {
         id
     }
 
-    fn stored(&mut self, id: u64, object: InFlight, bytes: u64) {
+    fn stored(&mut self, id: u64, object: InFlight, landed: Landed) {
         // The connection test's probe is kept too, to be deleted at the end.
         if self.remember || object.stream == publish::PROBE_STREAM {
             self.stored.push(StoredObject {
@@ -466,7 +475,8 @@ impl Objects {
                 key: object.key,
                 kind: object.kind,
                 rows: object.rows,
-                bytes,
+                bytes: landed.bytes,
+                checksum: landed.checksum,
                 schema: object.schema,
             });
         }
@@ -1884,7 +1894,7 @@ impl<'c, W: Write> Target<'c, W> {
             let Some(object) = self.objects.in_flight.remove(&report.object) else {
                 continue;
             };
-            log_metrics(&object, report.result.as_ref().ok().copied());
+            log_metrics(&object, report.result.as_ref().ok().map(|l| l.bytes));
             match report.result {
                 Err(e) => {
                     let objects = &mut self.objects;
@@ -1895,7 +1905,8 @@ impl<'c, W: Write> Target<'c, W> {
                         first_error = Some(naming_stream(e, &object.stream));
                     }
                 }
-                Ok(bytes) => {
+                Ok(landed) => {
+                    let bytes = landed.bytes;
                     self.summary.stored_objects += 1;
                     let held = self.hold_for_commit(&object, bytes, report.footer.as_deref());
                     if let Err(e) = held {
@@ -1904,7 +1915,7 @@ impl<'c, W: Write> Target<'c, W> {
                         self.objects.lost_from = Some(lost.min(object.first_line));
                         first_error.get_or_insert(e);
                     }
-                    self.objects.stored(report.object, object, bytes);
+                    self.objects.stored(report.object, object, landed);
                 }
             }
         }

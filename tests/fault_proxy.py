@@ -2,7 +2,14 @@
 for requests that match a rule, answers 503 or 500, resets the connection, stalls (for
 `seconds`, or until the proxy stops), delays the request by `seconds` (then forwards it,
 whether or not the client still waits), answers 200 with an S3 `<Error>` body, or gives
-an answer of the test's own instead. Listens on a free loopback port."""
+an answer of the test's own instead; answers 412 PreconditionFailed (as a store does to
+`If-None-Match: *` when the key exists); sends the request to the server twice and
+answers the second answer ("duplicate": another writer got there first, so the server's
+own 412 comes back to a conditional write, or, for the same bytes, the client's check
+that the object there is its own); calls the test's `before(path)` and then forwards
+("before": another writer, say); or flips one byte of the request's body and
+forwards it (a corruption in transit, for the store's checksum check to catch). Every
+request's headers are recorded (`headers`). Listens on a free loopback port."""
 
 from __future__ import annotations
 
@@ -26,10 +33,11 @@ class Rule:
     first `times` matches (None: all of them)."""
 
     pattern: str
-    action: str  # "503", "500", "reset", "stall", "delay", "200-error", or "answer"
+    action: str  # "503", "500", "reset", "stall", "delay", "200-error", "412", "duplicate", "before", "flip" or "answer"
     times: int | None = 1
     hits: int = 0
     answer: tuple[int, bytes] | None = None  # for "answer": the status and XML body
+    before: object = None  # for "before": called with the request's path, then it is forwarded
     seconds: float = 5  # for "stall": how long before the connection is closed unanswered; for "delay"
 
     def take(self, line: str) -> bool:
@@ -46,6 +54,8 @@ class FaultProxy:
     upstream_port: int
     rules: list[Rule] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
+    # (request line, headers with lower-case names), in arrival order.
+    headers: list[tuple[str, dict]] = field(default_factory=list)
 
     def __post_init__(self):
         self.port = free_port()
@@ -69,6 +79,7 @@ class FaultProxy:
                     line += f" {self.headers['X-Amz-Target']}"
                 with proxy.lock:
                     proxy.seen.append(line)
+                    proxy.headers.append((line, {k.lower(): v for k, v in self.headers.items()}))
                     rule = next((r for r in proxy.rules if r.take(line)), None)
                 if rule is None:
                     return self.forward(body)
@@ -77,6 +88,16 @@ class FaultProxy:
                     self.connection.close()
                     self.close_connection = True
                     return
+                if rule.action == "flip" and body:
+                    middle = len(body) // 2
+                    body = body[:middle] + bytes([body[middle] ^ 0x01]) + body[middle + 1:]
+                    return self.forward(body)
+                if rule.action == "before":
+                    rule.before(self.path)
+                    return self.forward(body)
+                if rule.action == "duplicate":
+                    self.forward(body, answer=False)
+                    return self.forward(body)
                 if rule.action == "delay":
                     proxy.closing.wait(rule.seconds)
                     return self.forward(body)
@@ -88,7 +109,8 @@ class FaultProxy:
                     status, payload = rule.answer
                 else:
                     status, code = {"503": (503, "SlowDown"), "500": (500, "InternalError"),
-                                    "200-error": (200, "InternalError")}[rule.action]
+                                    "200-error": (200, "InternalError"),
+                                    "412": (412, "PreconditionFailed")}[rule.action]
                     payload = ERROR_BODY.replace(b"{code}", code.encode())
                 self.send_response(status)
                 self.send_header("Content-Type", "application/xml")
@@ -96,12 +118,16 @@ class FaultProxy:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def forward(self, body: bytes):
+            def forward(self, body: bytes, answer: bool = True):
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
                 conn.request(self.command, self.path, body=body, headers=headers)
-                answer = conn.getresponse()
-                data = answer.read()
+                upstream = conn.getresponse()
+                data = upstream.read()
+                if not answer:
+                    conn.close()
+                    return
+                answer = upstream
                 self.send_response(answer.status)
                 for k, v in answer.getheaders():
                     if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
@@ -122,6 +148,11 @@ class FaultProxy:
     def saw(self, pattern: str) -> bool:
         with self.lock:
             return any(re.search(pattern, line) for line in self.seen)
+
+    def headers_of(self, pattern: str) -> list[dict]:
+        """The headers of every request whose line matches `pattern`."""
+        with self.lock:
+            return [h for line, h in self.headers if re.search(pattern, line)]
 
     def stop(self):
         self.closing.set()

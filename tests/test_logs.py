@@ -38,7 +38,9 @@ def test_partitioned_load_prints_one_info_line_per_object_and_the_summary(server
     assert len(objects) == 4, objects
     lines = levels(run.stderr)
     info = [m for level, m in lines if level == "INFO"]
-    assert len(info) <= len(objects) + 1, run.stderr
+    # One line at the start says what the store's integrity settings came to.
+    assert info[0] == "store: conditional writes on, checksums none", info[0]
+    assert len(info) <= len(objects) + 2, run.stderr
     assert info[-1] == ("done: 7 records in 4 objects, 1 STATE line written, 0 invalid records skipped, "
                         "0 quarantined, 0 manifests, 0 older objects deleted"), info[-1]
     assert not any("METRIC" in m for _, m in lines), run.stderr

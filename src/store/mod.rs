@@ -6,6 +6,7 @@
 //! Owns: talking to the destination. Must not touch: encoding, key choice or state;
 //! `target` decides what a completed upload means.
 
+pub mod checksum;
 pub mod local;
 pub mod s3;
 pub mod upload;
@@ -38,7 +39,8 @@ impl Store {
 
     /// Start-up check that the destination can be written (and, for `overwrite`,
     /// listed) before any input is read.
-    pub async fn preflight(&self, prefix: &str, overwrite: bool) -> Result<()> {
+    /// For S3, it also learns what `auto` integrity settings leave open.
+    pub async fn preflight(&mut self, prefix: &str, overwrite: bool) -> Result<()> {
         match self {
             Store::S3(s3) => s3.preflight(prefix, overwrite).await,
             Store::Local(local) => local.preflight(prefix),
@@ -56,10 +58,16 @@ impl Store {
     }
 
     /// Stores one whole object.
-    pub async fn put(&self, key: String, body: Vec<u8>, media: Media) -> Result<()> {
+    pub async fn put(&self, key: String, body: Vec<u8>, media: Media) -> Result<Landed> {
+        let bytes = body.len() as u64;
         match self {
-            Store::S3(s3) => s3.put(&key, body, media).await,
-            Store::Local(local) => blocking(local, move |l| l.put(&key, &body)).await,
+            Store::S3(s3) => s3
+                .put(&key, body, media)
+                .await
+                .map(|checksum| Landed { bytes, checksum }),
+            Store::Local(local) => blocking(local, move |l| l.put(&key, &body))
+                .await
+                .map(|()| Landed::sized(bytes)),
         }
     }
 
@@ -94,8 +102,25 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Store(format!("file work stopped: {e}")))?
 }
 
-/// The end of an object: yields its size once it is stored.
-pub type Stored = Pin<Box<dyn Future<Output = Result<u64>> + Send>>;
+/// An object once stored: its size, and the checksum it was sent with (S3), which
+/// manifests record.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Landed {
+    pub bytes: u64,
+    pub checksum: Option<(checksum::Algorithm, String)>,
+}
+
+impl Landed {
+    pub fn sized(bytes: u64) -> Landed {
+        Landed {
+            bytes,
+            checksum: None,
+        }
+    }
+}
+
+/// The end of an object: yields its size (and checksum) once it is stored.
+pub type Stored = Pin<Box<dyn Future<Output = Result<Landed>> + Send>>;
 
 /// An object being written; `std::io::Write` so encoders write straight into it.
 pub enum Upload {
@@ -111,9 +136,10 @@ impl Upload {
         match self {
             Upload::S3(upload) => upload.finish(),
             Upload::Local(file) => Ok(Box::pin(async move {
-                tokio::task::spawn_blocking(move || file.commit())
+                let committed = tokio::task::spawn_blocking(move || file.commit())
                     .await
-                    .map_err(|e| Error::Store(format!("file work stopped: {e}")))?
+                    .map_err(|e| Error::Store(format!("file work stopped: {e}")))?;
+                committed.map(Landed::sized)
             })),
         }
     }

@@ -5,7 +5,10 @@
 //! (with the configured encryption and storage class on every object), and the
 //! listing and batched deletion that `load_method: overwrite` needs.
 //! Request checksums are calculated only when an operation requires them: the SDK's
-//! default CRC32 trailers are refused by many S3-compatible stores.
+//! default CRC32 trailers are refused by many S3-compatible stores. Integrity instead
+//! comes from `If-None-Match: *` (an object is never replaced) and a full-object
+//! checksum sent as a plain header (`checksum`), as far as the store supports each:
+//! Amazon S3 is known to, other stores are probed at the start-up check.
 
 use std::time::Duration;
 
@@ -24,11 +27,12 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, ServerSideEncryption,
-    StorageClass,
+    ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart, Delete,
+    ObjectIdentifier, ServerSideEncryption, StorageClass,
 };
 use bytes::Bytes;
 
+use super::checksum::{Algorithm, Running};
 use crate::config::{AwsSettings, Config};
 use crate::encode::Media;
 use crate::error::{Error, Result};
@@ -50,12 +54,106 @@ macro_rules! with_object_options {
     };
 }
 
+/// Sets a checksum header on a request that sends bytes (PutObject, UploadPart).
+macro_rules! with_checksum {
+    ($request:expr, $algorithm:expr, $value:expr) => {{
+        let value: Option<String> = $value;
+        match $algorithm {
+            Algorithm::Crc64Nvme => $request.set_checksum_crc64_nvme(value),
+            Algorithm::Crc32c => $request.set_checksum_crc32_c(value),
+            Algorithm::Md5 => $request.set_content_md5(value),
+            Algorithm::None => $request,
+        }
+    }};
+}
+
 #[derive(Clone, Debug)]
 pub struct S3Store {
     client: Client,
     bucket: String,
     max_attempts: u32,
     options: ObjectOptions,
+    integrity: Integrity,
+    /// What the settings fix; `None`: learnt at the start-up check.
+    asked: (Option<bool>, Option<Algorithm>),
+}
+
+/// How uploads guard against replacing an object and against changed bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Integrity {
+    /// `If-None-Match: *` on every PutObject and CompleteMultipartUpload.
+    pub conditional: bool,
+    pub checksum: Algorithm,
+}
+
+impl Integrity {
+    /// The start-up line that says what the run uses.
+    pub fn describe(&self) -> String {
+        let on = if self.conditional { "on" } else { "off" };
+        format!(
+            "store: conditional writes {on}, checksums {}",
+            self.checksum.name()
+        )
+    }
+}
+
+/// Whether an endpoint is Amazon S3's own (none configured, or an amazonaws.com host).
+fn is_amazon(endpoint: Option<&str>) -> bool {
+    let Some(url) = endpoint else { return true };
+    let host = url.split("://").last().unwrap_or(url);
+    let host = host.split(['/', ':']).next().unwrap_or(host);
+    host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn")
+}
+
+/// The settings' fixed choices: explicit values, and `auto` on Amazon S3.
+fn asked(config: &Config) -> (Option<bool>, Option<Algorithm>) {
+    let amazon = is_amazon(config.aws.endpoint.as_deref());
+    let reliability = &config.reliability;
+    let conditional = match reliability.conditional_writes.as_str() {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => amazon.then_some(true),
+    };
+    let checksum = Algorithm::from_setting(&reliability.checksum_algorithm)
+        .or(amazon.then_some(Algorithm::Crc64Nvme));
+    (conditional, checksum)
+}
+
+/// Whether a conditional write was refused because the key is taken (412).
+fn is_refused_write<E>(error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> bool {
+    error.raw_response().map(|r| r.status().as_u16()) == Some(412)
+}
+
+/// The ETag S3 gives an object stored with one PutObject (unencrypted or SSE-S3):
+/// the hex MD5 of its bytes.
+fn etag_of(body: &[u8]) -> String {
+    use md5::Digest as _;
+    hex(&md5::Md5::digest(body))
+}
+
+/// The ETag S3 gives a multipart object: the hex MD5 of its parts' MD5s, then `-N`.
+fn multipart_etag(parts: &[CompletedPart]) -> String {
+    use md5::Digest as _;
+    let mut md5 = md5::Md5::new();
+    for part in parts {
+        let hex_digits = part.e_tag().unwrap_or_default().trim_matches('"');
+        let bytes: Vec<u8> = (0..hex_digits.len() / 2)
+            .filter_map(|i| u8::from_str_radix(hex_digits.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect();
+        md5.update(&bytes);
+    }
+    format!("{}-{}", hex(&md5.finalize()), parts.len())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether a store's answer says the bytes it received do not match their checksum
+/// (changed in transit): retried, since the bytes are still in memory.
+fn is_digest_mismatch<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
+    let code = error.as_service_error().and_then(|e| e.code());
+    code.is_some_and(|c| c.contains("Digest") || c.contains("Checksum") || c.contains("SHA256"))
 }
 
 /// How S3 keeps every object this target writes.
@@ -90,12 +188,52 @@ impl S3Store {
         let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(aws.endpoint.is_some())
             .build();
+        let asked = asked(config);
         Ok(S3Store {
             client: Client::from_conf(s3_config),
             bucket: config.bucket.clone(),
             max_attempts: reliability.max_attempts,
             options: ObjectOptions::from_config(config),
+            integrity: Integrity {
+                conditional: asked.0.unwrap_or(false),
+                checksum: asked.1.unwrap_or(Algorithm::None),
+            },
+            asked,
         })
+    }
+
+    /// What uploads use: fixed by the settings, or learnt at the start-up check.
+    pub fn integrity(&self) -> Integrity {
+        self.integrity
+    }
+
+    /// Sends a request again, while attempts remain, when the store found its bytes
+    /// changed in transit; every other answer is returned as it is.
+    async fn resending<T, E, R, F>(
+        &self,
+        operation: &str,
+        key: &str,
+        send: impl Fn() -> F,
+    ) -> Result<T, SdkError<E, R>>
+    where
+        F: Future<Output = Result<T, SdkError<E, R>>>,
+        E: ProvideErrorMetadata,
+    {
+        let mut attempt = 1;
+        loop {
+            match send().await {
+                Err(e) if attempt < self.max_attempts && is_digest_mismatch(&e) => {
+                    tracing::warn!(
+                        "{operation} s3://{}/{key}: the store found the bytes changed in transit ({}); sending them again",
+                        self.bucket,
+                        e.code().unwrap_or("checksum mismatch")
+                    );
+                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(8))).await;
+                    attempt += 1;
+                }
+                answer => return answer,
+            }
+        }
     }
 
     pub fn bucket(&self) -> &str {
@@ -154,8 +292,45 @@ impl S3Store {
         ))
     }
 
-    /// Stores one object; returns once S3 has acknowledged it.
-    pub async fn put(&self, key: &str, body: Vec<u8>, media: Media) -> Result<()> {
+    /// Stores one object; returns once S3 has acknowledged it. Returns the checksum
+    /// sent with it, if any.
+    pub async fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        media: Media,
+    ) -> Result<Option<(Algorithm, String)>> {
+        let Integrity {
+            conditional,
+            checksum,
+        } = self.integrity;
+        let value = checksum.of(&body);
+        let body = Bytes::from(body);
+        let sent = self
+            .resending("PutObject", key, || {
+                self.put_request(key, &body, media, conditional, checksum, value.clone())
+                    .send()
+            })
+            .await;
+        match sent {
+            Ok(_) => {}
+            Err(e)
+                if is_refused_write(&e)
+                    && self.is_ours(key, value.as_deref(), &etag_of(&body)).await => {}
+            Err(e) => return Err(self.failed("PutObject", key, e)),
+        }
+        Ok(value.map(|v| (checksum, v)))
+    }
+
+    fn put_request(
+        &self,
+        key: &str,
+        body: &Bytes,
+        media: Media,
+        conditional: bool,
+        checksum: Algorithm,
+        value: Option<String>,
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
         let request = self
             .client
             .put_object()
@@ -163,12 +338,9 @@ impl S3Store {
             .key(key)
             .content_type(media.content_type)
             .set_content_encoding(media.content_encoding.map(str::to_owned))
-            .body(ByteStream::from(body));
-        with_object_options!(request, self.options)
-            .send()
-            .await
-            .map_err(|e| self.failed("PutObject", key, e))?;
-        Ok(())
+            .set_if_none_match(conditional.then(|| "*".to_owned()))
+            .body(ByteStream::from(body.clone()));
+        with_checksum!(with_object_options!(request, self.options), checksum, value)
     }
 
     /// Starts a multipart upload; returns its id.
@@ -180,6 +352,18 @@ impl S3Store {
             .key(key)
             .content_type(media.content_type)
             .set_content_encoding(media.content_encoding.map(str::to_owned));
+        // A full-object CRC is declared up front; S3 then checks the whole object's
+        // value at completion.
+        let request = match self.integrity.checksum {
+            Algorithm::Crc64Nvme => request.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme),
+            Algorithm::Crc32c => request.checksum_algorithm(ChecksumAlgorithm::Crc32C),
+            Algorithm::Md5 | Algorithm::None => request,
+        };
+        let request = if self.integrity.checksum.full_object() {
+            request.checksum_type(ChecksumType::FullObject)
+        } else {
+            request
+        };
         let created = with_object_options!(request, self.options)
             .send()
             .await
@@ -192,55 +376,99 @@ impl S3Store {
         })
     }
 
+    /// Sends one part with its own checksum; returns it with the part's running
+    /// checksum, which `complete_multipart` combines into the whole object's.
     pub async fn upload_part(
         &self,
         key: &str,
         upload_id: &str,
         number: i32,
         body: Vec<u8>,
-    ) -> Result<CompletedPart> {
+    ) -> Result<(CompletedPart, Running)> {
+        let checksum = self.integrity.checksum;
+        let mut running = Running::new(checksum);
+        running.update(&body);
+        let value = running.value();
+        let body = Bytes::from(body);
+        let operation = format!("UploadPart {number} of");
         let part = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .part_number(number)
-            .body(ByteStream::from(body))
-            .send()
+            .resending(&operation, key, || {
+                let request = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(body.clone()));
+                with_checksum!(request, checksum, value.clone()).send()
+            })
             .await
-            .map_err(|e| self.failed(&format!("UploadPart {number} of"), key, e))?;
-        Ok(CompletedPart::builder()
+            .map_err(|e| self.failed(&operation, key, e))?;
+        let completed = CompletedPart::builder()
             .set_e_tag(part.e_tag)
-            .part_number(number)
-            .build())
+            .part_number(number);
+        let completed = match checksum {
+            Algorithm::Crc64Nvme => completed.set_checksum_crc64_nvme(value),
+            Algorithm::Crc32c => completed.set_checksum_crc32_c(value),
+            Algorithm::Md5 | Algorithm::None => completed,
+        };
+        Ok((completed.build(), running))
     }
 
-    /// Completes a multipart upload. S3 may answer 200 with an error in the body (the
-    /// SDK then reports success without an ETag); that answer is retried too.
+    /// Completes a multipart upload, with the whole object's checksum where the
+    /// algorithm has one (`whole`: the parts' running checksums combined in order).
+    /// S3 may answer 200 with an error in the body (the SDK then reports success
+    /// without an ETag); that answer is retried too. Returns the checksum sent.
     pub async fn complete_multipart(
         &self,
         key: &str,
         upload_id: &str,
         parts: Vec<CompletedPart>,
-    ) -> Result<()> {
+        whole: Option<Running>,
+    ) -> Result<Option<(Algorithm, String)>> {
         let parts = CompletedMultipartUpload::builder()
             .set_parts(Some(parts))
             .build();
+        let Integrity {
+            conditional,
+            checksum,
+        } = self.integrity;
+        let value = whole
+            .and_then(|w| w.value())
+            .filter(|_| checksum.full_object());
         let mut attempt = 1;
         loop {
-            let completed = self
+            let request = self
                 .client
                 .complete_multipart_upload()
                 .bucket(&self.bucket)
                 .key(key)
                 .upload_id(upload_id)
-                .multipart_upload(parts.clone())
-                .send()
-                .await
-                .map_err(|e| self.failed("CompleteMultipartUpload", key, e))?;
+                .set_if_none_match(conditional.then(|| "*".to_owned()))
+                .multipart_upload(parts.clone());
+            let request = match checksum {
+                Algorithm::Crc64Nvme => request.set_checksum_crc64_nvme(value.clone()),
+                Algorithm::Crc32c => request.set_checksum_crc32_c(value.clone()),
+                Algorithm::Md5 | Algorithm::None => request,
+            };
+            let request = if value.is_some() {
+                request.checksum_type(ChecksumType::FullObject)
+            } else {
+                request
+            };
+            let completed = match request.send().await {
+                Err(e) if is_refused_write(&e) => {
+                    let etag = multipart_etag(parts.parts());
+                    if self.is_ours(key, value.as_deref(), &etag).await {
+                        return Ok(value.map(|v| (checksum, v)));
+                    }
+                    return Err(self.failed("CompleteMultipartUpload", key, e));
+                }
+                sent => sent.map_err(|e| self.failed("CompleteMultipartUpload", key, e))?,
+            };
             if completed.e_tag.is_some() {
-                return Ok(());
+                return Ok(value.map(|v| (checksum, v)));
             }
             if attempt >= self.max_attempts {
                 return Err(Error::Store(format!(
@@ -251,6 +479,32 @@ impl S3Store {
             tokio::time::sleep(Duration::from_millis(100 << attempt.min(8))).await;
             attempt += 1;
         }
+    }
+
+    /// After a 412 to a conditional write: whether the object at `key` is the one this
+    /// request sent (an earlier attempt landed and only its answer was lost, so the
+    /// SDK's retry found the key taken), told by its checksum or ETag. Then nothing
+    /// was replaced and the write succeeded.
+    async fn is_ours(&self, key: &str, checksum: Option<&str>, etag: &str) -> bool {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await;
+        let Ok(head) = head else { return false };
+        let stored = [head.checksum_crc64_nvme(), head.checksum_crc32_c()];
+        let same_checksum = checksum.is_some_and(|c| stored.contains(&Some(c)));
+        let same_etag = head.e_tag().map(|e| e.trim_matches('"')) == Some(etag);
+        if same_checksum || same_etag {
+            tracing::info!(
+                "s3://{}/{key}: the object at the key is the one sent (an earlier attempt's answer was lost)",
+                self.bucket
+            );
+        }
+        same_checksum || same_etag
     }
 
     /// Every key under `prefix`, page by page.
@@ -329,7 +583,17 @@ impl S3Store {
     /// unreachable endpoint, bad credentials or a missing bucket from a good set-up.
     /// Access denied to the listing itself only means it cannot be verified, unless the
     /// load lists and deletes (`overwrite`): then it is an error.
-    pub async fn preflight(&self, prefix: &str, overwrite: bool) -> Result<()> {
+    /// Then, for what `auto` leaves open on a store other than Amazon S3, probes the
+    /// store (`learn`).
+    pub async fn preflight(&mut self, prefix: &str, overwrite: bool) -> Result<()> {
+        self.check_listing(prefix, overwrite).await?;
+        if self.asked.0.is_none() || self.asked.1.is_none() {
+            self.learn(prefix).await?;
+        }
+        Ok(())
+    }
+
+    async fn check_listing(&self, prefix: &str, overwrite: bool) -> Result<()> {
         let listed = self
             .client
             .list_objects_v2()
@@ -362,6 +626,88 @@ impl S3Store {
         Err(Error::Store(format!(
             "preflight: {message} (set preflight to false to skip this check)"
         )))
+    }
+
+    /// Learns what the store verifies, writing one small probe object under `prefix`
+    /// and deleting it again: the strongest checksum whose wrong value the store
+    /// refuses and right value it takes, and whether a second write with
+    /// `If-None-Match: *` is refused (412). A probe the store refuses leaves both off,
+    /// with a warning; no answer at all fails the check.
+    async fn learn(&mut self, prefix: &str) -> Result<()> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let folder = prefix.trim_matches('/');
+        let name = format!(".target-s3-probe-{}-{nanos}", std::process::id());
+        let key = if folder.is_empty() {
+            name
+        } else {
+            format!("{folder}/{name}")
+        };
+        let body = Bytes::from_static(b"target-s3 start-up probe");
+        let probe = Media {
+            content_type: "text/plain",
+            content_encoding: None,
+        };
+        let put = |conditional, checksum: Algorithm, value| {
+            self.put_request(&key, &body, probe, conditional, checksum, value)
+                .send()
+        };
+        // A plain write first: a store that does not answer fails the check (the load
+        // could not write either); one that refuses the probe leaves `auto` off.
+        if let Err(e) = put(false, Algorithm::None, None).await {
+            if e.raw_response().is_none() {
+                let failed = self.failed("PutObject", &key, e);
+                return Err(Error::Store(format!(
+                    "preflight: {failed} (set preflight to false to skip this check)"
+                )));
+            }
+            tracing::warn!(
+                "preflight: could not write the probe object s3://{}/{key} ({}); {}",
+                self.bucket,
+                describe(&e),
+                self.integrity.describe()
+            );
+            return Ok(());
+        }
+        let mut learnt = self.integrity;
+        if self.asked.1.is_none() {
+            let mut verified = Algorithm::None;
+            for checksum in Algorithm::STRONGEST_FIRST {
+                let wrong = checksum.of(b"not the probe");
+                let refused_wrong = put(false, checksum, wrong).await.is_err();
+                if refused_wrong && put(false, checksum, checksum.of(&body)).await.is_ok() {
+                    verified = checksum;
+                    break;
+                }
+            }
+            learnt.checksum = verified;
+        }
+        if self.asked.0.is_none() {
+            let second = put(true, Algorithm::None, None).await;
+            let refused = second
+                .as_ref()
+                .err()
+                .and_then(|e| e.raw_response())
+                .is_some_and(|r| r.status().as_u16() == 412);
+            learnt.conditional = refused;
+        }
+        self.integrity = learnt;
+        let deleted = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await;
+        if let Err(e) = deleted {
+            tracing::warn!(
+                "preflight: could not delete the probe object s3://{}/{key}: {}",
+                self.bucket,
+                describe(&e)
+            );
+        }
+        Ok(())
     }
 
     /// Drops a multipart upload and its parts, so none are left behind. An upload the
@@ -554,6 +900,8 @@ fn meaning(code: &str, operation: &str, bucket: &str) -> Option<String> {
         "ExpiredToken" | "InvalidToken" | "TokenRefreshRequired" => {
             format!("the session token is not valid ({code}); check aws_session_token")
         }
+        "PreconditionFailed" => "an object is already at this key (PreconditionFailed to If-None-Match: *): something else wrote there; target-s3 never replaces an object (conditional_writes)"
+            .into(),
         "AccessDenied" | "AllAccessDisabled" => format!(
             "the credentials may not do {operation} on bucket {bucket:?} ({code}); they need {}",
             permission(operation)
@@ -609,6 +957,42 @@ mod tests {
                 "{name} is not in the SDK's ServerSideEncryption"
             );
         }
+    }
+
+    #[test]
+    fn auto_is_decided_up_front_only_for_amazon_s3() {
+        assert!(is_amazon(None));
+        assert!(is_amazon(Some("https://s3.eu-west-1.amazonaws.com")));
+        assert!(!is_amazon(Some("http://127.0.0.1:9000")));
+        assert!(!is_amazon(Some("https://amazonaws.com.example.org/x")));
+        let config = |extra: serde_json::Value| {
+            let mut map =
+                serde_json::json!({"bucket": "b", "file_type": "csv", "object_key_path": "p"});
+            map.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            Config::from_map(map.as_object().unwrap()).unwrap().0
+        };
+        let aws = config(serde_json::json!({}));
+        assert_eq!(asked(&aws), (Some(true), Some(Algorithm::Crc64Nvme)));
+        let other = config(serde_json::json!({"aws_endpoint": "http://127.0.0.1:9000"}));
+        assert_eq!(asked(&other), (None, None));
+        let fixed = config(serde_json::json!({"aws_endpoint": "http://127.0.0.1:9000",
+            "conditional_writes": "off", "checksum_algorithm": "MD5"}));
+        assert_eq!(asked(&fixed), (Some(false), Some(Algorithm::Md5)));
+    }
+
+    #[test]
+    fn etags_as_s3_computes_them() {
+        assert_eq!(etag_of(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+        let part = CompletedPart::builder()
+            .e_tag("\"d41d8cd98f00b204e9800998ecf8427e\"")
+            .part_number(1)
+            .build();
+        assert_eq!(
+            multipart_etag(&[part]),
+            "59adb24ef3cdbe0297f05b395827453f-1"
+        );
     }
 
     #[test]

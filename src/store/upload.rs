@@ -21,7 +21,8 @@ use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::{S3Store, Store, Stored, Upload};
+use super::checksum::Running;
+use super::{Landed, S3Store, Store, Stored, Upload};
 use crate::encode::Media;
 use crate::error::{Error, Result};
 use crate::stop::Brake;
@@ -128,7 +129,7 @@ impl Uploader {
         key: String,
         body: Vec<u8>,
         media: Media,
-    ) -> impl Future<Output = Result<u64>> + Send + 'static {
+    ) -> impl Future<Output = Result<Landed>> + Send + 'static {
         self.put_in(self.store.clone(), key, body, media)
     }
 
@@ -139,19 +140,18 @@ impl Uploader {
         key: String,
         body: Vec<u8>,
         media: Media,
-    ) -> impl Future<Output = Result<u64>> + Send + 'static {
+    ) -> impl Future<Output = Result<Landed>> + Send + 'static {
         let slot = self.slot();
         let brake = self.brake.clone();
         async move {
             let slot = slot?;
-            let bytes = body.len() as u64;
             let stored = store.put(key, body, media).await;
             if stored.is_err() {
                 // Before the slot is freed: nothing waiting for it may start.
                 brake.failed();
             }
             drop(slot);
-            stored.map(|()| bytes)
+            stored
         }
     }
 
@@ -225,7 +225,7 @@ fn left_open(bucket: &str, key: &str, id: &str, reason: &str) -> String {
 
 struct Multipart {
     id: String,
-    parts: Vec<JoinHandle<Result<CompletedPart>>>,
+    parts: Vec<JoinHandle<Result<(CompletedPart, Running)>>>,
 }
 
 /// An object being written to S3; `std::io::Write` so encoders can write straight into it.
@@ -312,10 +312,17 @@ impl S3Upload {
         let key = self.key;
         Ok(Box::pin(async move {
             let mut parts = Vec::with_capacity(multipart.parts.len());
+            let mut whole: Option<Running> = None;
             let mut failure = None;
             for handle in multipart.parts {
                 match handle.await {
-                    Ok(Ok(part)) => parts.push(part),
+                    Ok(Ok((part, running))) => {
+                        parts.push(part);
+                        match &mut whole {
+                            Some(whole) => whole.combine(&running),
+                            None => whole = Some(running),
+                        }
+                    }
                     Ok(Err(e)) => {
                         failure.get_or_insert(e);
                     }
@@ -325,16 +332,19 @@ impl S3Upload {
                 }
             }
             let completed = match failure {
-                None => store.complete_multipart(&key, &multipart.id, parts).await,
+                None => store
+                    .complete_multipart(&key, &multipart.id, parts, whole)
+                    .await
+                    .map(|checksum| Landed { bytes, checksum }),
                 Some(e) => Err(e),
             };
             match &completed {
-                Ok(()) => open.remove(&multipart.id),
+                Ok(_) => open.remove(&multipart.id),
                 // Not awaited: the report need not wait for it. An abort that fails
                 // leaves the upload listed, to be aborted again or named at the end.
                 Err(_) => drop(tokio::spawn(abort(store, open, key, multipart.id))),
             }
-            completed.map(|()| bytes)
+            completed
         }))
     }
 

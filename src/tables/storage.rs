@@ -118,7 +118,10 @@ impl Storage for S3Tables {
 
     async fn write(&self, path: &str, bs: Bytes) -> iceberg::Result<()> {
         let (s3, key) = self.at(path)?;
-        s3.put(key, bs.to_vec(), TABLE_FILE).await.map_err(failed)
+        s3.put(key, bs.to_vec(), TABLE_FILE)
+            .await
+            .map(drop)
+            .map_err(failed)
     }
 
     async fn writer(&self, path: &str) -> iceberg::Result<Box<dyn FileWrite>> {
@@ -213,6 +216,7 @@ impl FileWrite for WholeWriter {
         self.s3
             .put(&self.key, body, TABLE_FILE)
             .await
+            .map(drop)
             .map_err(failed)
     }
 }
