@@ -7,9 +7,11 @@ here is ever stopped, by its pid.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -78,6 +80,12 @@ class Server:
             config=Config(s3={"addressing_style": "path"}),
         )
 
+    def incomplete_uploads(self, bucket: str) -> list[str]:
+        """Keys of the multipart uploads begun in `bucket` and neither completed nor
+        aborted."""
+        uploads = self.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        return [u["Key"] for u in uploads]
+
     def new_bucket(self) -> str:
         name = f"test-{uuid.uuid4().hex[:12]}"
         self.client().create_bucket(Bucket=name)
@@ -123,13 +131,22 @@ class S3sFsServer(Server):
     name = "s3s-fs"
 
     def command(self, log_dir: Path) -> list[str]:
-        root = log_dir / f"s3s-fs-{self.port}"
+        root = self.root = log_dir / f"s3s-fs-{self.port}"
         root.mkdir()
         binary = s3s_fs_binary()
         if binary is None:
             raise RuntimeError("s3s-fs is not installed: `make test` installs it")
         return [str(binary), "--host", "127.0.0.1", "--port", str(self.port),
                 "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, str(root)]
+
+    def incomplete_uploads(self, bucket: str) -> list[str]:
+        # s3s-fs does not implement ListMultipartUploads; an upload in progress is the
+        # attributes file it writes at CreateMultipartUpload and removes at completion
+        # or abort: `.bucket-<b64 bucket>.object-<b64 key>.upload-<id>.metadata.json`.
+        encode = lambda s: base64.urlsafe_b64encode(s.encode()).decode().rstrip("=")  # noqa: E731
+        decode = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)).decode()  # noqa: E731
+        found = re.compile(rf"^\.bucket-{re.escape(encode(bucket))}\.object-([A-Za-z0-9_-]+)\.upload-[0-9a-f-]+\.metadata\.json$")
+        return sorted(decode(m.group(1)) for p in self.root.iterdir() if (m := found.match(p.name)))
 
 
 def free_port_pair() -> int:

@@ -9,7 +9,8 @@ import re
 import pytest
 
 from fault_proxy import FaultProxy, Rule
-from harness import S3sFsServer, SeaweedServer, base_config, get_bytes, list_keys, run_target, s3s_fs_binary
+from conftest import store_named
+from harness import base_config, get_bytes, list_keys, run_target
 from test_pipeline import singer
 
 PART = 5 * 1024 * 1024
@@ -18,22 +19,6 @@ HEADER = {"crc64nvme": "x-amz-checksum-crc64nvme", "crc32c": "x-amz-checksum-crc
 PUT = r"^PUT .*x-id=PutObject"
 PART_PUT = r"^PUT .*partNumber="
 COMPLETE = r"^POST .*\?uploadId="
-
-
-@pytest.fixture(scope="module")
-def seaweed(tmp_path_factory):
-    server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def s3s(tmp_path_factory):
-    if s3s_fs_binary() is None:
-        pytest.skip("s3s-fs is not installed (make test installs it)")
-    server = S3sFsServer(tmp_path_factory.mktemp("s3s"))
-    yield server
-    server.stop()
 
 
 def proxied(server):
@@ -59,7 +44,7 @@ def with_rejects(n: int) -> str:
     ("seaweedfs", ("on", "crc64nvme")),
 ])
 def test_auto_reports_what_it_learnt_from_each_store(name, expected, request):
-    server = request.getfixturevalue({"moto": "server", "s3s-fs": "s3s", "seaweedfs": "seaweed"}[name])
+    server = store_named(request, name)
     bucket = server.new_bucket()
     run = run_target(base_config(server, bucket, file_type="csv", part_size_bytes=PART), singer(30_000))
     assert run.returncode == 0, run.stderr

@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 
 from fault_proxy import FaultProxy, Rule
-from harness import (BINARY, S3sFsServer, base_config, clean_env, list_keys, read_csv, read_parquet,
-                     run_target, s3s_fs_binary)
+from harness import BINARY, base_config, clean_env, list_keys, read_csv, read_parquet, run_target
 from test_pipeline import ids, singer
 
 PART = 5 * 1024 * 1024
 
 
 @pytest.fixture
-def proxy(server):
-    p = FaultProxy(server.port)
+def proxy(any_store):
+    """A fault proxy in front of each S3 implementation in turn."""
+    p = FaultProxy(any_store.port)
     yield p
     p.stop()
 
@@ -32,11 +32,17 @@ def via(proxy, server, bucket, **extra):
     return base_config(server, bucket, aws_endpoint=proxy.endpoint, **extra)
 
 
-def incomplete_uploads(server, bucket):
-    return server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+def test_the_harness_sees_an_unfinished_upload(any_store):
+    """What the tests below rely on to show that no upload is left behind."""
+    bucket, client = any_store.new_bucket(), any_store.client()
+    upload = client.create_multipart_upload(Bucket=bucket, Key="a/left.csv")["UploadId"]
+    assert any_store.incomplete_uploads(bucket) == ["a/left.csv"]
+    client.abort_multipart_upload(Bucket=bucket, Key="a/left.csv", UploadId=upload)
+    assert any_store.incomplete_uploads(bucket) == []
 
 
-def test_transient_faults_are_retried_and_nothing_is_lost(server, bucket, proxy):
+def test_transient_faults_are_retried_and_nothing_is_lost(any_store, proxy):
+    server, bucket = any_store, any_store.new_bucket()
     proxy.rules = [
         Rule(r"^PUT .*x-id=PutObject", "503", times=2),
         Rule(r"^POST .*\?uploads", "500", times=1),
@@ -54,10 +60,11 @@ def test_transient_faults_are_retried_and_nothing_is_lost(server, bucket, proxy)
     assert ids(server, bucket, "exports/run/s0/", "csv") == list(range(30_000))
     assert ids(server, bucket, "exports/run/small/", "csv") == list(range(10))
     assert run.states[-1] == {"at": 30_000}
-    assert incomplete_uploads(server, bucket) == []
+    assert server.incomplete_uploads(bucket) == []
 
 
-def test_permanent_put_failure_fails_cleanly(server, bucket, proxy):
+def test_permanent_put_failure_fails_cleanly(any_store, proxy):
+    server, bucket = any_store, any_store.new_bucket()
     proxy.rules = [Rule(r"^PUT .*x-id=PutObject", "500", times=None)]
     text = singer(3_000, state_every=500)
     run = run_target(via(proxy, server, bucket, max_attempts=2, max_batch_rows=1_000), text)
@@ -68,7 +75,8 @@ def test_permanent_put_failure_fails_cleanly(server, bucket, proxy):
     assert list_keys(server, bucket) == []
 
 
-def test_permanent_part_failure_aborts_the_upload(server, bucket, proxy):
+def test_permanent_part_failure_aborts_the_upload(any_store, proxy):
+    server, bucket = any_store, any_store.new_bucket()
     proxy.rules = [Rule(r"^PUT .*partNumber=2&", "500", times=None)]
     text = singer(30_000, state_every=1_000)
     config = via(proxy, server, bucket, file_type="csv", part_size_bytes=PART, max_attempts=2)
@@ -77,15 +85,16 @@ def test_permanent_part_failure_aborts_the_upload(server, bucket, proxy):
     assert "UploadPart 2 of s3://" in run.stderr and "InternalError" in run.stderr
     assert run.states == []
     assert list_keys(server, bucket) == []
-    assert incomplete_uploads(server, bucket) == []
+    assert server.incomplete_uploads(bucket) == []
 
 
-def test_completion_answering_errors_fails_and_aborts(server, bucket, proxy):
+def test_completion_answering_errors_fails_and_aborts(any_store, proxy):
+    server, bucket = any_store, any_store.new_bucket()
     proxy.rules = [Rule(r"^POST .*\?uploadId=", "200-error", times=None)]
     config = via(proxy, server, bucket, file_type="csv", part_size_bytes=PART, max_attempts=2)
     run = run_target(config, singer(30_000))
     assert run.returncode == 1 and "CompleteMultipartUpload" in run.stderr, run.stderr
-    assert incomplete_uploads(server, bucket) == []
+    assert server.incomplete_uploads(bucket) == []
 
 
 def test_preflight_names_what_is_wrong_before_reading_input(server, bucket):
@@ -109,35 +118,26 @@ def test_without_preflight_a_missing_bucket_fails_at_upload(server):
     assert "NoSuchBucket" in run.stderr.strip().splitlines()[-1]
 
 
-@pytest.fixture(scope="module")
-def s3s(tmp_path_factory):
-    if s3s_fs_binary() is None:
-        pytest.skip("s3s-fs is not installed (make test installs it)")
-    server = S3sFsServer(tmp_path_factory.mktemp("s3s"))
-    yield server
-    server.stop()
-
-
-def test_signatures_are_verified_end_to_end(s3s):
-    bucket = s3s.new_bucket()
-    config = base_config(s3s, bucket, file_type="csv", part_size_bytes=PART)
+def test_signatures_are_verified_end_to_end(signing_store):
+    bucket = signing_store.new_bucket()
+    config = base_config(signing_store, bucket, file_type="csv", part_size_bytes=PART)
     run = run_target(config, singer(30_000))
     assert run.returncode == 0, run.stderr
-    assert ids(s3s, bucket, "exports/run/", "csv") == list(range(30_000))
+    assert ids(signing_store, bucket, "exports/run/", "csv") == list(range(30_000))
 
 
-def test_wrong_secret_key_is_a_clear_error_before_input(s3s):
-    bucket = s3s.new_bucket()
-    run = run_target(base_config(s3s, bucket, aws_secret_access_key="wrong-secret"), "not JSON\n")
+def test_wrong_secret_key_is_a_clear_error_before_input(signing_store):
+    bucket = signing_store.new_bucket()
+    run = run_target(base_config(signing_store, bucket, aws_secret_access_key="wrong-secret"), "not JSON\n")
     assert run.returncode == 1
     last = run.stderr.strip().splitlines()[-1]
     assert "SignatureDoesNotMatch" in last and "aws_secret_access_key" in last, last
     assert "wrong-secret" not in run.stderr
 
 
-def test_wrong_secret_key_without_preflight_ends_in_one_line_naming_the_setting(s3s):
-    bucket = s3s.new_bucket()
-    config = base_config(s3s, bucket, aws_secret_access_key="wrong-secret", preflight=False, max_batch_rows=2)
+def test_wrong_secret_key_without_preflight_ends_in_one_line_naming_the_setting(signing_store):
+    bucket = signing_store.new_bucket()
+    config = base_config(signing_store, bucket, aws_secret_access_key="wrong-secret", preflight=False, max_batch_rows=2)
     run = run_target(config, singer(7))
     assert run.returncode == 1
     last = run.stderr.strip().splitlines()[-1]
@@ -190,7 +190,7 @@ def test_killed_runs_never_run_ahead_and_resume_loses_nothing(server, bucket, tm
     assert set(range(covered)) <= stored, "a STATE ran ahead of the stored records"
     if how == "SIGTERM":
         assert "stopped by SIGTERM" in err.decode()
-        assert incomplete_uploads(server, bucket) == []
+        assert server.incomplete_uploads(bucket) == []
     # The tap re-sends everything after the last STATE written.
     lines = text.splitlines()
     schema = lines[0]

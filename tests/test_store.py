@@ -254,7 +254,8 @@ FOREIGN = {
 }
 
 
-def test_overwrite_replaces_only_the_streams_own_folder(server, bucket):
+def test_overwrite_replaces_only_the_streams_own_folder(any_store):
+    server, bucket = any_store, any_store.new_bucket()
     first = loaded(base_config(server, bucket, file_type="csv"),
                    text(schema("s0"), records("s0", range(10)), schema("keep"), records("keep", range(5))))
     client = server.client()
@@ -281,7 +282,8 @@ def test_overwrite_replaces_only_the_streams_own_folder(server, bucket):
     assert first.returncode == 0
 
 
-def test_overwrite_lists_and_deletes_in_pages_of_1000(server, bucket):
+def test_overwrite_lists_and_deletes_in_pages_of_1000(any_store):
+    server, bucket = any_store, any_store.new_bucket()
     client = server.client()
     old = [f"exports/run/s0/old/{n:05}.csv" for n in range(1_205)]
     with ThreadPoolExecutor(8) as pool:
@@ -302,7 +304,8 @@ def test_overwrite_lists_and_deletes_in_pages_of_1000(server, bucket):
     assert "1205 older objects deleted" in run.stderr
 
 
-def test_failed_or_interrupted_overwrite_deletes_nothing(server, bucket):
+def test_failed_or_interrupted_overwrite_deletes_nothing(any_store):
+    server, bucket = any_store, any_store.new_bucket()
     loaded(base_config(server, bucket), text(schema("s0"), records("s0", range(10))))
     old = list_keys(server, bucket, "exports/run/s0/")
     config = base_config(server, bucket, load_method="overwrite", max_batch_rows=10)
@@ -406,7 +409,8 @@ def test_keys_s3_refuses_to_delete_fail_the_run(server, bucket):
 
 # --- manifests -----------------------------------------------------------------------
 
-def test_manifest_lists_exactly_the_objects_stored(server, bucket, tmp_path):
+def test_manifest_lists_exactly_the_objects_stored(any_store, tmp_path):
+    server, bucket = any_store, any_store.new_bucket()
     lines = [schema("orders")] + records("orders", range(1000))
     lines.insert(500, json.dumps({"type": "RECORD", "stream": "orders", "record": {"id": 1.5}}))
     lines += [schema("users"), *records("users", range(3)), state({"at": 1})]
