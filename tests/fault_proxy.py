@@ -8,11 +8,15 @@ answers the second answer ("duplicate": another writer got there first, so the s
 own 412 comes back to a conditional write, or, for the same bytes, the client's check
 that the object there is its own); calls the test's `before(path)` and then forwards
 ("before": another writer, say); or flips one byte of the request's body and
-forwards it (a corruption in transit, for the store's checksum check to catch). Every
+forwards it (a corruption in transit, for the store's checksum check to catch); or
+answers 400 MissingContentMD5 unless the request carries its body's right `Content-MD5`
+("needs-md5"). Every
 request's headers are recorded (`headers`). Listens on a free loopback port."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import re
 import socket
@@ -33,7 +37,8 @@ class Rule:
     first `times` matches (None: all of them)."""
 
     pattern: str
-    action: str  # "503", "500", "reset", "stall", "delay", "200-error", "412", "duplicate", "before", "flip" or "answer"
+    action: str  # "503", "500", "reset", "stall", "delay", "200-error", "412", "duplicate", "before", "flip",
+    # "needs-md5" or "answer"
     times: int | None = 1
     hits: int = 0
     answer: tuple[int, bytes] | None = None  # for "answer": the status and XML body
@@ -92,6 +97,12 @@ class FaultProxy:
                     middle = len(body) // 2
                     body = body[:middle] + bytes([body[middle] ^ 0x01]) + body[middle + 1:]
                     return self.forward(body)
+                if rule.action == "needs-md5":
+                    # As stores built on older S3 code do: no Content-MD5, no request.
+                    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+                    if self.headers.get("Content-MD5") == md5:
+                        return self.forward(body)
+                    rule = Rule(rule.pattern, "400-md5")
                 if rule.action == "before":
                     rule.before(self.path)
                     return self.forward(body)
@@ -110,7 +121,8 @@ class FaultProxy:
                 else:
                     status, code = {"503": (503, "SlowDown"), "500": (500, "InternalError"),
                                     "200-error": (200, "InternalError"),
-                                    "412": (412, "PreconditionFailed")}[rule.action]
+                                    "412": (412, "PreconditionFailed"),
+                                    "400-md5": (400, "MissingContentMD5")}[rule.action]
                     payload = ERROR_BODY.replace(b"{code}", code.encode())
                 self.send_response(status)
                 self.send_header("Content-Type", "application/xml")

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from fault_proxy import FaultProxy, Rule
 from conftest import store_named
+from fault_proxy import FaultProxy, Rule
 from harness import base_config, get_bytes, list_keys, run_target
 from test_pipeline import singer
 
@@ -244,3 +244,27 @@ def test_iceberg_data_files_are_conditional_with_a_checksum(seaweed):
     assert data, proxy.seen
     for headers in data:
         assert headers.get("if-none-match") == "*" and "x-amz-checksum-crc32c" in headers, headers
+
+
+def test_overwrite_deletes_with_a_content_md5_on_every_store(any_store):
+    """DeleteObjects carries `Content-MD5` besides the SDK's CRC: a store that demands
+    it (the proxy refuses any DeleteObjects without the body's right MD5, as stores built
+    on older S3 code do) takes the deletions, and every real store still does."""
+    bucket = any_store.new_bucket()
+    client = any_store.client()
+    old = [f"exports/run/s0/old/{n}.csv" for n in range(3)]
+    for key in old:
+        client.put_object(Bucket=bucket, Key=key, Body=b"id\r\n1\r\n")
+    proxy = proxied(any_store)
+    proxy.rules = [Rule(r"^POST .*\?delete", "needs-md5", times=None)]
+    try:
+        config = base_config(any_store, bucket, aws_endpoint=proxy.endpoint, file_type="csv", load_method="overwrite")
+        run = run_target(config, singer(10))
+        deletes = proxy.headers_of(r"^POST .*\?delete")
+    finally:
+        proxy.stop()
+    assert run.returncode == 0, run.stderr
+    assert len(deletes) == 1 and "content-md5" in deletes[0], deletes
+    assert proxy.rules[0].hits == 1
+    keys = list_keys(any_store, bucket)
+    assert not set(old) & set(keys) and len(keys) == 1, keys

@@ -556,6 +556,8 @@ impl S3Store {
                 .delete_objects()
                 .bucket(&self.bucket)
                 .delete(delete)
+                .customize()
+                .mutate_request(with_content_md5)
                 .send()
                 .await
                 .map_err(|e| self.failed("DeleteObjects", first, e))?;
@@ -936,6 +938,18 @@ pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
         cause = e.source();
     }
     text
+}
+
+/// DeleteObjects is the one request S3 requires a body checksum of. The SDK now sends a
+/// CRC32 there, and stores built on older S3 code (MinIO's gateway among them) refuse a
+/// DeleteObjects without `Content-MD5` (MissingContentMD5); S3 takes both. So the MD5
+/// goes with it too, worked out from the body the SDK serialised (a short XML list of
+/// keys, in memory), before the request is signed.
+fn with_content_md5(request: &mut aws_sdk_s3::config::http::HttpRequest) {
+    let value = request.body().bytes().and_then(|body| Algorithm::Md5.of(body));
+    if let Some(value) = value {
+        request.headers_mut().insert("Content-MD5", value);
+    }
 }
 
 #[cfg(test)]
