@@ -124,7 +124,7 @@ def test_a_partitioned_table_splits_rows_by_day_and_country_and_prunes_files(sea
     assert sum(f.record_count for f in files) == len(sent)
     paths = sorted(f.file_path for f in files)
     assert any("/data/created_at_day=2024-01-01/country=FR/" in p for p in paths), paths
-    assert any("/country=null/" in p for p in paths), paths
+    assert any("/country=__HIVE_DEFAULT_PARTITION__/" in p for p in paths), paths
     # Filters on the partition columns prune files.
     assert len(list(table.scan(row_filter=EqualTo("country", "FR")).plan_files())) == 3
     later = GreaterThanOrEqual("created_at", "2024-01-03T00:00:00+00:00")
@@ -246,3 +246,19 @@ def test_the_setting_as_json_text_and_only_with_iceberg(seaweed):
     run = run_target(files, singer(records(1)))
     assert run.returncode != 0
     assert "iceberg_partition_spec" in run.stderr and "partition_by" in run.stderr, run.stderr
+
+
+def test_null_and_strings_that_look_like_it_are_partitions_of_their_own(seaweed):
+    ns = namespace()
+    config = seaweed.iceberg_config(ns, iceberg_partition_spec=["country"])
+    looks = [None, "null", "__HIVE_DEFAULT_PARTITION__", "", "__EMPTY__", "a/b", "a%2Fb"]
+    sent = [dict(r, country=looks[r["id"] % len(looks)]) for r in records(14)]
+    run = run_target(config, singer(sent))
+    assert run.returncode == 0, run.stderr
+    table = seaweed.catalog().load_table(f"{ns}.events")
+    files = check_partitions(seaweed, table)
+    assert sorted((f.partition[0] is None, f.partition[0] or "") for f in files) == sorted(
+        (v is None, v or "") for v in looks)
+    got = {r["id"]: r["country"] for r in table.scan().to_arrow().to_pylist()}
+    assert got == {r["id"]: r["country"] for r in sent}
+    assert len(list(table.scan(row_filter=EqualTo("country", "null")).plan_files())) == 1

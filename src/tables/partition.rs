@@ -11,8 +11,10 @@
 //!
 //! A data file's folder under `<location>/data/` is `<field>=<value>/…`, the values
 //! as Iceberg prints them (`created_at_day=2024-03-01`, `id_bucket=7`), escaped as
-//! Hive folders are. The folder is only a place: readers take the partition from the
-//! tuple the commit gives each file.
+//! Hive folders are, null as `__HIVE_DEFAULT_PARTITION__` (Iceberg prints null as
+//! `null`, which a string could also be) and an empty string as `__EMPTY__`. The folder is only a place: readers take the
+//! partition from the tuple the commit gives each file. Rows are grouped by folders,
+//! so each partition tuple has folders of its own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,7 +29,7 @@ use iceberg::spec::{
 use iceberg::transform::{BoxedTransformFunction, create_transform_function};
 use serde_json::Value;
 
-use crate::partition::{Group, escape, group_rows};
+use crate::partition::{DEFAULT_PARTITION, Group, escape, group_rows};
 
 /// One `iceberg_partition_spec` entry: a column and the transform of its values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -338,10 +340,7 @@ impl Partitioning {
                     folders.push('/');
                 }
                 folders.push_str(&field.folder);
-                let text = field
-                    .transform
-                    .to_human_string(&field.result, values[row].as_ref());
-                folders.push_str(&escape(&text));
+                folder_value(field, values[row].as_ref(), folders);
             }
         });
         let tuples = groups
@@ -353,6 +352,29 @@ impl Partitioning {
             })
             .collect();
         Ok(Split { groups, tuples })
+    }
+}
+
+/// The folder value of an empty string (an empty folder name is refused by some
+/// stores).
+const EMPTY_VALUE: &str = "__EMPTY__";
+
+/// A partition value as folder text: unlike any other value's, so folders tell tuples
+/// apart.
+fn folder_value(field: &Field, value: Option<&Literal>, folders: &mut String) {
+    let Some(value) = value else {
+        folders.push_str(DEFAULT_PARTITION);
+        return;
+    };
+    let text = escape(&field.transform.to_human_string(&field.result, Some(value)));
+    match text.as_str() {
+        "" => folders.push_str(EMPTY_VALUE),
+        // A string that reads as a marker: its first `_` escaped, as `%5F`.
+        DEFAULT_PARTITION | EMPTY_VALUE => {
+            folders.push_str("%5F");
+            folders.push_str(&text[1..]);
+        }
+        _ => folders.push_str(&text),
     }
 }
 
