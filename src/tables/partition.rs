@@ -334,13 +334,20 @@ impl Partitioning {
             .iter()
             .map(|field| field.values(batch))
             .collect::<Result<Vec<_>, String>>()?;
+        // Each distinct value is printed once, not once a row.
+        let texts: Vec<Distinct> = self
+            .fields
+            .iter()
+            .zip(&values)
+            .map(|(field, values)| Distinct::of(field, values))
+            .collect();
         let groups = group_rows(batch.num_rows(), |row, folders| {
-            for (field, values) in self.fields.iter().zip(&values) {
+            for (field, texts) in self.fields.iter().zip(&texts) {
                 if !folders.is_empty() {
                     folders.push('/');
                 }
                 folders.push_str(&field.folder);
-                folder_value(field, values[row].as_ref(), folders);
+                folders.push_str(texts.of_row(row));
             }
         });
         let tuples = groups
@@ -352,6 +359,35 @@ impl Partitioning {
             })
             .collect();
         Ok(Split { groups, tuples })
+    }
+}
+
+/// A field's distinct values in a chunk as folder text, and which one each row has.
+struct Distinct {
+    texts: Vec<String>,
+    rows: Vec<u32>,
+}
+
+impl Distinct {
+    fn of(field: &Field, values: &[Option<Literal>]) -> Distinct {
+        let mut seen: HashMap<&Option<Literal>, u32> = HashMap::new();
+        let mut texts = Vec::new();
+        let rows = values
+            .iter()
+            .map(|value| {
+                *seen.entry(value).or_insert_with(|| {
+                    let mut text = String::new();
+                    folder_value(field, value.as_ref(), &mut text);
+                    texts.push(text);
+                    texts.len() as u32 - 1
+                })
+            })
+            .collect();
+        Distinct { texts, rows }
+    }
+
+    fn of_row(&self, row: usize) -> &str {
+        &self.texts[self.rows[row] as usize]
     }
 }
 
