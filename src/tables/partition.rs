@@ -515,6 +515,61 @@ mod tests {
         }
     }
 
+    fn split_of(entries: &[&str], batch: &RecordBatch) -> Split {
+        let setting = SpecSetting::from_value(&json!(entries)).unwrap();
+        let schema = crate::tables::schema::new_table_schema(&batch.schema()).unwrap();
+        let entries = setting.for_stream("s").unwrap();
+        let spec = new_spec(entries, &schema)
+            .unwrap()
+            .bind(schema.clone())
+            .unwrap();
+        assert!(same_spec(entries, &spec, &schema));
+        let partitioning = Partitioning::new(&spec, &schema).unwrap().unwrap();
+        partitioning.split(batch).unwrap()
+    }
+
+    #[test]
+    fn rows_split_by_partition_value_with_folders_of_their_own() {
+        use arrow::array::{Int64Array, StringArray};
+        let country = StringArray::from(vec![
+            Some("FR"),
+            None,
+            Some(""),
+            Some("null"),
+            Some("FR"),
+            Some("__HIVE_DEFAULT_PARTITION__"),
+            Some("a/b"),
+        ]);
+        let id = Int64Array::from(vec![34, 1, 2, 3, 4, 5, 6]);
+        let batch = RecordBatch::try_from_iter([
+            ("country", Arc::new(country) as ArrayRef),
+            ("id", Arc::new(id) as ArrayRef),
+        ])
+        .unwrap();
+        let split = split_of(&["country"], &batch);
+        let folders: Vec<&str> = split.groups.iter().map(|g| g.folders.as_str()).collect();
+        assert_eq!(
+            folders,
+            [
+                "country=FR",
+                "country=__HIVE_DEFAULT_PARTITION__",
+                "country=__EMPTY__",
+                "country=null",
+                "country=%5F_HIVE_DEFAULT_PARTITION__",
+                "country=a%2Fb"
+            ]
+        );
+        assert_eq!(split.groups[0].rows(), 2);
+        assert_eq!(split.tuples[1].1, Struct::from_iter([None]));
+        // Iceberg's spec: the hash of the long 34 is 2017239379, so bucket 3 of 16.
+        let split = split_of(&["bucket(16, id)"], &batch.slice(0, 1));
+        assert_eq!(split.groups[0].folders, "id_bucket=3");
+        assert_eq!(
+            split.tuples[0].1,
+            Struct::from_iter([Some(Literal::int(3))])
+        );
+    }
+
     #[test]
     fn per_stream_entries_apply_to_their_stream_only() {
         let setting = SpecSetting::from_value(&json!({"orders": ["bucket(4, id)"]})).unwrap();
