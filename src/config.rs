@@ -20,6 +20,7 @@ use crate::object_key::{DEFAULT_TEMPLATE, KeyOptions, KeyTemplate, is_valid_strf
 use crate::partition::PartitionBy;
 use crate::schema::{ColumnType, HeaderCase, TypeOptions, parse_type_name};
 pub use crate::secret::Secret;
+use crate::tables::partition::SpecSetting;
 use crate::tables::{CatalogKind, TableSettings};
 
 /// What form a setting's value takes.
@@ -581,6 +582,11 @@ pub const SETTINGS: &[Setting] = &[
         Kind::Properties,
         "Extra catalog properties passed through as they are, an object of text values (`token`, `oauth2-server-uri`, `scope`, `header.X-Iceberg-Access-Delegation`, …), or its JSON text.",
     ),
+    setting(
+        "iceberg_partition_spec",
+        Kind::PartitionBy,
+        "Partitioning of the tables this run makes: a list of `column` (identity), `year(column)`, `month(column)`, `day(column)`, `hour(column)`, `bucket(N, column)` or `truncate(W, column)`, for every stream (each must have the columns); or an object of such lists by stream name (streams not named: unpartitioned). Checked against each stream's columns at its SCHEMA. A table that exists keeps its own partitioning; a different spec given for it is refused. Either may also be given as its JSON text.",
+    ),
     with_default(
         setting(
             "glue_catalog",
@@ -930,7 +936,13 @@ fn check_portable_timestamps(config: &Config) -> Result<()> {
 
 /// `table_format: iceberg`: the `iceberg_*` settings, checked; None for plain files.
 fn table_settings(v: &Values) -> Result<Option<TableSettings>> {
+    let partition_spec = v.partition_spec()?;
     if v.choice_or_default("table_format")? != "iceberg" {
+        if partition_spec != SpecSetting::Off {
+            return Err(Error::Config(
+                "key \"iceberg_partition_spec\" is set but table_format is not \"iceberg\"; for files use partition_by".into(),
+            ));
+        }
         return Ok(None);
     }
     let needed = |name: &str| {
@@ -969,6 +981,7 @@ fn table_settings(v: &Values) -> Result<Option<TableSettings>> {
             .map(Secret::new),
         properties: v.properties("iceberg_catalog_properties")?,
         commit_interval: seconds(v.integer("iceberg_commit_interval_seconds")?),
+        partition_spec,
     }))
 }
 
@@ -1059,7 +1072,7 @@ fn check_table_format(config: &Config) -> Result<()> {
     }
     if config.store.holds_state() || config.partition_by != PartitionBy::Off {
         return Err(Error::Config(
-            "table_format \"iceberg\" does not yet combine with load_method \"overwrite\", manifest or partition_by".into(),
+            "table_format \"iceberg\" does not yet combine with load_method \"overwrite\", manifest or partition_by (Iceberg tables are partitioned by iceberg_partition_spec)".into(),
         ));
     }
     Ok(())
@@ -1624,6 +1637,17 @@ impl Values<'_> {
         let value = &value;
         PartitionBy::from_value(value).map_err(|reason| {
             Error::Config(format!("key \"partition_by\" has value {value}: {reason}"))
+        })
+    }
+
+    fn partition_spec(&self) -> Result<SpecSetting> {
+        let Some(value) = self.structured("iceberg_partition_spec")? else {
+            return Ok(SpecSetting::Off);
+        };
+        SpecSetting::from_value(&value).map_err(|reason| {
+            Error::Config(format!(
+                "key \"iceberg_partition_spec\" has value {value}: {reason}"
+            ))
         })
     }
 

@@ -171,6 +171,11 @@ impl Group {
         self.rows.len()
     }
 
+    /// The index of the group's first row in the chunk.
+    pub fn first_row(&self) -> usize {
+        self.rows.first().map_or(0, |&row| row as usize)
+    }
+
     /// These rows of `batch`, in their order (the batch itself when it is all of them).
     pub fn take(&self, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
         if self.rows.len() == batch.num_rows() {
@@ -243,11 +248,7 @@ impl Partitioner {
             .iter()
             .map(|f| values(f, batch))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut groups: Vec<Group> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        let mut folders = String::new();
-        for row in 0..batch.num_rows() {
-            folders.clear();
+        Ok(group_rows(batch.num_rows(), |row, folders| {
             for (field, values) in self.fields.iter().zip(&values) {
                 if !folders.is_empty() {
                     folders.push('/');
@@ -255,24 +256,37 @@ impl Partitioner {
                 folders.push_str(&field.folder);
                 match values[row].as_deref() {
                     None | Some("") => folders.push_str(DEFAULT_PARTITION),
-                    Some(value) => escape_into(value, &mut folders),
+                    Some(value) => escape_into(value, folders),
                 }
             }
-            let at = match index.get(&folders) {
-                Some(&at) => at,
-                None => {
-                    index.insert(folders.clone(), groups.len());
-                    groups.push(Group {
-                        folders: folders.clone(),
-                        rows: Vec::new(),
-                    });
-                    groups.len() - 1
-                }
-            };
-            groups[at].rows.push(row as u32);
-        }
-        Ok(groups)
+        }))
     }
+}
+
+/// Groups rows `0..rows` by the folders `folders_of` writes for each (into an empty
+/// string), groups in the order they first appear. Serves `partition_by` and the
+/// partitions of Iceberg tables alike.
+pub fn group_rows(rows: usize, mut folders_of: impl FnMut(usize, &mut String)) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut folders = String::new();
+    for row in 0..rows {
+        folders.clear();
+        folders_of(row, &mut folders);
+        let at = match index.get(&folders) {
+            Some(&at) => at,
+            None => {
+                index.insert(folders.clone(), groups.len());
+                groups.push(Group {
+                    folders: folders.clone(),
+                    rows: Vec::new(),
+                });
+                groups.len() - 1
+            }
+        };
+        groups[at].rows.push(row as u32);
+    }
+    groups
 }
 
 impl PartitionField {

@@ -1236,9 +1236,19 @@ impl<'c, W: Write> Target<'c, W> {
         let Some(known) = self.streams.get_mut(stream) else {
             return Ok(());
         };
-        let columns = known.batch.schema().arrow.clone();
+        let schema = known.batch.schema();
+        let columns = schema.arrow.clone();
+        // Key properties by the names their columns have in files.
+        let keys: Vec<String> = schema
+            .columns
+            .iter()
+            .filter(|c| schema.key_properties.contains(&c.name))
+            .map(|c| c.output_name.clone())
+            .collect();
         let name = tables::table_name(self.config.table.as_deref().unwrap_or(stream));
-        let opened = self.destination.wait(tables.open(stream, &name, &columns));
+        let opened = self
+            .destination
+            .wait(tables.open(stream, &name, &columns, &keys));
         opened.map_err(|e| match e {
             Error::Config(message) => Error::input(line, Some(stream), message),
             other => other,
@@ -1629,12 +1639,15 @@ impl<'c, W: Write> Target<'c, W> {
             .finish()
             .map_err(|e| Error::Encode(e.to_string()))?;
         self.buffered -= held;
-        let Some(partitioner) = &stream.partitioner else {
+        // `partition_by`'s folders, or the partitions of the stream's Iceberg table.
+        let groups = match &stream.partitioner {
+            Some(partitioner) => Some(partitioner.split(&batch)),
+            None => self.tables.as_mut().and_then(|t| t.split(name, &batch)),
+        };
+        let Some(groups) = groups else {
             return self.write_part(name, "", batch, first_line, (rows, bytes));
         };
-        let groups = partitioner
-            .split(&batch)
-            .map_err(|e| Error::Encode(format!("stream {name:?}: {e}")))?;
+        let groups = groups.map_err(|e| Error::Encode(format!("stream {name:?}: {e}")))?;
         for group in groups {
             let part = group
                 .take(&batch)
@@ -1698,7 +1711,7 @@ impl<'c, W: Write> Target<'c, W> {
         self.make_room()?;
         let (key, bucket, schema) = match self.tables.as_ref().and_then(|t| t.stream(name)) {
             Some(table) => {
-                let key = self.keys.data_file_key(&table.data_prefix);
+                let key = self.keys.data_file_key(&table.data_folder(folders));
                 let schema = table.file_schema(&schema).map_err(Error::Store)?;
                 (key, Some(table.bucket.clone()), schema)
             }

@@ -8,6 +8,7 @@
 //! input, encoding, uploads or STATE lines; `target` tells it which objects are stored
 //! and decides when to commit, and writes STATE only after.
 
+pub mod partition;
 pub mod schema;
 pub mod stats;
 pub mod storage;
@@ -17,7 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
-use iceberg::spec::DataFile;
+use arrow::record_batch::RecordBatch;
+use iceberg::spec::{DataFile, Struct};
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
@@ -25,8 +27,10 @@ use iceberg_catalog_rest::RestCatalogBuilder;
 use parquet::file::metadata::ParquetMetaData;
 
 use crate::error::{Error, Result};
+use crate::partition::Group;
 use crate::secret::Secret;
 use crate::store::S3Store;
+use partition::{Partitioning, SpecSetting};
 use storage::{S3Tables, split_s3_path};
 
 /// The snapshot summary property holding the STATE a commit makes safe.
@@ -52,6 +56,8 @@ pub struct TableSettings {
     /// Passed to the catalog as they are (`token`, `scope`, `oauth2-server-uri`, …).
     pub properties: BTreeMap<String, String>,
     pub commit_interval: Duration,
+    /// `iceberg_partition_spec`: the partitioning of new tables.
+    pub partition_spec: SpecSetting,
 }
 
 /// A stream's (or the `table` setting's) table name: lower case, and every character
@@ -81,6 +87,32 @@ pub fn table_name(stream: &str) -> String {
 }
 
 impl StreamTable {
+    /// The partition spec id and tuple of the data file at `key` (a key from
+    /// `data_folder`: its folders under the data prefix name the partition).
+    fn partition_of(&self, key: &str) -> std::result::Result<(i32, Struct), String> {
+        let Some(partitioning) = &self.partitioning else {
+            let spec_id = self.table.metadata().default_partition_spec_id();
+            return Ok((spec_id, Struct::empty()));
+        };
+        let folders = key
+            .strip_prefix(&self.data_prefix)
+            .and_then(|rest| rest.rsplit_once('/'))
+            .map_or("", |(folders, _)| folders);
+        let tuple = self
+            .partitions
+            .get(folders)
+            .ok_or_else(|| format!("data file {key:?} is in no partition this run wrote"))?;
+        Ok((partitioning.spec_id(), tuple.clone()))
+    }
+
+    /// Where the data files of partition `folders` ("" for none) go.
+    pub fn data_folder(&self, folders: &str) -> String {
+        match folders {
+            "" => self.data_prefix.clone(),
+            folders => format!("{}{folders}/", self.data_prefix),
+        }
+    }
+
     /// An object's columns with the table's field ids, for the Parquet encoder.
     pub fn file_schema(&self, columns: &SchemaRef) -> std::result::Result<SchemaRef, String> {
         let table = self.table.metadata().current_schema();
@@ -108,6 +140,10 @@ pub struct StreamTable {
     pub bucket: String,
     pub data_prefix: String,
     pending: Vec<DataFile>,
+    /// How a partitioned table's rows are split; None: unpartitioned.
+    partitioning: Option<Partitioning>,
+    /// The partition tuple of each partition folder written this run.
+    partitions: HashMap<String, Struct>,
     /// The last commit, or when the table was opened: commits are an interval apart.
     last_commit: Instant,
 }
@@ -138,14 +174,21 @@ impl Tables {
         })
     }
 
-    /// The stream's table, ready for files of `columns`: made if missing, loaded
+    /// The stream's table, ready for files of `columns`: made if missing (partitioned as
+    /// `iceberg_partition_spec` says, its `keys` the identifier fields), loaded
     /// otherwise, with columns it lacks added (optional, so older rows read as null).
-    pub async fn open(&mut self, stream: &str, table: &str, columns: &SchemaRef) -> Result<()> {
+    pub async fn open(
+        &mut self,
+        stream: &str,
+        table: &str,
+        columns: &SchemaRef,
+        keys: &[String],
+    ) -> Result<()> {
         let ident = TableIdent::new(self.namespace.clone(), table.to_owned());
         let failed = |e: iceberg::Error| catalog_error(&self.settings, "table", &ident, e);
         let mut loaded = match self.catalog.table_exists(&ident).await.map_err(failed)? {
             true => self.catalog.load_table(&ident).await.map_err(failed)?,
-            false => self.create(&ident, columns).await?,
+            false => self.create(stream, &ident, columns, keys).await?,
         };
         schema::check_types(columns, loaded.metadata().current_schema())
             .map_err(|e| Error::Config(format!("table {ident}: {e}")))?;
@@ -164,26 +207,69 @@ impl Tables {
             )));
         };
         let (bucket, data_prefix) = (bucket.to_owned(), format!("{path}/"));
-        let pending = self.streams.remove(stream).map(|s| s.pending);
+        let partitioning = self.partitioning(stream, &loaded)?;
+        let (pending, partitions) = self
+            .streams
+            .remove(stream)
+            .map(|s| (s.pending, s.partitions))
+            .unwrap_or_default();
         self.streams.insert(
             stream.to_owned(),
             StreamTable {
                 table: loaded,
                 bucket,
                 data_prefix,
-                pending: pending.unwrap_or_default(),
+                pending,
+                partitioning,
+                partitions,
                 last_commit: Instant::now(),
             },
         );
         Ok(())
     }
 
-    async fn create(&self, ident: &TableIdent, columns: &SchemaRef) -> Result<Table> {
-        let schema = schema::new_table_schema(columns)
-            .map_err(|e| Error::Config(format!("table {ident}: {e}")))?;
+    /// How the table's rows are split. A table keeps the partitioning it has: a spec
+    /// in `iceberg_partition_spec` for the stream that differs from it is refused
+    /// (changing a table's partitioning is for the table's own tools), and a stream
+    /// the setting does not name follows the table's.
+    fn partitioning(&self, stream: &str, table: &Table) -> Result<Option<Partitioning>> {
+        let ident = table.identifier();
+        let spec = table.metadata().default_partition_spec();
+        let columns = table.metadata().current_schema();
+        if let Some(entries) = self.settings.partition_spec.for_stream(stream)
+            && !partition::same_spec(entries, spec, columns)
+        {
+            let asked: Vec<String> = entries.iter().map(|e| format!("{:?}", e.text())).collect();
+            return Err(Error::Config(format!(
+                "table {ident} is partitioned {}, but iceberg_partition_spec asks for [{}]: a table keeps its partitioning (change it with the table's own tools, such as Spark's ALTER TABLE … ADD PARTITION FIELD); give the table's spec for this stream, or none",
+                partition::describe(spec, columns),
+                asked.join(", ")
+            )));
+        }
+        Partitioning::new(spec, columns).map_err(|e| Error::Config(format!("table {ident}: {e}")))
+    }
+
+    async fn create(
+        &self,
+        stream: &str,
+        ident: &TableIdent,
+        columns: &SchemaRef,
+        keys: &[String],
+    ) -> Result<Table> {
+        let refused = |e: String| Error::Config(format!("table {ident}: {e}"));
+        let schema = schema::new_table_schema(columns).map_err(refused)?;
+        let (schema, skipped) = schema::with_identifier_fields(schema, keys).map_err(refused)?;
+        for why in skipped {
+            tracing::warn!("table {ident}: {why}; it is not an identifier field");
+        }
+        let spec = match self.settings.partition_spec.for_stream(stream) {
+            Some(entries) => Some(partition::new_spec(entries, &schema).map_err(refused)?),
+            None => None,
+        };
         let creation = TableCreation::builder()
             .name(ident.name().to_owned())
             .schema(schema)
+            .partition_spec_opt(spec)
             .build();
         match self.catalog.create_table(&self.namespace, creation).await {
             Ok(table) => Ok(table),
@@ -224,6 +310,23 @@ impl Tables {
         self.streams.get(stream)
     }
 
+    /// The chunk's rows split by the partitions of the stream's table; None when the
+    /// table is not partitioned. Each new partition's tuple is kept for its files.
+    pub fn split(
+        &mut self,
+        stream: &str,
+        batch: &RecordBatch,
+    ) -> Option<std::result::Result<Vec<Group>, String>> {
+        let table = self.streams.get_mut(stream)?;
+        let split = table.partitioning.as_ref()?.split(batch);
+        Some(split.map(|split| {
+            for (folders, tuple) in split.tuples {
+                table.partitions.entry(folders).or_insert(tuple);
+            }
+            split.groups
+        }))
+    }
+
     /// Records a stored data file of `stream`, to be added by its next commit.
     pub fn stored(
         &mut self,
@@ -238,8 +341,9 @@ impl Tables {
             .ok_or_else(|| Error::Store(format!("stream {stream:?} has no table")))?;
         let path = format!("s3://{}/{key}", table.bucket);
         let schema = table.table.metadata().current_schema().clone();
-        let file = stats::data_file(path, size, footer, &schema)
-            .map_err(|e| Error::Store(format!("table {}: {e}", table.table.identifier())))?;
+        let failed = |e: String| Error::Store(format!("table {}: {e}", table.table.identifier()));
+        let partition = table.partition_of(key).map_err(failed)?;
+        let file = stats::data_file(path, size, footer, &schema, partition).map_err(failed)?;
         table.pending.push(file);
         Ok(())
     }

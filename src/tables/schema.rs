@@ -27,6 +27,52 @@ pub fn new_table_schema(columns: &ArrowSchema) -> Result<Schema, String> {
         .map_err(|e| e.to_string())
 }
 
+/// `schema` with the stream's key columns as its identifier fields, where Iceberg
+/// allows them: top-level columns of one value, not floats (Iceberg's rule). They are
+/// made required, which is safe because records lacking a key value are refused before
+/// they reach a file. Also returns why the keys left out are.
+pub fn with_identifier_fields(
+    schema: Schema,
+    keys: &[String],
+) -> Result<(Schema, Vec<String>), String> {
+    let mut fields: Vec<NestedFieldRef> = schema.as_struct().fields().to_vec();
+    let mut ids = Vec::new();
+    let mut skipped = Vec::new();
+    for key in keys {
+        let Some(field) = fields.iter_mut().find(|f| &f.name == key) else {
+            skipped.push(format!(
+                "key property {key:?} is not one column of the table (an object written as several columns?)"
+            ));
+            continue;
+        };
+        match field.field_type.as_ref() {
+            Type::Primitive(PrimitiveType::Float | PrimitiveType::Double)
+            | Type::Struct(_)
+            | Type::List(_)
+            | Type::Map(_) => {
+                skipped.push(format!(
+                    "key property {key:?} is {}, which cannot be an Iceberg identifier field (floats, objects and arrays cannot)",
+                    field.field_type
+                ));
+            }
+            Type::Primitive(_) => {
+                ids.push(field.id);
+                *field = Arc::new(NestedField::required(
+                    field.id,
+                    &field.name,
+                    (*field.field_type).clone(),
+                ));
+            }
+        }
+    }
+    let schema = Schema::builder()
+        .with_fields(fields)
+        .with_identifier_field_ids(ids)
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok((schema, skipped))
+}
+
 /// The Iceberg type of one column, or why a table cannot hold it.
 pub fn iceberg_type(data_type: &DataType, next_id: &mut i32) -> Result<Type, String> {
     let primitive = match data_type {
@@ -220,6 +266,25 @@ mod tests {
             ),
             Field::new("address", DataType::Struct(address), true),
         ]))
+    }
+
+    #[test]
+    fn keys_become_required_identifier_fields_where_iceberg_allows() {
+        let schema = new_table_schema(&columns()).unwrap();
+        let keys = ["id", "at", "address", "gone"].map(String::from);
+        let (schema, skipped) = with_identifier_fields(schema, &keys).unwrap();
+        let ids: Vec<i32> = schema.identifier_field_ids().collect();
+        let named = |name: &str| schema.field_by_name(name).unwrap().clone();
+        assert_eq!(
+            ids.iter()
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>(),
+            [named("id").id, named("at").id].into()
+        );
+        assert!(named("id").required && named("at").required);
+        assert!(!named("address").required && !named("price").required);
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert!(skipped[0].contains("\"address\"") && skipped[1].contains("\"gone\""));
     }
 
     #[test]

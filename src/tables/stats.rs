@@ -9,17 +9,20 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use iceberg::spec::{
-    DataContentType, DataFile, DataFileBuilder, DataFileFormat, Datum, PrimitiveType, Schema, Type,
+    DataContentType, DataFile, DataFileBuilder, DataFileFormat, Datum, PrimitiveType, Schema,
+    Struct, Type,
 };
 use parquet::basic::Type as Physical;
 use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
 
-/// The data file entry for the Parquet object at `path` (an `s3://` URL).
+/// The data file entry for the Parquet object at `path` (an `s3://` URL), in the
+/// partition given as its spec id and tuple.
 pub fn data_file(
     path: String,
     size: u64,
     footer: &ParquetMetaData,
     table: &Schema,
+    (spec_id, partition): (i32, Struct),
 ) -> Result<DataFile, String> {
     let mut columns = Columns::default();
     let mut offsets = Vec::new();
@@ -41,6 +44,8 @@ pub fn data_file(
         .lower_bounds(columns.lower)
         .upper_bounds(columns.upper)
         .split_offsets(Some(offsets))
+        .partition_spec_id(spec_id)
+        .partition(partition)
         .build()
         .map_err(|e| e.to_string())
 }
@@ -161,7 +166,15 @@ mod tests {
         .unwrap();
         writer.write(&batch).unwrap();
         let footer = writer.finish().unwrap();
-        let file = data_file("s3://b/t/data/x.parquet".into(), 123, &footer, &table).unwrap();
+        let unpartitioned = (0, Struct::empty());
+        let file = data_file(
+            "s3://b/t/data/x.parquet".into(),
+            123,
+            &footer,
+            &table,
+            unpartitioned,
+        )
+        .unwrap();
         assert_eq!(file.record_count(), 3);
         assert_eq!(file.file_size_in_bytes(), 123);
         assert_eq!(file.value_counts()[&1], 3);
