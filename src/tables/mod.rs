@@ -2,9 +2,10 @@
 //! its data files the Parquet objects the rest of the pipeline writes, and a commit
 //! that makes a flush's files part of the table at once.
 //!
-//! Owns: the catalog connection (REST through the library's client; Glue and S3 Tables
-//! through `pointer`'s catalog over `glue` and `s3tables`), each stream's table (made on its first SCHEMA, or
-//! loaded and widened with new columns), where its data files go, and the commits
+//! Owns: the catalog connection (REST through the library's client; Glue and S3
+//! Tables through `pointer`'s catalog over `glue` and `s3tables`), each stream's table
+//! (made on its first SCHEMA, or loaded and widened with new columns), where its data
+//! files go, and the commits
 //! (an append snapshot whose summary says which STATE it makes safe). Must not touch:
 //! input, encoding, uploads or STATE lines; `target` tells it which objects are stored
 //! and decides when to commit, and writes STATE only after.
