@@ -101,3 +101,16 @@ def test_a_wrong_table_bucket_names_the_catalog(server):
     assert f"Iceberg catalog {server.endpoint}" in run.stderr, run.stderr
     assert 'S3 Tables CreateNamespace namespace "raw" failed: NotFoundException' in run.stderr
     assert run.states == []
+
+
+def test_a_table_made_without_a_metadata_file_is_taken_over(server, table_bucket):
+    # A writer that stopped between CreateTable and its first metadata file leaves an
+    # empty table: the next run gives it one instead of failing on it.
+    client = s3tables(server)
+    client.create_namespace(tableBucketARN=table_bucket, namespace=["raw"])
+    client.create_table(tableBucketARN=table_bucket, namespace="raw", name="public_users",
+                        format="ICEBERG")
+    run = run_target(config_for(server, table_bucket), singer(many(2)))
+    assert run.returncode == 0, run.stderr
+    table, _ = load(server, table_bucket)
+    assert [r["id"] for r in rows(table)] == [0, 1]

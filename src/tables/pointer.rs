@@ -51,7 +51,8 @@ pub trait Pointers: Debug + Send + Sync {
     async fn create_namespace(&self, namespace: &NamespaceIdent) -> Result<()>;
     /// The table's entry; None when there is no such table.
     async fn get(&self, table: &TableIdent) -> Result<Option<Pointer>>;
-    /// Where a new table goes (S3 Tables makes the table here and says where).
+    /// Where a new table goes (S3 Tables makes the table here and says where, or
+    /// hands back one made before that has no metadata file yet).
     async fn slot(&self, table: &TableIdent) -> Result<Slot>;
     /// Points the table at `next`, if its entry is still `current`'s version (None:
     /// the table is new, made from `slot`). Another writer's swap first: a retryable
@@ -262,8 +263,11 @@ impl<P: Pointers> Catalog for PointerCatalog<P> {
         Err(unsupported("purge tables"))
     }
 
+    /// A table made but never given a metadata file (a writer stopped in between) does
+    /// not exist yet: making it again finishes the job (see `Pointers::slot`).
     async fn table_exists(&self, table: &TableIdent) -> Result<bool> {
-        Ok(self.pointers.get(table).await?.is_some())
+        let pointer = self.pointers.get(table).await?;
+        Ok(pointer.is_some_and(|p| p.metadata_location.is_some()))
     }
 
     async fn rename_table(&self, _: &TableIdent, _: &TableIdent) -> Result<()> {
@@ -284,5 +288,171 @@ impl<P: Pointers> Catalog for PointerCatalog<P> {
         self.write_and_swap(&ident, staged.metadata(), &at, &pointer)
             .await?;
         Ok(staged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use iceberg::io::MemoryStorageFactory;
+    use iceberg::spec::{NestedField, PrimitiveType, Schema};
+    use iceberg::transaction::{ApplyTransactionAction, Transaction};
+
+    use super::*;
+
+    /// A pointer service in memory that checks versions as Glue and S3 Tables do, and
+    /// can let "another writer" move a table's version before the next swap.
+    #[derive(Debug, Default)]
+    struct Fake {
+        tables: Mutex<HashMap<String, Pointer>>,
+        /// Swaps to lose to another writer before one is let through.
+        races: Mutex<u32>,
+        /// Metadata files of swaps that lost.
+        lost: Mutex<Vec<String>>,
+        counter: Mutex<u64>,
+    }
+
+    impl Fake {
+        fn next_version(&self) -> Option<String> {
+            let mut counter = self.counter.lock().unwrap();
+            *counter += 1;
+            Some(counter.to_string())
+        }
+    }
+
+    #[async_trait]
+    impl Pointers for Fake {
+        async fn namespace_exists(&self, _: &NamespaceIdent) -> Result<bool> {
+            Ok(true)
+        }
+
+        async fn create_namespace(&self, _: &NamespaceIdent) -> Result<()> {
+            Ok(())
+        }
+
+        async fn get(&self, table: &TableIdent) -> Result<Option<Pointer>> {
+            Ok(self.tables.lock().unwrap().get(&table.to_string()).cloned())
+        }
+
+        async fn slot(&self, table: &TableIdent) -> Result<Slot> {
+            Ok(Slot {
+                location: format!("memory://warehouse/{}", table.name()),
+                version: None,
+            })
+        }
+
+        async fn swap(
+            &self,
+            table: &TableIdent,
+            _: &TableMetadata,
+            next: &str,
+            current: &Pointer,
+        ) -> Result<()> {
+            let mut races = self.races.lock().unwrap();
+            let mut tables = self.tables.lock().unwrap();
+            let entry = tables.get(&table.to_string());
+            if *races > 0 {
+                // Another writer's swap lands first: the version moves on.
+                *races -= 1;
+                let moved = entry.cloned().map(|p| Pointer {
+                    version: self.next_version(),
+                    ..p
+                });
+                tables.insert(table.to_string(), moved.unwrap());
+                self.lost.lock().unwrap().push(next.to_owned());
+                return Err(conflict(table, "raced"));
+            }
+            if entry.map(|p| &p.version) != Some(&current.version) && entry.is_some() {
+                return Err(conflict(table, "stale version"));
+            }
+            let pointer = Pointer {
+                metadata_location: Some(next.to_owned()),
+                version: self.next_version(),
+            };
+            tables.insert(table.to_string(), pointer);
+            Ok(())
+        }
+    }
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    async fn new_table(catalog: &PointerCatalog<Fake>) -> Table {
+        let schema = Schema::builder()
+            .with_fields(vec![Arc::new(NestedField::required(
+                1,
+                "id",
+                PrimitiveType::Long.into(),
+            ))])
+            .build()
+            .unwrap();
+        let creation = TableCreation::builder()
+            .name("t".into())
+            .schema(schema)
+            .build();
+        let namespace = NamespaceIdent::new("ns".into());
+        catalog.create_table(&namespace, creation).await.unwrap()
+    }
+
+    async fn set_property(catalog: &PointerCatalog<Fake>, table: &Table, value: &str) -> Table {
+        let tx = Transaction::new(table);
+        let update = tx.update_table_properties().set("k".into(), value.into());
+        let tx = update.apply(tx).unwrap();
+        tx.commit(catalog).await.unwrap()
+    }
+
+    #[test]
+    fn a_commit_that_loses_a_race_is_retried_and_its_file_deleted() {
+        block_on(async {
+            let catalog = PointerCatalog::new(Fake::default(), Arc::new(MemoryStorageFactory));
+            let table = new_table(&catalog).await;
+            assert!(
+                table
+                    .metadata_location()
+                    .unwrap()
+                    .contains("/metadata/00000-")
+            );
+            *catalog.pointers.races.lock().unwrap() = 2;
+            let table = set_property(&catalog, &table, "one").await;
+            assert_eq!(table.metadata().properties()["k"], "one");
+            // Two swaps lost, the third took: file 00001 each time, the losers deleted.
+            let lost = catalog.pointers.lost.lock().unwrap().clone();
+            assert_eq!(lost.len(), 2);
+            for file in &lost {
+                assert!(file.contains("/metadata/00001-"), "{file}");
+                assert!(!catalog.file_io.exists(file).await.unwrap(), "{file}");
+            }
+            let loaded = catalog.load_table(table.identifier()).await.unwrap();
+            assert_eq!(loaded.metadata_location(), table.metadata_location());
+            assert_eq!(loaded.metadata().properties()["k"], "one");
+            assert_eq!(loaded.metadata().metadata_log().len(), 1);
+        });
+    }
+
+    #[test]
+    fn a_commit_built_on_an_old_table_is_rebased_on_the_current_one() {
+        block_on(async {
+            let catalog = PointerCatalog::new(Fake::default(), Arc::new(MemoryStorageFactory));
+            let old = new_table(&catalog).await;
+            set_property(&catalog, &old, "one").await;
+            // Built on the table before "one": the library refreshes it and applies
+            // its change on top.
+            let table = set_property(&catalog, &old, "two").await;
+            assert!(
+                table
+                    .metadata_location()
+                    .unwrap()
+                    .contains("/metadata/00002-")
+            );
+            assert_eq!(table.metadata().metadata_log().len(), 2);
+            let ident = table.identifier().clone();
+            assert!(catalog.table_exists(&ident).await.unwrap());
+        });
     }
 }

@@ -158,24 +158,28 @@ impl Pointers for S3TablesPointers {
             .format(OpenTableFormat::Iceberg)
             .send()
             .await;
-        if let Err(e) = made {
-            return Err(
-                match e
-                    .as_service_error()
-                    .is_some_and(|s| s.is_conflict_exception())
-                {
-                    true => conflict(ident, "made at the same time"),
-                    false => self.failed("CreateTable", &format!("table {ident}"), e),
-                },
-            );
+        if let Err(e) = made
+            && !e
+                .as_service_error()
+                .is_some_and(|s| s.is_conflict_exception())
+        {
+            return Err(self.failed("CreateTable", &format!("table {ident}"), e));
         }
-        // The service chose the location: ask where.
-        let (pointer, location) = self.entry(ident).await?.ok_or_else(|| {
-            Error::new(
-                ErrorKind::Unexpected,
-                format!("S3 Tables: table {ident} is gone right after CreateTable"),
-            )
-        })?;
+        // The service chose the location: ask where. A table that was there already
+        // is taken only if it has no metadata file yet (made by a writer that stopped
+        // before its first); if two writers take it, one's first swap loses.
+        let (pointer, location) = match self.entry(ident).await? {
+            Some((pointer, _)) if pointer.metadata_location.is_some() => {
+                return Err(conflict(ident, "made at the same time"));
+            }
+            Some(found) => found,
+            None => {
+                return Err(Error::new(
+                    ErrorKind::Unexpected,
+                    format!("S3 Tables: table {ident} is gone right after CreateTable"),
+                ));
+            }
+        };
         Ok(Slot {
             location: location.trim_end_matches('/').to_owned(),
             version: pointer.version,
