@@ -157,6 +157,23 @@ def test_a_table_pyiceberg_made_is_appended_to(server, bucket):
     assert len(table.metadata.snapshots) == 3
 
 
+def test_parameters_others_set_on_the_glue_table_are_kept(server, bucket):
+    db = database()
+    config = glue_config(server, bucket, db)
+    assert run_target(config, singer(many(1))).returncode == 0
+    glue = glue_client(server)
+    entry = glue.get_table(DatabaseName=db, Name="public_users")["Table"]
+    parameters = dict(entry["Parameters"], owner_team="data", classification="parquet")
+    glue.update_table(DatabaseName=db, TableInput={
+        "Name": "public_users", "TableType": entry["TableType"], "Parameters": parameters,
+        "StorageDescriptor": entry["StorageDescriptor"]})
+    assert run_target(config, singer(many(1, start=1))).returncode == 0
+    after = glue.get_table(DatabaseName=db, Name="public_users")["Table"]["Parameters"]
+    assert after["owner_team"] == "data" and after["classification"] == "parquet"
+    assert after["previous_metadata_location"] == parameters["metadata_location"]
+    assert after["metadata_location"] == catalog(server).load_table(f"{db}.public_users").metadata_location
+
+
 def test_a_glue_table_that_is_not_iceberg_stops_the_run(server, bucket):
     db = database()
     glue = glue_client(server)

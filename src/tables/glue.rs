@@ -141,7 +141,7 @@ impl Pointers for GluePointers {
             Err(e) => return Err(self.failed("GetTable", &format!("table {ident}"), e)),
         };
         let Some(table) = table else { return Ok(None) };
-        let parameters = table.parameters.unwrap_or_default();
+        let mut parameters = table.parameters.unwrap_or_default();
         let kind = parameters.get(TABLE_TYPE).map(String::as_str).unwrap_or("");
         if !kind.eq_ignore_ascii_case(ICEBERG) {
             return Err(Error::new(
@@ -151,9 +151,14 @@ impl Pointers for GluePointers {
                 ),
             ));
         }
+        let metadata_location = parameters.remove(METADATA_LOCATION);
+        for ours in [TABLE_TYPE, PREVIOUS_METADATA_LOCATION] {
+            parameters.remove(ours);
+        }
         Ok(Some(Pointer {
-            metadata_location: parameters.get(METADATA_LOCATION).cloned(),
+            metadata_location,
             version: table.version_id,
+            kept: parameters,
         }))
     }
 
@@ -242,9 +247,11 @@ fn table_input(
         .location(metadata.location())
         .set_columns(Some(columns))
         .build();
+    // UpdateTable replaces the whole entry: parameters others set are sent back.
     let mut input = TableInput::builder()
         .name(name)
         .table_type("EXTERNAL_TABLE")
+        .set_parameters(Some(current.kept.clone()))
         .parameters(TABLE_TYPE, ICEBERG)
         .parameters(METADATA_LOCATION, next)
         .storage_descriptor(storage);

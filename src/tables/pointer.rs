@@ -35,6 +35,9 @@ pub struct Pointer {
     pub metadata_location: Option<String>,
     /// What the swap must name to succeed (Glue's VersionId, S3 Tables' versionToken).
     pub version: Option<String>,
+    /// The entry's other properties, kept by a swap (Glue's table parameters that
+    /// others set: a classification, an owner, Lake Formation's).
+    pub kept: HashMap<String, String>,
 }
 
 /// A new table's place: its location, and the version its first swap names.
@@ -246,6 +249,7 @@ impl<P: Pointers> Catalog for PointerCatalog<P> {
         let new = Pointer {
             metadata_location: None,
             version: slot.version,
+            kept: HashMap::new(),
         };
         self.write_and_swap(&ident, &metadata, &at, &new).await?;
         self.table(&ident, metadata, at.to_string())
@@ -369,6 +373,7 @@ mod tests {
             let pointer = Pointer {
                 metadata_location: Some(next.to_owned()),
                 version: self.next_version(),
+                kept: HashMap::new(),
             };
             tables.insert(table.to_string(), pointer);
             Ok(())

@@ -81,6 +81,7 @@ impl S3TablesPointers {
                 Pointer {
                     metadata_location: answer.metadata_location,
                     version: Some(answer.version_token),
+                    kept: Default::default(),
                 },
                 answer.warehouse_location,
             ))),
