@@ -16,7 +16,7 @@ from decimal import Decimal
 import boto3
 import pytest
 
-from harness import ACCESS_KEY, SECRET_KEY, run_target
+from harness import ACCESS_KEY, SECRET_KEY, free_port, run_target
 from test_iceberg import EDGE, SCHEMA, many, schema_with, singer
 
 pytest.importorskip("pyiceberg")
@@ -195,3 +195,13 @@ def test_the_glue_database_is_made_and_the_warehouse_is_checked(server, bucket):
     assert run.returncode != 0 and "iceberg_warehouse" in run.stderr, run.stderr
     run = run_target(glue_config(server, bucket, "raw.sales"), singer(many(1)))
     assert run.returncode != 0 and "one level" in run.stderr, run.stderr
+
+
+def test_an_unreachable_glue_endpoint_names_the_setting_and_no_secret(server, bucket):
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    config = glue_config(server, bucket, database(), iceberg_catalog_uri=endpoint, max_attempts=1)
+    run = run_target(config, singer(many(1)))
+    assert run.returncode == 1
+    assert f"no answer from {endpoint} (check iceberg_catalog_uri" in run.stderr, run.stderr
+    assert "Glue GetDatabase" in run.stderr and SECRET_KEY not in run.stderr
+    assert run.stdout == ""
