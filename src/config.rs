@@ -943,7 +943,12 @@ fn table_settings(v: &Values) -> Result<Option<TableSettings>> {
     let catalog = match v.choice("iceberg_catalog_type")?.as_deref() {
         Some("glue") => CatalogKind::Glue,
         Some("s3tables") => CatalogKind::S3Tables,
-        Some(_) => CatalogKind::Rest,
+        Some("rest") => CatalogKind::Rest,
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "iceberg_catalog_type {other:?} is listed but has no catalog"
+            )));
+        }
         None => return Err(needed("iceberg_catalog_type")),
     };
     let uri = v.text("iceberg_catalog_uri")?.filter(|u| !u.is_empty());
