@@ -113,7 +113,7 @@ pub const STORAGE_CLASSES: &[&str] = &[
 ];
 pub const LOAD_METHODS: &[&str] = &["append", "overwrite"];
 pub const TABLE_FORMATS: &[&str] = &["files", "iceberg"];
-pub const CATALOG_TYPES: &[&str] = &["rest"];
+pub const CATALOG_TYPES: &[&str] = &["rest", "glue", "s3tables"];
 pub const LOG_FORMATS: &[&str] = &["text", "json"];
 pub const CONDITIONAL_WRITES: &[&str] = &["auto", "on", "off"];
 pub const CHECKSUM_ALGORITHMS: &[&str] = &["auto", "crc64nvme", "crc32c", "md5", "none"];
@@ -555,17 +555,17 @@ pub const SETTINGS: &[Setting] = &[
     setting(
         "iceberg_catalog_type",
         Kind::Choice(CATALOG_TYPES),
-        "The Iceberg catalog: `rest` (the Iceberg REST catalog API: Polaris, Lakekeeper, Nessie, Gravitino, S3 Tables' and Glue's REST endpoints, SeaweedFS). Required with table_format `iceberg`.",
+        "The Iceberg catalog: `rest` (the Iceberg REST catalog API: Polaris, Lakekeeper, Nessie, Gravitino, S3 Tables' and Glue's REST endpoints, SeaweedFS), `glue` (the AWS Glue Data Catalog: a database per namespace, tables Athena, EMR and Spark read) or `s3tables` (an Amazon S3 Tables table bucket); Glue and S3 Tables with the run's AWS credentials. Required with table_format `iceberg`.",
     ),
     setting(
         "iceberg_catalog_uri",
         Kind::Text,
-        "REST: the catalog's base URL (`https://…/iceberg`, without `/v1`). Required with table_format `iceberg`.",
+        "REST: the catalog's base URL (`https://…/iceberg`, without `/v1`), required. Glue, S3 Tables: the service's endpoint URL, for a compatible test server; null: AWS's for the region (aws_endpoint is not used for the catalog).",
     ),
     setting(
         "iceberg_warehouse",
         Kind::Text,
-        "REST: the warehouse name or location the catalog expects (its `warehouse` property).",
+        "REST: the warehouse name or location the catalog expects (its `warehouse` property). Glue: `s3://bucket/prefix`, required: a new table goes to `<prefix>/<database>/<table>`. S3 Tables: the table bucket's ARN, required.",
     ),
     setting(
         "iceberg_namespace",
@@ -952,12 +952,32 @@ fn table_settings(v: &Values) -> Result<Option<TableSettings>> {
             setting.description
         ))
     };
-    v.choice("iceberg_catalog_type")?
-        .ok_or_else(|| needed("iceberg_catalog_type"))?;
-    let uri = v
-        .text("iceberg_catalog_uri")?
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| needed("iceberg_catalog_uri"))?;
+    let catalog = match v.choice("iceberg_catalog_type")?.as_deref() {
+        Some("glue") => CatalogKind::Glue,
+        Some("s3tables") => CatalogKind::S3Tables,
+        Some("rest") => CatalogKind::Rest,
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "iceberg_catalog_type {other:?} is listed but has no catalog"
+            )));
+        }
+        None => return Err(needed("iceberg_catalog_type")),
+    };
+    let uri = v.text("iceberg_catalog_uri")?.filter(|u| !u.is_empty());
+    // AWS services' endpoints are optional: AWS's by default.
+    let uri = match (catalog, uri) {
+        (CatalogKind::Glue | CatalogKind::S3Tables, uri) => uri.unwrap_or_default(),
+        (_, uri) => uri.ok_or_else(|| needed("iceberg_catalog_uri"))?,
+    };
+    let warehouse = v.text("iceberg_warehouse")?.filter(|w| !w.is_empty());
+    if let Some(expected) = warehouse_form(catalog) {
+        let given = warehouse
+            .as_deref()
+            .ok_or_else(|| needed("iceberg_warehouse"))?;
+        if !warehouse_fits(catalog, given) {
+            return Err(invalid("iceberg_warehouse", given, expected));
+        }
+    }
     let namespace = v
         .text("iceberg_namespace")?
         .filter(|n| !n.is_empty())
@@ -971,9 +991,9 @@ fn table_settings(v: &Values) -> Result<Option<TableSettings>> {
         ));
     }
     Ok(Some(TableSettings {
-        catalog: CatalogKind::Rest,
+        catalog,
         uri: uri.trim_end_matches('/').to_owned(),
-        warehouse: v.text("iceberg_warehouse")?.filter(|w| !w.is_empty()),
+        warehouse,
         namespace: levels,
         credential: v
             .text("iceberg_credential")?
@@ -983,6 +1003,33 @@ fn table_settings(v: &Values) -> Result<Option<TableSettings>> {
         commit_interval: seconds(v.integer("iceberg_commit_interval_seconds")?),
         partition_spec,
     }))
+}
+
+/// What `iceberg_warehouse` must be for catalogs that need one (None: any or none).
+fn warehouse_form(catalog: CatalogKind) -> Option<&'static str> {
+    match catalog {
+        CatalogKind::Glue => Some(
+            "an s3:// URL with a bucket, such as \"s3://lake/warehouse\", where the Glue catalog's new tables go",
+        ),
+        CatalogKind::S3Tables => Some(
+            "a table bucket's ARN, such as \"arn:aws:s3tables:eu-west-1:111122223333:bucket/lake\"",
+        ),
+        CatalogKind::Rest => None,
+    }
+}
+
+fn warehouse_fits(catalog: CatalogKind, warehouse: &str) -> bool {
+    match catalog {
+        CatalogKind::Glue => {
+            crate::tables::storage::split_s3_path(&format!("{warehouse}/t")).is_some()
+        }
+        CatalogKind::S3Tables => {
+            warehouse.starts_with("arn:")
+                && warehouse.contains(":s3tables:")
+                && warehouse.contains(":bucket/")
+        }
+        CatalogKind::Rest => true,
+    }
 }
 
 /// `glue_catalog`: the `glue_*` settings, checked; None when it is off.
@@ -1889,6 +1936,37 @@ mod tests {
             "iceberg_catalog_uri": "http://x", "iceberg_namespace": "n"}),
         ));
         assert!(e.contains("glue_catalog registers plain files"), "{e}");
+    }
+
+    #[test]
+    fn iceberg_aws_catalogs_need_a_warehouse_but_no_uri() {
+        let iceberg = |extra: Value| {
+            let mut v = json!({"table_format": "iceberg", "iceberg_catalog_type": "glue",
+                "iceberg_namespace": "lake", "file_type": "parquet"});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            v
+        };
+        let c = parse(iceberg(json!({"iceberg_warehouse": "s3://b/w/"}))).unwrap();
+        let tables = c.tables.unwrap();
+        assert_eq!(tables.catalog, CatalogKind::Glue);
+        assert_eq!(tables.uri, "");
+        assert_eq!(tables.warehouse.as_deref(), Some("s3://b/w/"));
+        let e = error(iceberg(json!({})));
+        assert!(e.contains("missing key \"iceberg_warehouse\""), "{e}");
+        let e = error(iceberg(json!({"iceberg_warehouse": "lake"})));
+        assert!(e.contains("an s3:// URL with a bucket"), "{e}");
+        let arn = "arn:aws:s3tables:us-east-1:123456789012:bucket/lake";
+        let c = parse(iceberg(
+            json!({"iceberg_catalog_type": "s3tables", "iceberg_warehouse": arn}),
+        ));
+        assert_eq!(c.unwrap().tables.unwrap().catalog, CatalogKind::S3Tables);
+        let e = error(iceberg(json!({"iceberg_catalog_type": "s3tables",
+            "iceberg_warehouse": "s3://b/w"})));
+        assert!(e.contains("a table bucket's ARN"), "{e}");
+        let e = error(iceberg(json!({"iceberg_catalog_type": "rest"})));
+        assert!(e.contains("missing key \"iceberg_catalog_uri\""), "{e}");
     }
 
     #[test]

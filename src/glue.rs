@@ -6,7 +6,9 @@
 //! the database (made if missing), each stream's table definition (columns and types as
 //! Athena reads the file type, the SerDe, the location, the partition keys), widening a
 //! table with added columns, refusing an incompatible change, and adding partitions
-//! (BatchCreatePartition; a partition that exists already is fine). Must not touch:
+//! (BatchCreatePartition; a partition that exists already is fine), and
+//! `failure_reason`, the one-line account of a failed AWS request that the Iceberg
+//! catalogs on AWS services share. Must not touch:
 //! input, encoding, uploads, keys or STATE lines; `target` says which objects are stored
 //! and writes STATE only after their partitions are added.
 //!
@@ -344,44 +346,17 @@ impl Glue {
     }
 
     /// A failed Glue request in one line: the operation, what it was about (`database
-    /// "lake"`, `table lake.orders`) and the answer (or why none came), and the
-    /// permission an AccessDenied asks for. Never the SDK's debug dump.
+    /// "lake"`, `table lake.orders`) and the answer (or why none came).
     fn failed<E>(&self, operation: &str, what: &str, e: SdkError<E, HttpResponse>) -> Error
     where
         E: std::error::Error + ProvideErrorMetadata + 'static,
     {
-        let status = e
-            .raw_response()
-            .map(|r| format!("HTTP {}", r.status().as_u16()));
-        let reason = match e.as_service_error() {
-            Some(service) => {
-                let code = service
-                    .code()
-                    .or(status.as_deref())
-                    .unwrap_or("unknown error");
-                let mut reason = code.to_owned();
-                if let Some(message) = service.message().filter(|m| !m.is_empty()) {
-                    reason = format!("{reason}: {message}");
-                }
-                if code.contains("AccessDenied") {
-                    reason.push_str(&format!("; the credentials need glue:{operation}"));
-                }
-                reason
-            }
-            None => {
-                let detail = describe(&e);
-                let endpoint = self.settings.endpoint.as_deref().unwrap_or("AWS Glue");
-                match e {
-                    _ if detail.contains("credentials") => {
-                        format!("could not get credentials: {detail}")
-                    }
-                    SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
-                        "no answer from {endpoint} (check glue_endpoint and the network): {detail}"
-                    ),
-                    _ => detail,
-                }
-            }
+        let service = Service {
+            iam: "glue",
+            endpoint: self.settings.endpoint.as_deref().unwrap_or("AWS Glue"),
+            setting: "glue_endpoint",
         };
+        let reason = failure_reason(&service, operation, e);
         Error::Store(format!("Glue {operation} {what} failed: {reason}"))
     }
 
@@ -858,6 +833,60 @@ fn widened(
             .cloned(),
     );
     Ok(out)
+}
+
+/// An AWS service, for saying why one of its requests failed.
+pub struct Service<'a> {
+    /// The IAM action prefix (`glue`, `s3tables`).
+    pub iam: &'a str,
+    /// Where requests go, for "no answer from …".
+    pub endpoint: &'a str,
+    /// The setting that names the endpoint.
+    pub setting: &'a str,
+}
+
+/// Why an AWS request failed, in one line: the service's code and message (and the
+/// permission an AccessDenied asks for), or why no answer came. Never the SDK's debug
+/// dump.
+pub fn failure_reason<E>(service: &Service, operation: &str, e: SdkError<E, HttpResponse>) -> String
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+{
+    let status = e
+        .raw_response()
+        .map(|r| format!("HTTP {}", r.status().as_u16()));
+    match e.as_service_error() {
+        Some(answer) => {
+            let code = answer
+                .code()
+                .or(status.as_deref())
+                .unwrap_or("unknown error");
+            let mut reason = code.to_owned();
+            if let Some(message) = answer.message().filter(|m| !m.is_empty()) {
+                reason = format!("{reason}: {message}");
+            }
+            if code.contains("AccessDenied") {
+                reason.push_str(&format!(
+                    "; the credentials need {}:{operation}",
+                    service.iam
+                ));
+            }
+            reason
+        }
+        None => {
+            let detail = describe(&e);
+            match e {
+                _ if detail.contains("credentials") => {
+                    format!("could not get credentials: {detail}")
+                }
+                SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
+                    "no answer from {} (check {} and the network): {detail}",
+                    service.endpoint, service.setting
+                ),
+                _ => detail,
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -136,7 +136,8 @@ pub fn run(
     }
     let tables = match (&config.tables, &store) {
         (Some(settings), Store::S3(s3)) => {
-            Some(runtime.block_on(Tables::connect(settings, s3.clone()))?)
+            let sdk = runtime.block_on(crate::store::s3::sdk_config(config))?;
+            Some(runtime.block_on(Tables::connect(settings, s3.clone(), &sdk))?)
         }
         _ => None,
     };

@@ -103,12 +103,15 @@ class Server:
 
 
 class MotoServer(Server):
-    """moto's server: S3 and STS on one port; does not check signatures."""
+    """moto's server: S3, STS, Glue and S3 Tables on one port; does not check
+    signatures. Started through moto_server.py, which fixes two of moto's S3 Tables
+    answers that the AWS SDK for Rust cannot parse (see there)."""
 
     name = "moto"
 
     def command(self, log_dir: Path) -> list[str]:
-        return [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
+        patched = Path(__file__).resolve().parent / "moto_server.py"
+        return [sys.executable, str(patched), "-H", "127.0.0.1", "-p", str(self.port)]
 
     def assumed_roles(self) -> list[dict]:
         """The STS AssumeRole calls the server has answered, from moto's state dump."""

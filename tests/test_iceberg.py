@@ -204,11 +204,11 @@ def test_killed_between_upload_and_commit_leaves_the_table_unchanged(seaweed, tm
     assert [r["id"] for r in rows(seaweed, f"{ns}.public_users")] == list(range(2000))
 
 
-def test_two_writers_at_once_both_commit(seaweed, tmp_path):
-    ns = namespace()
-    config = seaweed.iceberg_config(ns, iceberg_commit_interval_seconds=0, max_batch_rows=200)
-    # The table exists first, as when a load is spread over machines.
-    assert run_target(config, singer(many(1))).returncode == 0
+def two_writers(config: dict, tmp_path) -> list[tuple[int, bytes, bytes]]:
+    """Two target-s3 processes appending 1,000 records each (ids from 1000 and from
+    5000) to one table at once, fed in five pieces so their commits interleave and
+    race; both must exit 0. Config: a commit after every flush of 200 rows. Returns
+    each process's exit code, stdout and stderr."""
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps(config))
     procs = []
@@ -216,7 +216,6 @@ def test_two_writers_at_once_both_commit(seaweed, tmp_path):
         proc = subprocess.Popen([str(BINARY), "--config", str(config_path)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
         procs.append(proc)
-    # Both feed their records in five pieces, so their commits interleave and race.
     texts = [singer(many(1000, start=start), state_every=200).splitlines(keepends=True)
              for start in (1000, 5000)]
     for piece in range(5):
@@ -235,6 +234,15 @@ def test_two_writers_at_once_both_commit(seaweed, tmp_path):
         outcomes.append((proc.wait(timeout=120), out, err))
     for code, _, err in outcomes:
         assert code == 0, err.decode()
+    return outcomes
+
+
+def test_two_writers_at_once_both_commit(seaweed, tmp_path):
+    ns = namespace()
+    config = seaweed.iceberg_config(ns, iceberg_commit_interval_seconds=0, max_batch_rows=200)
+    # The table exists first, as when a load is spread over machines.
+    assert run_target(config, singer(many(1))).returncode == 0
+    two_writers(config, tmp_path)
     ids = [r["id"] for r in rows(seaweed, f"{ns}.public_users")]
     assert ids == [0] + list(range(1000, 2000)) + list(range(5000, 6000))
     table = seaweed.catalog().load_table(f"{ns}.public_users")

@@ -2,13 +2,18 @@
 //! its data files the Parquet objects the rest of the pipeline writes, and a commit
 //! that makes a flush's files part of the table at once.
 //!
-//! Owns: the catalog connection, each stream's table (made on its first SCHEMA, or
-//! loaded and widened with new columns), where its data files go, and the commits
+//! Owns: the catalog connection (REST through the library's client; Glue and S3
+//! Tables through `pointer`'s catalog over `glue` and `s3tables`), each stream's table
+//! (made on its first SCHEMA, or loaded and widened with new columns), where its data
+//! files go, and the commits
 //! (an append snapshot whose summary says which STATE it makes safe). Must not touch:
 //! input, encoding, uploads or STATE lines; `target` tells it which objects are stored
 //! and decides when to commit, and writes STATE only after.
 
+pub mod glue;
 pub mod partition;
+pub mod pointer;
+pub mod s3tables;
 pub mod schema;
 pub mod stats;
 pub mod storage;
@@ -19,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use aws_config::SdkConfig;
 use iceberg::spec::{DataFile, Struct};
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
@@ -30,7 +36,10 @@ use crate::error::{Error, Result};
 use crate::partition::Group;
 use crate::secret::Secret;
 use crate::store::S3Store;
+use glue::GluePointers;
 use partition::{Partitioning, SpecSetting};
+use pointer::PointerCatalog;
+use s3tables::S3TablesPointers;
 use storage::{S3Tables, split_s3_path};
 
 /// The snapshot summary property holding the STATE a commit makes safe.
@@ -42,12 +51,17 @@ pub const RUN_PROPERTY: &str = "singer.run-id";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CatalogKind {
     Rest,
+    /// AWS Glue Data Catalog (`glue::GluePointers`).
+    Glue,
+    /// An Amazon S3 Tables table bucket (`s3tables::S3TablesPointers`).
+    S3Tables,
 }
 
 /// The `iceberg_*` settings.
 #[derive(Debug, Clone)]
 pub struct TableSettings {
     pub catalog: CatalogKind,
+    /// REST: the catalog's URL. Glue, S3 Tables: the service's endpoint, empty for AWS's.
     pub uri: String,
     pub warehouse: Option<String>,
     pub namespace: Vec<String>,
@@ -149,10 +163,23 @@ pub struct StreamTable {
 }
 
 impl Tables {
-    /// Connects to the catalog and makes the namespace if it is missing.
-    pub async fn connect(settings: &TableSettings, s3: S3Store) -> Result<Tables> {
-        let catalog = match settings.catalog {
-            CatalogKind::Rest => rest_catalog(settings, s3).await?,
+    /// Connects to the catalog and makes the namespace if it is missing. `sdk` is the
+    /// run's AWS configuration, for catalogs that are AWS services.
+    pub async fn connect(settings: &TableSettings, s3: S3Store, sdk: &SdkConfig) -> Result<Tables> {
+        let storage = Arc::new(S3Tables::new(s3));
+        let endpoint = Some(settings.uri.clone()).filter(|u| !u.is_empty());
+        let catalog: Arc<dyn Catalog> = match settings.catalog {
+            CatalogKind::Rest => rest_catalog(settings, storage).await?,
+            CatalogKind::Glue => {
+                let warehouse = settings.warehouse.as_deref().unwrap_or_default();
+                let glue = GluePointers::new(sdk, endpoint, warehouse);
+                Arc::new(PointerCatalog::new(glue, storage))
+            }
+            CatalogKind::S3Tables => {
+                let bucket_arn = settings.warehouse.as_deref().unwrap_or_default();
+                let s3tables = S3TablesPointers::new(sdk, endpoint, bucket_arn);
+                Arc::new(PointerCatalog::new(s3tables, storage))
+            }
         };
         let namespace = NamespaceIdent::from_vec(settings.namespace.clone())
             .map_err(|e| Error::Config(format!("iceberg_namespace: {e}")))?;
@@ -396,7 +423,10 @@ impl Tables {
     }
 }
 
-async fn rest_catalog(settings: &TableSettings, s3: S3Store) -> Result<Arc<dyn Catalog>> {
+async fn rest_catalog(
+    settings: &TableSettings,
+    storage: Arc<S3Tables>,
+) -> Result<Arc<dyn Catalog>> {
     let mut properties: HashMap<String, String> = settings.properties.clone().into_iter().collect();
     properties.insert("uri".into(), settings.uri.clone());
     if let Some(warehouse) = &settings.warehouse {
@@ -406,7 +436,7 @@ async fn rest_catalog(settings: &TableSettings, s3: S3Store) -> Result<Arc<dyn C
         properties.insert("credential".into(), credential.expose().to_owned());
     }
     let catalog = RestCatalogBuilder::default()
-        .with_storage_factory(Arc::new(S3Tables::new(s3)))
+        .with_storage_factory(storage)
         .load("target-s3", properties)
         .await
         .map_err(|e| catalog_error(settings, "connecting", &"", e))?;
@@ -424,8 +454,12 @@ fn catalog_error(
     if let Some(secret) = &settings.credential {
         message = message.replace(secret.expose(), "***");
     }
+    let catalog = match (settings.catalog, settings.uri.as_str()) {
+        (CatalogKind::Glue, "") => "AWS Glue",
+        (CatalogKind::S3Tables, "") => "Amazon S3 Tables",
+        (_, uri) => uri,
+    };
     Error::Store(format!(
-        "Iceberg catalog {}: {what} {name}: {message}",
-        settings.uri
+        "Iceberg catalog {catalog}: {what} {name}: {message}"
     ))
 }
