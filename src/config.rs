@@ -20,7 +20,7 @@ use crate::object_key::{DEFAULT_TEMPLATE, KeyOptions, KeyTemplate, is_valid_strf
 use crate::partition::PartitionBy;
 use crate::schema::{ColumnType, HeaderCase, TypeOptions, parse_type_name};
 pub use crate::secret::Secret;
-use crate::tables::{CatalogKind, TableSettings};
+use crate::tables::{CatalogKind, TableSettings, sql};
 
 /// What form a setting's value takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +112,7 @@ pub const STORAGE_CLASSES: &[&str] = &[
 ];
 pub const LOAD_METHODS: &[&str] = &["append", "overwrite"];
 pub const TABLE_FORMATS: &[&str] = &["files", "iceberg"];
-pub const CATALOG_TYPES: &[&str] = &["rest"];
+pub const CATALOG_TYPES: &[&str] = &["rest", "sql"];
 pub const LOG_FORMATS: &[&str] = &["text", "json"];
 pub const CONDITIONAL_WRITES: &[&str] = &["auto", "on", "off"];
 pub const CHECKSUM_ALGORITHMS: &[&str] = &["auto", "crc64nvme", "crc32c", "md5", "none"];
@@ -554,17 +554,17 @@ pub const SETTINGS: &[Setting] = &[
     setting(
         "iceberg_catalog_type",
         Kind::Choice(CATALOG_TYPES),
-        "The Iceberg catalog: `rest` (the Iceberg REST catalog API: Polaris, Lakekeeper, Nessie, Gravitino, S3 Tables' and Glue's REST endpoints, SeaweedFS). Required with table_format `iceberg`.",
+        "The Iceberg catalog: `rest` (the Iceberg REST catalog API: Polaris, Lakekeeper, Nessie, Gravitino, S3 Tables' and Glue's REST endpoints, SeaweedFS) or `sql` (a SQLite file or PostgreSQL database in the layout of Iceberg's JDBC catalog and pyiceberg's SqlCatalog). Required with table_format `iceberg`.",
     ),
     setting(
         "iceberg_catalog_uri",
         Kind::Text,
-        "REST: the catalog's base URL (`https://…/iceberg`, without `/v1`). Required with table_format `iceberg`.",
+        "REST: the catalog's base URL (`https://…/iceberg`, without `/v1`). SQL: `sqlite:///absolute/path/catalog.db` (made if missing) or `postgresql://user[:password]@host[:port]/database[?sslmode=…]` (the password is kept out of messages; or give it as iceberg_credential). Required with table_format `iceberg`.",
     ),
     setting(
         "iceberg_warehouse",
         Kind::Text,
-        "REST: the warehouse name or location the catalog expects (its `warehouse` property).",
+        "REST: the warehouse name or location the catalog expects (its `warehouse` property). SQL: the `s3://bucket/prefix` new tables go under (`<prefix>/<namespace>/<table>`); required.",
     ),
     setting(
         "iceberg_namespace",
@@ -574,12 +574,12 @@ pub const SETTINGS: &[Setting] = &[
     setting(
         "iceberg_credential",
         Kind::Secret,
-        "REST: OAuth2 client credentials `client_id:client_secret`, exchanged for a token at the catalog (or `oauth2-server-uri`). Never logged.",
+        "REST: OAuth2 client credentials `client_id:client_secret`, exchanged for a token at the catalog (or `oauth2-server-uri`). SQL: the database password, if not in iceberg_catalog_uri. Never logged.",
     ),
     setting(
         "iceberg_catalog_properties",
         Kind::Properties,
-        "Extra catalog properties passed through as they are, an object of text values (`token`, `oauth2-server-uri`, `scope`, `header.X-Iceberg-Access-Delegation`, …), or its JSON text.",
+        "Extra catalog properties passed through as they are, an object of text values (`token`, `oauth2-server-uri`, `scope`, `header.X-Iceberg-Access-Delegation`, …), or its JSON text. SQL: `name`, the catalog name its rows are keyed by (default `default`, the name pyiceberg's `load_catalog()` opens), and `pool.max-connections`.",
     ),
     with_default(
         setting(
@@ -940,8 +940,14 @@ fn table_settings(v: &Values) -> Result<Option<TableSettings>> {
             setting.description
         ))
     };
-    v.choice("iceberg_catalog_type")?
-        .ok_or_else(|| needed("iceberg_catalog_type"))?;
+    let catalog = match v
+        .choice("iceberg_catalog_type")?
+        .ok_or_else(|| needed("iceberg_catalog_type"))?
+        .as_str()
+    {
+        "sql" => CatalogKind::Sql,
+        _ => CatalogKind::Rest,
+    };
     let uri = v
         .text("iceberg_catalog_uri")?
         .filter(|u| !u.is_empty())
@@ -958,8 +964,8 @@ fn table_settings(v: &Values) -> Result<Option<TableSettings>> {
             "names separated by single dots, such as \"raw\" or \"raw.sales\"",
         ));
     }
-    Ok(Some(TableSettings {
-        catalog: CatalogKind::Rest,
+    let settings = TableSettings {
+        catalog,
         uri: uri.trim_end_matches('/').to_owned(),
         warehouse: v.text("iceberg_warehouse")?.filter(|w| !w.is_empty()),
         namespace: levels,
@@ -969,7 +975,12 @@ fn table_settings(v: &Values) -> Result<Option<TableSettings>> {
             .map(Secret::new),
         properties: v.properties("iceberg_catalog_properties")?,
         commit_interval: seconds(v.integer("iceberg_commit_interval_seconds")?),
-    }))
+    };
+    match catalog {
+        CatalogKind::Sql if settings.warehouse.is_none() => Err(needed("iceberg_warehouse")),
+        CatalogKind::Sql => sql::check(settings).map(Some).map_err(Error::Config),
+        CatalogKind::Rest => Ok(Some(settings)),
+    }
 }
 
 /// `glue_catalog`: the `glue_*` settings, checked; None when it is off.

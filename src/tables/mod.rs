@@ -9,6 +9,7 @@
 //! and decides when to commit, and writes STATE only after.
 
 pub mod schema;
+pub mod sql;
 pub mod stats;
 pub mod storage;
 
@@ -38,6 +39,8 @@ pub const RUN_PROPERTY: &str = "singer.run-id";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CatalogKind {
     Rest,
+    /// A SQLite or PostgreSQL database in the JDBC catalog's layout (`sql`).
+    Sql,
 }
 
 /// The `iceberg_*` settings.
@@ -117,6 +120,7 @@ impl Tables {
     pub async fn connect(settings: &TableSettings, s3: S3Store) -> Result<Tables> {
         let catalog = match settings.catalog {
             CatalogKind::Rest => rest_catalog(settings, s3).await?,
+            CatalogKind::Sql => sql::sql_catalog(settings, s3).await?,
         };
         let namespace = NamespaceIdent::from_vec(settings.namespace.clone())
             .map_err(|e| Error::Config(format!("iceberg_namespace: {e}")))?;
