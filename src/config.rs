@@ -559,7 +559,7 @@ pub const SETTINGS: &[Setting] = &[
     setting(
         "iceberg_catalog_uri",
         Kind::Text,
-        "REST: the catalog's base URL (`https://…/iceberg`, without `/v1`). SQL: `sqlite:///absolute/path/catalog.db` (made if missing) or `postgresql://user[:password]@host[:port]/database[?sslmode=…]` (the password is kept out of messages; or give it as iceberg_credential). Required with table_format `iceberg`.",
+        "REST: the catalog's base URL (`https://…/iceberg`, without `/v1`). SQL: `sqlite:///` and the file's absolute path, `sqlite:////var/lib/catalog.db` (made if missing) or `postgresql://user[:password]@host[:port]/database[?sslmode=…]` (the password is kept out of messages; or give it as iceberg_credential). Required with table_format `iceberg`.",
     ),
     setting(
         "iceberg_warehouse",

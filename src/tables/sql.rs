@@ -37,7 +37,7 @@ const POOL_PROPERTIES: &[&str] = &[
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The URI forms accepted, for error messages.
-pub const URI_FORMS: &str = "\"sqlite:///absolute/path/catalog.db\" or \"postgresql://user[:password]@host[:port]/database\"";
+pub const URI_FORMS: &str = "\"sqlite:////absolute/path/catalog.db\" or \"postgresql://user[:password]@host[:port]/database\"";
 
 /// Checks the SQL catalog's settings, and takes the password out of a PostgreSQL URI into
 /// `credential` (where `iceberg_credential` may give it instead), so the URI that messages
@@ -58,6 +58,12 @@ pub fn check(mut settings: TableSettings) -> std::result::Result<TableSettings, 
         (Some(password), None) => Some(password),
         (None, credential) => credential,
     };
+    if settings.credential.is_some() && uri.starts_with("sqlite:") {
+        return Err(
+            "iceberg_credential is a database password, and a SQLite file takes none: drop it"
+                .into(),
+        );
+    }
     if settings.credential.is_some() && !uri.contains('@') {
         return Err(format!(
             "iceberg_credential is the database password, for the user iceberg_catalog_uri names, but it names none: {uri:?}"
@@ -313,6 +319,13 @@ mod tests {
         assert!(
             e.contains("iceberg_catalog_uri") && !e.contains("hunter2"),
             "{e}"
+        );
+        let mut sqlite = settings("sqlite:///c.db", Some("s3://b"));
+        sqlite.credential = Some(Secret::new("pw"));
+        assert!(
+            check(sqlite)
+                .unwrap_err()
+                .contains("SQLite file takes none")
         );
         let mut pool = settings("sqlite:///c.db", Some("s3://b"));
         pool.properties
