@@ -21,7 +21,7 @@ use crate::partition::PartitionBy;
 use crate::schema::{ColumnType, HeaderCase, TypeOptions, parse_type_name};
 pub use crate::secret::Secret;
 use crate::tables::partition::SpecSetting;
-use crate::tables::{CatalogKind, TableSettings};
+use crate::tables::{CatalogKind, TableSettings, sql};
 
 /// What form a setting's value takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +113,7 @@ pub const STORAGE_CLASSES: &[&str] = &[
 ];
 pub const LOAD_METHODS: &[&str] = &["append", "overwrite"];
 pub const TABLE_FORMATS: &[&str] = &["files", "iceberg"];
-pub const CATALOG_TYPES: &[&str] = &["rest", "glue", "s3tables"];
+pub const CATALOG_TYPES: &[&str] = &["rest", "glue", "s3tables", "sql"];
 pub const LOG_FORMATS: &[&str] = &["text", "json"];
 pub const CONDITIONAL_WRITES: &[&str] = &["auto", "on", "off"];
 pub const CHECKSUM_ALGORITHMS: &[&str] = &["auto", "crc64nvme", "crc32c", "md5", "none"];
@@ -555,17 +555,17 @@ pub const SETTINGS: &[Setting] = &[
     setting(
         "iceberg_catalog_type",
         Kind::Choice(CATALOG_TYPES),
-        "The Iceberg catalog: `rest` (the Iceberg REST catalog API: Polaris, Lakekeeper, Nessie, Gravitino, S3 Tables' and Glue's REST endpoints, SeaweedFS), `glue` (the AWS Glue Data Catalog: a database per namespace, tables Athena, EMR and Spark read) or `s3tables` (an Amazon S3 Tables table bucket); Glue and S3 Tables with the run's AWS credentials. Required with table_format `iceberg`.",
+        "The Iceberg catalog: `rest` (the Iceberg REST catalog API: Polaris, Lakekeeper, Nessie, Gravitino, S3 Tables' and Glue's REST endpoints, SeaweedFS), `glue` (the AWS Glue Data Catalog: a database per namespace, tables Athena, EMR and Spark read), `s3tables` (an Amazon S3 Tables table bucket) or `sql` (a SQLite file or PostgreSQL database in the layout of Iceberg's JDBC catalog and pyiceberg's SqlCatalog); Glue and S3 Tables with the run's AWS credentials. Required with table_format `iceberg`.",
     ),
     setting(
         "iceberg_catalog_uri",
         Kind::Text,
-        "REST: the catalog's base URL (`https://…/iceberg`, without `/v1`), required. Glue, S3 Tables: the service's endpoint URL, for a compatible test server; null: AWS's for the region (aws_endpoint is not used for the catalog).",
+        "REST: the catalog's base URL (`https://…/iceberg`, without `/v1`), required. SQL: `sqlite:///` and the file's absolute path, `sqlite:////var/lib/catalog.db` (made if missing) or `postgresql://user[:password]@host[:port]/database[?sslmode=…]` (the password is kept out of messages; or give it as iceberg_credential), required. Glue, S3 Tables: the service's endpoint URL, for a compatible test server; null: AWS's for the region (aws_endpoint is not used for the catalog).",
     ),
     setting(
         "iceberg_warehouse",
         Kind::Text,
-        "REST: the warehouse name or location the catalog expects (its `warehouse` property). Glue: `s3://bucket/prefix`, required: a new table goes to `<prefix>/<database>/<table>`. S3 Tables: the table bucket's ARN, required.",
+        "REST: the warehouse name or location the catalog expects (its `warehouse` property). Glue, SQL: `s3://bucket/prefix`, required: a new table goes to `<prefix>/<namespace>/<table>`. S3 Tables: the table bucket's ARN, required.",
     ),
     setting(
         "iceberg_namespace",
@@ -575,12 +575,12 @@ pub const SETTINGS: &[Setting] = &[
     setting(
         "iceberg_credential",
         Kind::Secret,
-        "REST: OAuth2 client credentials `client_id:client_secret`, exchanged for a token at the catalog (or `oauth2-server-uri`). Never logged.",
+        "REST: OAuth2 client credentials `client_id:client_secret`, exchanged for a token at the catalog (or `oauth2-server-uri`). SQL: the database password, if not in iceberg_catalog_uri. Never logged.",
     ),
     setting(
         "iceberg_catalog_properties",
         Kind::Properties,
-        "Extra catalog properties passed through as they are, an object of text values (`token`, `oauth2-server-uri`, `scope`, `header.X-Iceberg-Access-Delegation`, …), or its JSON text.",
+        "Extra catalog properties passed through as they are, an object of text values (`token`, `oauth2-server-uri`, `scope`, `header.X-Iceberg-Access-Delegation`, …), or its JSON text. SQL: `name`, the catalog name its rows are keyed by (default `default`, the name pyiceberg's `load_catalog()` opens), and `pool.max-connections`.",
     ),
     setting(
         "iceberg_partition_spec",
@@ -956,6 +956,7 @@ fn table_settings(v: &Values) -> Result<Option<TableSettings>> {
         Some("glue") => CatalogKind::Glue,
         Some("s3tables") => CatalogKind::S3Tables,
         Some("rest") => CatalogKind::Rest,
+        Some("sql") => CatalogKind::Sql,
         Some(other) => {
             return Err(Error::Config(format!(
                 "iceberg_catalog_type {other:?} is listed but has no catalog"
@@ -990,7 +991,7 @@ fn table_settings(v: &Values) -> Result<Option<TableSettings>> {
             "names separated by single dots, such as \"raw\" or \"raw.sales\"",
         ));
     }
-    Ok(Some(TableSettings {
+    let settings = TableSettings {
         catalog,
         uri: uri.trim_end_matches('/').to_owned(),
         warehouse,
@@ -1002,14 +1003,18 @@ fn table_settings(v: &Values) -> Result<Option<TableSettings>> {
         properties: v.properties("iceberg_catalog_properties")?,
         commit_interval: seconds(v.integer("iceberg_commit_interval_seconds")?),
         partition_spec,
-    }))
+    };
+    match catalog {
+        CatalogKind::Sql => sql::check(settings).map(Some).map_err(Error::Config),
+        _ => Ok(Some(settings)),
+    }
 }
 
 /// What `iceberg_warehouse` must be for catalogs that need one (None: any or none).
 fn warehouse_form(catalog: CatalogKind) -> Option<&'static str> {
     match catalog {
-        CatalogKind::Glue => Some(
-            "an s3:// URL with a bucket, such as \"s3://lake/warehouse\", where the Glue catalog's new tables go",
+        CatalogKind::Glue | CatalogKind::Sql => Some(
+            "an s3:// URL with a bucket, such as \"s3://lake/warehouse\", where the catalog's new tables go",
         ),
         CatalogKind::S3Tables => Some(
             "a table bucket's ARN, such as \"arn:aws:s3tables:eu-west-1:111122223333:bucket/lake\"",
@@ -1020,7 +1025,7 @@ fn warehouse_form(catalog: CatalogKind) -> Option<&'static str> {
 
 fn warehouse_fits(catalog: CatalogKind, warehouse: &str) -> bool {
     match catalog {
-        CatalogKind::Glue => {
+        CatalogKind::Glue | CatalogKind::Sql => {
             crate::tables::storage::split_s3_path(&format!("{warehouse}/t")).is_some()
         }
         CatalogKind::S3Tables => {

@@ -8,6 +8,7 @@ here is ever stopped, by its pid.
 from __future__ import annotations
 
 import base64
+import glob
 import io
 import json
 import os
@@ -233,6 +234,48 @@ class SeaweedServer(Server):
                 "iceberg_credential": f"{ACCESS_KEY}:{SECRET_KEY}",
                 "aws_endpoint": self.endpoint, "aws_access_key_id": ACCESS_KEY,
                 "aws_secret_access_key": SECRET_KEY, "aws_region": "us-east-1", **extra}
+
+
+class PostgresServer:
+    """Debian's PostgreSQL on 127.0.0.1:<free port>, its data in a fresh temporary folder
+    (owned by the postgres user, as initdb asks), stopped by `stop`. Connections over the
+    socket in that folder are trusted; TCP ones use `host_auth` (`trust`, or
+    `scram-sha-256` to check passwords)."""
+
+    def __init__(self, host_auth: str = "trust"):
+        self.bin = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
+        self.data = Path(tempfile.mkdtemp(prefix="target-s3-pg-"))
+        shutil.chown(self.data, "postgres")
+        self.as_postgres = ["runuser", "-u", "postgres", "--"]
+        subprocess.run(self.as_postgres + [str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
+                                           "--auth-local=trust", f"--auth-host={host_auth}"],
+                       check=True, capture_output=True)
+        self.port = free_port()
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data}"
+        subprocess.run(self.as_postgres + [str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-w",
+                                           "start", "-l", str(self.data / "log")], check=True, capture_output=True)
+
+    @staticmethod
+    def missing() -> str | None:
+        """Why a server cannot be started here, or None."""
+        if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+            return "needs Debian's postgresql (`make postgres`)"
+        if os.geteuid() != 0:
+            return "needs root (to run initdb as the postgres user)"
+        return None
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Runs `sql` as the postgres user over the socket; rows as `a|b` lines."""
+        done = subprocess.run(self.as_postgres + [str(self.bin / "psql"), "-h", str(self.data), "-p", str(self.port),
+                                                  "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1",
+                                                  "-q", "-At", "-c", sql],
+                              check=True, capture_output=True, text=True)
+        return done.stdout
+
+    def stop(self) -> None:
+        subprocess.run(self.as_postgres + [str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop"],
+                       capture_output=True)
+        shutil.rmtree(self.data, ignore_errors=True)
 
 
 @dataclass

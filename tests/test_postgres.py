@@ -4,19 +4,14 @@ in a temporary folder) and pipes it into target-s3; the values read back from th
 Parquet object equal the database's."""
 
 import datetime as dt
-import glob
 import json
-import os
-import shutil
 import subprocess
-import tempfile
 import uuid
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
-from harness import BINARY, ROOT, base_config, clean_env, free_port, list_keys, read_parquet
+from harness import BINARY, ROOT, PostgresServer, base_config, clean_env, list_keys, read_parquet
 
 TAP = ROOT / ".venv-tap-postgres" / "bin" / "tap-postgres"
 UTC = dt.timezone.utc
@@ -54,30 +49,18 @@ def sql_literal(v):
 
 @pytest.fixture(scope="module")
 def postgres():
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-    if not bins or not TAP.exists() or os.geteuid() != 0:
-        pytest.skip("POSTGRESQL TEST SKIPPED: needs Debian's postgresql, .venv-tap-postgres and root "
-                    "(`make test` installs them)")
-    pg = Path(bins[-1])
-    data = Path(tempfile.mkdtemp(prefix="target-s3-pg-"))
-    shutil.chown(data, "postgres")
-    as_postgres = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(as_postgres + [str(pg / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
-                   check=True, capture_output=True)
-    port = free_port()
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {data}"
-    subprocess.run(as_postgres + [str(pg / "pg_ctl"), "-D", str(data), "-o", options, "-w", "start",
-                                  "-l", str(data / "log")], check=True, capture_output=True)
-    psql = [str(pg / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-q"]
+    missing = PostgresServer.missing() or (None if TAP.exists() else "needs .venv-tap-postgres")
+    if missing:
+        pytest.skip(f"POSTGRESQL TEST SKIPPED: {missing} (`make test` installs them)")
+    server = PostgresServer()
     values = ",".join("(" + ",".join(sql_literal(r[k]) for k in ROWS[0]) + ")" for r in ROWS)
     setup = (f"CREATE TABLE public.things ({COLUMNS}); INSERT INTO public.things VALUES {values};"
              "CREATE TABLE public.many (id integer PRIMARY KEY, label text, amount numeric(10,3), at timestamptz);"
              "INSERT INTO public.many SELECT i, 'label ' || i, i / 7.0, "
              "timestamptz '2024-01-01 00:00:00+00' + i * interval '1 minute' FROM generate_series(1, 5001) i;")
-    subprocess.run(psql + ["-c", setup], check=True, capture_output=True)
-    yield port
-    subprocess.run(as_postgres + [str(pg / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
-    shutil.rmtree(data, ignore_errors=True)
+    server.psql(setup)
+    yield server.port
+    server.stop()
 
 
 def canonical(v):

@@ -946,7 +946,10 @@ pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 /// goes with it too, worked out from the body the SDK serialised (a short XML list of
 /// keys, in memory), before the request is signed.
 fn with_content_md5(request: &mut aws_sdk_s3::config::http::HttpRequest) {
-    let value = request.body().bytes().and_then(|body| Algorithm::Md5.of(body));
+    let value = request
+        .body()
+        .bytes()
+        .and_then(|body| Algorithm::Md5.of(body));
     if let Some(value) = value {
         request.headers_mut().insert("Content-MD5", value);
     }

@@ -15,6 +15,7 @@ pub mod partition;
 pub mod pointer;
 pub mod s3tables;
 pub mod schema;
+pub mod sql;
 pub mod stats;
 pub mod storage;
 
@@ -55,6 +56,8 @@ pub enum CatalogKind {
     Glue,
     /// An Amazon S3 Tables table bucket (`s3tables::S3TablesPointers`).
     S3Tables,
+    /// A SQLite or PostgreSQL database in the JDBC catalog's layout (`sql`).
+    Sql,
 }
 
 /// The `iceberg_*` settings.
@@ -170,6 +173,7 @@ impl Tables {
         let endpoint = Some(settings.uri.clone()).filter(|u| !u.is_empty());
         let catalog: Arc<dyn Catalog> = match settings.catalog {
             CatalogKind::Rest => rest_catalog(settings, storage).await?,
+            CatalogKind::Sql => sql::sql_catalog(settings, storage).await?,
             CatalogKind::Glue => {
                 let warehouse = settings.warehouse.as_deref().unwrap_or_default();
                 let glue = GluePointers::new(sdk, endpoint, warehouse);

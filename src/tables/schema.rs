@@ -238,6 +238,9 @@ fn numbered(field: &FieldRef, column: &NestedField) -> FieldRef {
         (other, _) => other.clone(),
     };
     let mut metadata = field.metadata().clone();
+    // Iceberg has no JSON type (such a column is a `string` in the table), and readers that
+    // turn a data file's Arrow schema into Iceberg's (pyiceberg) refuse the extension.
+    metadata.retain(|key, _| !key.starts_with("ARROW:extension:"));
     metadata.insert(FIELD_ID.to_string(), column.id.to_string());
     Arc::new(Field::new(field.name(), data_type, field.is_nullable()).with_metadata(metadata))
 }
