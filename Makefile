@@ -61,6 +61,15 @@ $(MAGE):
 	.venv-mage/bin/pip install --quiet --no-deps "mage-ai==0.9.80" "inflection==0.5.1"
 	touch $(MAGE)
 
+# DuckDB's iceberg extension, with the DuckDB it was built for, in a venv of its own
+# (tests/requirements-duckdb-iceberg.txt says why), for the DuckDB Iceberg reader tests.
+DUCKDB_ICEBERG := .venv-duckdb-iceberg/.installed
+
+$(DUCKDB_ICEBERG): tests/requirements-duckdb-iceberg.txt
+	test -x .venv-duckdb-iceberg/bin/python || python3 -m venv .venv-duckdb-iceberg
+	.venv-duckdb-iceberg/bin/pip install --quiet -r tests/requirements-duckdb-iceberg.txt
+	touch $@
+
 # s3s-fs: an S3 server that verifies SigV4 signatures (tests of credentials; the
 # benchmark's server). Installed once into cargo's bin folder.
 S3S_FS := $(shell command -v s3s-fs 2>/dev/null || echo $${CARGO_HOME:-$$HOME/.cargo}/bin/s3s-fs)
@@ -109,7 +118,7 @@ java:
 	  else echo "java is missing and this is not root: the Spark tests will be skipped"; fi; \
 	fi
 
-integration: $(BIN) $(STAMP) $(S3S_FS) $(MELTANO) $(MAGE) $(TAP_POSTGRES) postgres java
+integration: $(BIN) $(STAMP) $(S3S_FS) $(MELTANO) $(MAGE) $(DUCKDB_ICEBERG) $(TAP_POSTGRES) postgres java
 	$(PY) -m pytest -q tests
 
 test: lint unit integration
@@ -129,4 +138,4 @@ bench-shapes: $(BENCH_BIN) $(STAMP)
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .venv-meltano .venv-mage .venv-tap-postgres
+	rm -rf $(VENV) .venv-meltano .venv-mage .venv-tap-postgres .venv-duckdb-iceberg

@@ -421,7 +421,7 @@ def expected_value(value, arrow_type):
         return value  # compared after json.loads of what was read
     if pa.types.is_struct(arrow_type):
         return {f.name: expected_value(value.get(f.name), f.type) for f in arrow_type}
-    if pa.types.is_list(arrow_type):
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
         return [expected_value(v, arrow_type.value_type) for v in value]
     if pa.types.is_timestamp(arrow_type):
         parsed = dt.datetime.fromisoformat(value.replace(" ", "T"))
@@ -449,7 +449,7 @@ def actual_value(value, arrow_type):
         return parse_json(value)
     if pa.types.is_struct(arrow_type):
         return {f.name: actual_value(value[f.name], f.type) for f in arrow_type}
-    if pa.types.is_list(arrow_type):
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
         return [actual_value(v, arrow_type.value_type) for v in value]
     return value
 

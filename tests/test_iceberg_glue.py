@@ -1,9 +1,8 @@
 """Iceberg tables in the AWS Glue Data Catalog (`iceberg_catalog_type: glue`), against
 moto's Glue and S3 (one port): tables made, appended over several commits and runs,
 widened by a new property, and read back by pyiceberg's own GlueCatalog and by polars'
-Parquet reader over pyiceberg's file list. (DuckDB's iceberg extension on the package
-index is built for DuckDB 1.5.5, not the DuckDB installed here, so polars is the second
-reader.) moto's Glue accepts a stale VersionId, so races are tested on the REST catalog
+Parquet reader over pyiceberg's file list (DuckDB's iceberg extension reads them in
+test_iceberg_duckdb.py). moto's Glue accepts a stale VersionId, so races are tested on the REST catalog
 (test_iceberg.py), not here."""
 
 from __future__ import annotations
