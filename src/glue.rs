@@ -37,6 +37,8 @@ use aws_config::SdkConfig;
 use aws_sdk_glue::Client;
 use aws_sdk_glue::config::http::HttpResponse;
 use aws_sdk_glue::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_glue::operation::create_database::CreateDatabaseError;
+use aws_sdk_glue::operation::get_database::GetDatabaseError;
 use aws_sdk_glue::types::{
     Column as GlueColumn, DatabaseInput, PartitionInput, SerDeInfo, StorageDescriptor, Table,
     TableInput,
@@ -315,34 +317,14 @@ impl Glue {
 
     async fn ensure_database(&self) -> Result<()> {
         let name = &self.settings.database;
-        let got = self.client.get_database().name(name).send().await;
-        match got {
-            Ok(_) => return Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_entity_not_found_exception()) => {}
-            Err(e) => return Err(self.failed("GetDatabase", &format!("database {name:?}"), e)),
+        let what = format!("database {name:?}");
+        let exists = database_exists(&self.client, name).await;
+        if !exists.map_err(|e| self.failed("GetDatabase", &what, e))? {
+            let description = "Tables of the streams target-s3 lands";
+            let made = create_database(&self.client, name, description).await;
+            made.map_err(|e| self.failed("CreateDatabase", &what, e))?;
         }
-        let input = DatabaseInput::builder()
-            .name(name)
-            .description("Tables of the streams target-s3 lands")
-            .build()
-            .map_err(|e| Error::Store(format!("Glue database {name:?}: {e}")))?;
-        let made = self.client.create_database().database_input(input).send();
-        match made.await {
-            Ok(_) => {
-                tracing::info!("Glue: made database {name:?}");
-                Ok(())
-            }
-            // Made by another writer meanwhile.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_already_exists_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(self.failed("CreateDatabase", &format!("database {name:?}"), e)),
-        }
+        Ok(())
     }
 
     /// A failed Glue request in one line: the operation, what it was about (`database
@@ -843,6 +825,49 @@ pub struct Service<'a> {
     pub endpoint: &'a str,
     /// The setting that names the endpoint.
     pub setting: &'a str,
+}
+
+/// Whether Glue has the database (a missing one is `Ok(false)`, not an error).
+pub async fn database_exists(
+    client: &Client,
+    name: &str,
+) -> std::result::Result<bool, SdkError<GetDatabaseError, HttpResponse>> {
+    match client.get_database().name(name).send().await {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_entity_not_found_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes the database; one another writer made meanwhile is as good.
+pub async fn create_database(
+    client: &Client,
+    name: &str,
+    description: &str,
+) -> std::result::Result<(), SdkError<CreateDatabaseError, HttpResponse>> {
+    let input = DatabaseInput::builder()
+        .name(name)
+        .description(description)
+        .build()
+        .map_err(SdkError::construction_failure)?;
+    match client.create_database().database_input(input).send().await {
+        Ok(_) => {
+            tracing::info!("Glue: made database {name:?}");
+            Ok(())
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_already_exists_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Why an AWS request failed, in one line: the service's code and message (and the

@@ -15,12 +15,11 @@ use aws_config::SdkConfig;
 use aws_sdk_glue::Client;
 use aws_sdk_glue::config::http::HttpResponse;
 use aws_sdk_glue::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_glue::types::{Column, DatabaseInput, StorageDescriptor, TableInput};
+use aws_sdk_glue::types::{Column, StorageDescriptor, TableInput};
 use iceberg::spec::{PrimitiveType, TableMetadata, Type};
 use iceberg::{Error, ErrorKind, NamespaceIdent, Result, TableIdent};
 
-use super::pointer::{Pointer, Pointers, Slot, conflict, one_level};
-use crate::glue::{Service, failure_reason};
+use super::pointer::{Pointer, Pointers, Slot, conflict, one_level, request_failed};
 
 const METADATA_LOCATION: &str = "metadata_location";
 const PREVIOUS_METADATA_LOCATION: &str = "previous_metadata_location";
@@ -58,16 +57,8 @@ impl GluePointers {
     where
         E: std::error::Error + ProvideErrorMetadata + 'static,
     {
-        let service = Service {
-            iam: "glue",
-            endpoint: self.endpoint.as_deref().unwrap_or("AWS Glue"),
-            setting: "iceberg_catalog_uri",
-        };
-        let reason = failure_reason(&service, operation, e);
-        Error::new(
-            ErrorKind::Unexpected,
-            format!("Glue {operation} {what} failed: {reason}"),
-        )
+        let service = ("Glue", "glue", "AWS Glue");
+        request_failed(service, self.endpoint.as_deref(), operation, what, e)
     }
 }
 
@@ -80,45 +71,15 @@ fn database(namespace: &NamespaceIdent) -> Result<&str> {
 impl Pointers for GluePointers {
     async fn namespace_exists(&self, namespace: &NamespaceIdent) -> Result<bool> {
         let name = database(namespace)?;
-        match self.client.get_database().name(name).send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_entity_not_found_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(self.failed("GetDatabase", &format!("database {name:?}"), e)),
-        }
+        let exists = crate::glue::database_exists(&self.client, name).await;
+        exists.map_err(|e| self.failed("GetDatabase", &format!("database {name:?}"), e))
     }
 
     async fn create_namespace(&self, namespace: &NamespaceIdent) -> Result<()> {
         let name = database(namespace)?;
-        let input = DatabaseInput::builder()
-            .name(name)
-            .description("Iceberg tables of the streams target-s3 lands")
-            .build()
-            .map_err(|e| Error::new(ErrorKind::DataInvalid, e.to_string()))?;
-        match self
-            .client
-            .create_database()
-            .database_input(input)
-            .send()
-            .await
-        {
-            Ok(_) => {
-                tracing::info!("Glue: made database {name:?}");
-                Ok(())
-            }
-            // Made by another writer meanwhile.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_already_exists_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(self.failed("CreateDatabase", &format!("database {name:?}"), e)),
-        }
+        let description = "Iceberg tables of the streams target-s3 lands";
+        let made = crate::glue::create_database(&self.client, name, description).await;
+        made.map_err(|e| self.failed("CreateDatabase", &format!("database {name:?}"), e))
     }
 
     async fn get(&self, ident: &TableIdent) -> Result<Option<Pointer>> {

@@ -19,6 +19,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use aws_sdk_glue::config::http::HttpResponse;
+use aws_sdk_glue::error::{ProvideErrorMetadata, SdkError};
 use iceberg::io::{FileIO, FileIOBuilder, StorageFactory};
 use iceberg::spec::{TableMetadata, TableMetadataBuilder};
 use iceberg::table::Table;
@@ -26,6 +28,8 @@ use iceberg::{
     Catalog, Error, ErrorKind, MetadataLocation, Namespace, NamespaceIdent, Result, Runtime,
     TableCommit, TableCreation, TableIdent,
 };
+
+use crate::glue::{Service, failure_reason};
 
 /// A table's entry in a pointer catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +94,33 @@ pub fn conflict(table: &TableIdent, detail: impl std::fmt::Display) -> Error {
         format!("table {table} was changed by another writer: {detail}"),
     )
     .with_retryable(true)
+}
+
+/// A service's request that failed, as the library's error: `<name> <operation> <what>
+/// failed: <why>` (the code and message, the permission an AccessDenied asks for, or
+/// why no answer came from `endpoint`, AWS's when None). `service` is the name, the
+/// IAM prefix and the name of AWS's endpoint.
+pub fn request_failed<E>(
+    service: (&str, &str, &str),
+    endpoint: Option<&str>,
+    operation: &str,
+    what: &dyn std::fmt::Display,
+    e: SdkError<E, HttpResponse>,
+) -> Error
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+{
+    let (name, iam, aws) = service;
+    let service = Service {
+        iam,
+        endpoint: endpoint.unwrap_or(aws),
+        setting: "iceberg_catalog_uri",
+    };
+    let reason = failure_reason(&service, operation, e);
+    Error::new(
+        ErrorKind::Unexpected,
+        format!("{name} {operation} {what} failed: {reason}"),
+    )
 }
 
 /// A namespace's one name: Glue databases and S3 Tables namespaces have one level.

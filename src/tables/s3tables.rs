@@ -18,8 +18,7 @@ use aws_sdk_s3tables::types::OpenTableFormat;
 use iceberg::spec::TableMetadata;
 use iceberg::{Error, ErrorKind, NamespaceIdent, Result, TableIdent};
 
-use super::pointer::{Pointer, Pointers, Slot, conflict, one_level};
-use crate::glue::{Service, failure_reason};
+use super::pointer::{Pointer, Pointers, Slot, conflict, one_level, request_failed};
 
 /// S3 Tables' requests for the tables of one table bucket.
 #[derive(Debug)]
@@ -51,16 +50,8 @@ impl S3TablesPointers {
     where
         E: std::error::Error + ProvideErrorMetadata + 'static,
     {
-        let service = Service {
-            iam: "s3tables",
-            endpoint: self.endpoint.as_deref().unwrap_or("Amazon S3 Tables"),
-            setting: "iceberg_catalog_uri",
-        };
-        let reason = failure_reason(&service, operation, e);
-        Error::new(
-            ErrorKind::Unexpected,
-            format!("S3 Tables {operation} {what} failed: {reason}"),
-        )
+        let service = ("S3 Tables", "s3tables", "Amazon S3 Tables");
+        request_failed(service, self.endpoint.as_deref(), operation, what, e)
     }
 
     /// The table's metadata location (None before its first), version token and
