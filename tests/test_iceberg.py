@@ -82,14 +82,9 @@ def rows(seaweed, table: str) -> list[dict]:
     return sorted(seaweed.catalog().load_table(table).scan().to_arrow().to_pylist(), key=lambda r: r["id"])
 
 
-def test_edge_values_land_in_a_table_that_two_readers_read_exactly(seaweed):
-    ns = namespace()
-    run = run_target(seaweed.iceberg_config(ns, iceberg_commit_interval_seconds=0), singer(EDGE))
-    assert run.returncode == 0, run.stderr
-    assert run.states == [{"done": 3}]
-    table = seaweed.catalog().load_table(f"{ns}.public_users")
-    got = sorted(table.scan().to_arrow().to_pylist(), key=lambda r: r["id"])
-    low, zero, high = got
+def assert_edge_rows(low: dict, zero: dict, high: dict, table) -> None:
+    """The lowest, zero and highest rows of the edge values, read back through pyiceberg,
+    and the table's types."""
     assert low["id"] == -9223372036854775808 and high["id"] == 9223372036854775807
     assert low["price"] == Decimal("-99999999.99") and high["price"] == Decimal("99999999.99")
     assert str(low["ratio"]) == "-0.0" and high["ratio"] == 1.7976931348623157e308
@@ -103,6 +98,18 @@ def test_edge_values_land_in_a_table_that_two_readers_read_exactly(seaweed):
     types = {f.name: str(f.field_type) for f in table.schema().fields}
     assert types["id"] == "long" and types["price"] == "decimal(13, 2)"
     assert types["updated_at"] == "timestamptz" and types["born"] == "date"
+
+
+def test_edge_values_land_in_a_table_that_two_readers_read_exactly(seaweed):
+    ns = namespace()
+    run = run_target(seaweed.iceberg_config(ns, iceberg_commit_interval_seconds=0), singer(EDGE))
+    assert run.returncode == 0, run.stderr
+    assert run.states == [{"done": 3}]
+    table = seaweed.catalog().load_table(f"{ns}.public_users")
+    got = sorted(table.scan().to_arrow().to_pylist(), key=lambda r: r["id"])
+    low, zero, high = got
+    assert low["id"] == -9223372036854775808 and high["id"] == 9223372036854775807
+    assert_edge_rows(low, zero, high, table)
     # The second reader: polars reads the data files with its own Parquet reader.
     import polars as pl
 
