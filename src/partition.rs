@@ -95,23 +95,34 @@ impl PartitionBy {
 const FORMS: &str = "entries \"field\", \"field:<strftime>\" or \"name=field:<strftime>\" in a list such as [\"created_at:%Y-%m-%d\", \"country\"], or such lists by stream: {\"orders\": [\"country\"]}";
 
 fn fields_of(value: &Value) -> Result<Vec<PartitionField>, String> {
-    let entries = match value {
+    entry_list(value, FORMS, parse_field)
+}
+
+/// A setting's list of entries (or one entry as a string), each parsed by `parse`,
+/// none given twice; `forms` says what is expected. For `partition_by` and
+/// `iceberg_partition_spec` alike.
+pub fn entry_list<T: PartialEq>(
+    value: &Value,
+    forms: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let items = match value {
         Value::String(_) => std::slice::from_ref(value),
-        Value::Array(entries) => entries.as_slice(),
-        _ => return Err(format!("expected {FORMS}")),
+        Value::Array(items) => items.as_slice(),
+        _ => return Err(format!("expected {forms}")),
     };
-    let mut fields: Vec<PartitionField> = Vec::new();
-    for entry in entries {
-        let Value::String(text) = entry else {
-            return Err(format!("entry {entry} is not a string; expected {FORMS}"));
+    let mut entries: Vec<T> = Vec::new();
+    for item in items {
+        let Value::String(text) = item else {
+            return Err(format!("entry {item} is not a string; expected {forms}"));
         };
-        let field = parse_field(text)?;
-        if fields.contains(&field) {
+        let entry = parse(text)?;
+        if entries.contains(&entry) {
             return Err(format!("entry {text:?} is given twice"));
         }
-        fields.push(field);
+        entries.push(entry);
     }
-    Ok(fields)
+    Ok(entries)
 }
 
 /// `[name=]field[:<strftime>]`: the name ends at the first `=`, the pattern starts at

@@ -77,23 +77,7 @@ impl SpecSetting {
 }
 
 fn entries_of(value: &Value) -> Result<Vec<Entry>, String> {
-    let items = match value {
-        Value::String(_) => std::slice::from_ref(value),
-        Value::Array(items) => items.as_slice(),
-        _ => return Err(format!("expected {FORMS}")),
-    };
-    let mut entries: Vec<Entry> = Vec::new();
-    for item in items {
-        let Value::String(text) = item else {
-            return Err(format!("entry {item} is not a string; expected {FORMS}"));
-        };
-        let entry = parse_entry(text)?;
-        if entries.contains(&entry) {
-            return Err(format!("entry {text:?} is given twice"));
-        }
-        entries.push(entry);
-    }
-    Ok(entries)
+    crate::partition::entry_list(value, FORMS, parse_entry)
 }
 
 /// `column`, or `transform(column)`, or `transform(N, column)` for bucket and truncate.
