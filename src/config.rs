@@ -514,7 +514,7 @@ pub const SETTINGS: &[Setting] = &[
         setting(
             "load_method",
             Kind::Choice(LOAD_METHODS),
-            "`append` adds objects; `overwrite` replaces: at the end of a successful run, every object under `<object_key_path>/<table>/` that the run did not write is deleted, for each stream that received records or an ACTIVATE_VERSION. Needs s3:ListBucket and s3:DeleteObject. STATE is held until the end of the run.",
+            "`append` adds objects; `overwrite` replaces: at the end of a successful run, every object under `<object_key_path>/<table>/` that the run did not write is deleted, for each stream that received records or an ACTIVATE_VERSION. Needs s3:ListBucket and s3:DeleteObject. With table_format iceberg, each such table's rows are replaced by the run's in one snapshot at its end instead. STATE is held until the end of the run.",
         ),
         "append",
     ),
@@ -828,7 +828,7 @@ impl Config {
                 }
             }
         }
-        let config = Config {
+        let mut config = Config {
             bucket: match v.text("bucket")?.filter(|b| !b.is_empty()) {
                 Some(bucket) => check_bucket(bucket)?,
                 None => String::new(),
@@ -914,6 +914,9 @@ impl Config {
             mage,
             log_json: v.choice_or_default("log_format")? == "json",
         };
+        if let Some(tables) = config.tables.as_mut() {
+            tables.replace = config.store.load_method == LoadMethod::Overwrite;
+        }
         check_template_placeholders(&config)?;
         check_portable_timestamps(&config)?;
         check_table_format(&config)?;
@@ -1003,6 +1006,8 @@ fn table_settings(v: &Values) -> Result<Option<TableSettings>> {
         properties: v.properties("iceberg_catalog_properties")?,
         commit_interval: seconds(v.integer("iceberg_commit_interval_seconds")?),
         partition_spec,
+        // Set from load_method once the store's settings are read.
+        replace: false,
     };
     match catalog {
         CatalogKind::Sql => sql::check(settings).map(Some).map_err(Error::Config),
@@ -1122,9 +1127,9 @@ fn check_table_format(config: &Config) -> Result<()> {
             "key \"timestamp_unit\" must be \"us\" with table_format \"iceberg\": Iceberg's timestamps are microseconds".into(),
         ));
     }
-    if config.store.holds_state() || config.partition_by != PartitionBy::Off {
+    if config.store.manifest || config.partition_by != PartitionBy::Off {
         return Err(Error::Config(
-            "table_format \"iceberg\" does not yet combine with load_method \"overwrite\", manifest or partition_by (Iceberg tables are partitioned by iceberg_partition_spec)".into(),
+            "table_format \"iceberg\" does not combine with manifest or partition_by: a table's snapshots list its files, and iceberg_partition_spec partitions it".into(),
         ));
     }
     Ok(())

@@ -98,7 +98,8 @@ pub fn test_connection(config: &Config) -> Result<()> {
 }
 
 async fn preflight(config: &Config, store: &mut Store) -> Result<()> {
-    let overwrite = config.store.load_method == LoadMethod::Overwrite;
+    // Overwrite deletes objects only for plain files: a table's replacement is a commit.
+    let overwrite = config.store.load_method == LoadMethod::Overwrite && config.tables.is_none();
     store.preflight(&config.object_key_path, overwrite).await?;
     if let Store::S3(s3) = store {
         tracing::info!("{}", s3.integrity().describe());
@@ -117,7 +118,9 @@ pub fn run(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    if config.store.load_method == LoadMethod::Overwrite
+    let overwrite = config.store.load_method == LoadMethod::Overwrite;
+    if overwrite
+        && config.tables.is_none()
         && !KeyBuilder::new(config.key_options()).prefix_is_per_table()
     {
         return Err(Error::Config(
@@ -145,7 +148,11 @@ pub fn run(
         Some(settings) => Some(runtime.block_on(connect_glue(config, settings))?),
         None => None,
     };
-    if config.store.load_method == LoadMethod::Overwrite {
+    if overwrite && config.tables.is_some() {
+        tracing::info!(
+            "load_method overwrite: at the end of a successful run, each table that received records or an ACTIVATE_VERSION has its rows replaced by this run's in one snapshot; STATE is written only then"
+        );
+    } else if overwrite {
         tracing::info!(
             "load_method overwrite: at the end of a successful run, each stream's older objects under {} are deleted (this needs s3:ListBucket and s3:DeleteObject besides s3:PutObject); STATE is written only then",
             store.location(&format!("{}/<table>/", config.object_key_path))
@@ -1983,9 +1990,21 @@ impl<'c, W: Write> Target<'c, W> {
     /// or at the end. The snapshot names the STATE it makes safe.
     fn commit_tables(&mut self, at_end: bool) -> Result<()> {
         self.add_partitions()?;
-        let Some(tables) = self.tables.as_ref() else {
+        let Some(tables) = self.tables.as_mut() else {
             return Ok(());
         };
+        if at_end {
+            // A stream sent whole (ACTIVATE_VERSION) is replaced even when empty.
+            for stream in self
+                .streams
+                .list
+                .iter()
+                .filter(|s| s.table_version.is_some())
+            {
+                tables.replace(&stream.name);
+            }
+        }
+        let tables = &*tables;
         let due: Vec<String> = tables
             .waiting()
             .into_iter()
@@ -2084,6 +2103,18 @@ impl<'c, W: Write> Target<'c, W> {
         if !self.config.store.holds_state() {
             return Ok(());
         }
+        // Tables were replaced by their commits already; files are replaced here.
+        if self.tables.is_none() {
+            self.publish_files()?;
+        }
+        if let Some(value) = self.held.take() {
+            self.write_state(&value)?;
+        }
+        Ok(())
+    }
+
+    /// Plain files' end of a run: manifests, then overwrite's deletions.
+    fn publish_files(&mut self) -> Result<()> {
         let streams: Vec<StreamEnd> = self
             .streams
             .list
@@ -2104,9 +2135,6 @@ impl<'c, W: Write> Target<'c, W> {
         )?;
         self.summary.manifests = published.manifests;
         self.summary.deleted = published.deleted;
-        if let Some(value) = self.held.take() {
-            self.write_state(&value)?;
-        }
         Ok(())
     }
 

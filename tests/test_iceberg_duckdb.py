@@ -72,6 +72,18 @@ def test_edge_values_through_the_rest_catalog_read_exactly_by_duckdb(seaweed):
     check_edge_table(seaweed, seaweed.catalog().load_table(f"{ns}.edge"))
 
 
+def test_a_replaced_table_is_read_by_duckdb_without_the_old_rows(seaweed):
+    """An overwrite snapshot (the old files in manifests of deleted entries) read by a
+    reader of its own: the edge rows once, not the first run's copy as well."""
+    ns = namespace()
+    assert run_target(seaweed.iceberg_config(ns), EDGE).returncode == 0
+    run = run_target(seaweed.iceberg_config(ns, load_method="overwrite"), EDGE)
+    assert run.returncode == 0, run.stderr
+    table = seaweed.catalog().load_table(f"{ns}.edge")
+    assert table.current_snapshot().summary.operation.value == "overwrite"
+    check_edge_table(seaweed, table)
+
+
 def test_edge_values_through_glue_over_two_runs_read_exactly_by_duckdb(server, bucket):
     db = database()
     config = glue_config(server, bucket, db, iceberg_commit_interval_seconds=0)

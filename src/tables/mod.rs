@@ -10,9 +10,12 @@
 //! input, encoding, uploads or STATE lines; `target` tells it which objects are stored
 //! and decides when to commit, and writes STATE only after.
 
+pub mod commit;
 pub mod glue;
+pub mod overwrite;
 pub mod partition;
 pub mod pointer;
+pub mod rest;
 pub mod s3tables;
 pub mod schema;
 pub mod sql;
@@ -29,14 +32,14 @@ use aws_config::SdkConfig;
 use iceberg::spec::{DataFile, Struct};
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
-use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
-use iceberg_catalog_rest::RestCatalogBuilder;
+use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
 use parquet::file::metadata::ParquetMetaData;
 
 use crate::error::{Error, Result};
 use crate::partition::Group;
 use crate::secret::Secret;
 use crate::store::S3Store;
+use commit::Committer;
 use glue::GluePointers;
 use partition::{Partitioning, SpecSetting};
 use pointer::PointerCatalog;
@@ -75,6 +78,9 @@ pub struct TableSettings {
     pub commit_interval: Duration,
     /// `iceberg_partition_spec`: the partitioning of new tables.
     pub partition_spec: SpecSetting,
+    /// `load_method: overwrite`: a table's rows are replaced, by one commit at the end
+    /// of the run, with the files the run wrote for it.
+    pub replace: bool,
 }
 
 /// A stream's (or the `table` setting's) table name: lower case, and every character
@@ -104,6 +110,10 @@ pub fn table_name(stream: &str) -> String {
 }
 
 impl StreamTable {
+    fn has_work(&self) -> bool {
+        !self.pending.is_empty() || self.replaced
+    }
+
     /// The partition spec id and tuple of the data file at `key` (a key from
     /// `data_folder`: its folders under the data prefix name the partition).
     fn partition_of(&self, key: &str) -> std::result::Result<(i32, Struct), String> {
@@ -145,6 +155,8 @@ impl StreamTable {
 /// The catalog and the tables of this run's streams.
 pub struct Tables {
     catalog: Arc<dyn Catalog>,
+    /// The same catalog, for commits the library's transactions cannot make.
+    committer: Arc<dyn Committer>,
     settings: TableSettings,
     namespace: NamespaceIdent,
     streams: HashMap<String, StreamTable>,
@@ -163,6 +175,9 @@ pub struct StreamTable {
     partitions: HashMap<String, Struct>,
     /// The last commit, or when the table was opened: commits are an interval apart.
     last_commit: Instant,
+    /// With `replace`: the table is replaced at the end even with no files (its stream
+    /// was sent whole, and empty, with ACTIVATE_VERSION).
+    replaced: bool,
 }
 
 impl Tables {
@@ -171,18 +186,20 @@ impl Tables {
     pub async fn connect(settings: &TableSettings, s3: S3Store, sdk: &SdkConfig) -> Result<Tables> {
         let storage = Arc::new(S3Tables::new(s3));
         let endpoint = Some(settings.uri.clone()).filter(|u| !u.is_empty());
-        let catalog: Arc<dyn Catalog> = match settings.catalog {
-            CatalogKind::Rest => rest_catalog(settings, storage).await?,
+        let (catalog, committer): (Arc<dyn Catalog>, Arc<dyn Committer>) = match settings.catalog {
+            CatalogKind::Rest => rest::rest_catalog(settings, storage).await?,
             CatalogKind::Sql => sql::sql_catalog(settings, storage).await?,
             CatalogKind::Glue => {
                 let warehouse = settings.warehouse.as_deref().unwrap_or_default();
                 let glue = GluePointers::new(sdk, endpoint, warehouse);
-                Arc::new(PointerCatalog::new(glue, storage))
+                let catalog = Arc::new(PointerCatalog::new(glue, storage));
+                (catalog.clone(), catalog)
             }
             CatalogKind::S3Tables => {
                 let bucket_arn = settings.warehouse.as_deref().unwrap_or_default();
                 let s3tables = S3TablesPointers::new(sdk, endpoint, bucket_arn);
-                Arc::new(PointerCatalog::new(s3tables, storage))
+                let catalog = Arc::new(PointerCatalog::new(s3tables, storage));
+                (catalog.clone(), catalog)
             }
         };
         let namespace = NamespaceIdent::from_vec(settings.namespace.clone())
@@ -199,6 +216,7 @@ impl Tables {
         }
         Ok(Tables {
             catalog,
+            committer,
             settings: settings.clone(),
             namespace,
             streams: HashMap::new(),
@@ -239,10 +257,10 @@ impl Tables {
         };
         let (bucket, data_prefix) = (bucket.to_owned(), format!("{path}/"));
         let partitioning = self.partitioning(stream, &loaded)?;
-        let (pending, partitions) = self
+        let (pending, partitions, replaced) = self
             .streams
             .remove(stream)
-            .map(|s| (s.pending, s.partitions))
+            .map(|s| (s.pending, s.partitions, s.replaced))
             .unwrap_or_default();
         self.streams.insert(
             stream.to_owned(),
@@ -254,6 +272,7 @@ impl Tables {
                 partitioning,
                 partitions,
                 last_commit: Instant::now(),
+                replaced,
             },
         );
         Ok(())
@@ -379,18 +398,29 @@ impl Tables {
         Ok(())
     }
 
-    /// Whether `stream` has stored files waiting and its commit interval has passed
-    /// (or `now` is the end of the run).
+    /// Whether `stream`'s table has a commit waiting and its commit interval has passed
+    /// (or `at_end`, the end of the run: the only time a replacement commits).
     pub fn commit_due(&self, stream: &str, at_end: bool) -> bool {
-        self.streams.get(stream).is_some_and(|t| {
-            !t.pending.is_empty()
-                && (at_end || t.last_commit.elapsed() >= self.settings.commit_interval)
-        })
+        let interval_passed = |t: &StreamTable| {
+            !self.settings.replace && t.last_commit.elapsed() >= self.settings.commit_interval
+        };
+        self.streams
+            .get(stream)
+            .is_some_and(|t| t.has_work() && (at_end || interval_passed(t)))
     }
 
-    /// Adds the stream's waiting files to its table in one append snapshot, whose
-    /// summary carries `state` (the STATE this commit makes safe) and the run id. A
-    /// commit that loses a race with another writer is retried on the fresh table.
+    /// With `load_method: overwrite`, marks the stream's table to be replaced at the end
+    /// even if no file is written for it (a stream sent whole and empty).
+    pub fn replace(&mut self, stream: &str) {
+        if let Some(table) = self.streams.get_mut(stream) {
+            table.replaced = self.settings.replace;
+        }
+    }
+
+    /// Adds the stream's waiting files to its table in one snapshot, whose summary
+    /// carries `state` (the STATE this commit makes safe) and the run id: an append,
+    /// or with `replace` one that makes them the table's only files. A commit that
+    /// loses a race with another writer is retried on the fresh table.
     pub async fn commit(
         &mut self,
         stream: &str,
@@ -409,42 +439,70 @@ impl Tables {
         let ident = table.table.identifier().clone();
         let failed =
             |e: iceberg::Error| catalog_error(&self.settings, "commit to table", &ident, e);
-        let tx = Transaction::new(&table.table);
-        let append = tx
-            .fast_append()
-            .add_data_files(files)
-            .set_snapshot_properties(properties);
-        let tx = append.apply(tx).map_err(failed)?;
-        table.table = tx.commit(self.catalog.as_ref()).await.map_err(failed)?;
+        table.table = if self.settings.replace {
+            let replaced = replace(&*self.catalog, &*self.committer, &ident, files, properties);
+            replaced.await.map_err(failed)?
+        } else {
+            let tx = Transaction::new(&table.table);
+            let append = tx
+                .fast_append()
+                .add_data_files(files)
+                .set_snapshot_properties(properties);
+            let tx = append.apply(tx).map_err(failed)?;
+            tx.commit(self.catalog.as_ref()).await.map_err(failed)?
+        };
         table.last_commit = Instant::now();
-        tracing::info!("table {ident}: committed {count} data files");
+        table.replaced = false;
+        let how = if self.settings.replace {
+            "replaced its rows with"
+        } else {
+            "committed"
+        };
+        tracing::info!("table {ident}: {how} {count} data files");
         Ok(count)
     }
 
-    /// Streams with files waiting for a commit.
+    /// Streams with a commit waiting.
     pub fn waiting(&self) -> Vec<String> {
-        waiting(&self.streams, |t| !t.pending.is_empty())
+        waiting(&self.streams, StreamTable::has_work)
     }
 }
 
-async fn rest_catalog(
-    settings: &TableSettings,
-    storage: Arc<S3Tables>,
-) -> Result<Arc<dyn Catalog>> {
-    let mut properties: HashMap<String, String> = settings.properties.clone().into_iter().collect();
-    properties.insert("uri".into(), settings.uri.clone());
-    if let Some(warehouse) = &settings.warehouse {
-        properties.insert("warehouse".into(), warehouse.clone());
+/// How often a replacement that loses a race is built again on the fresh table, as
+/// the library's transactions retry (its `commit.retry.num-retries` default).
+const REPLACE_ATTEMPTS: u32 = 5;
+
+/// Makes `files` the table's only rows in one snapshot (`overwrite`), built on the table
+/// as the catalog has it now, and again on the fresh table if another writer commits
+/// first. Returns the table after it.
+async fn replace(
+    catalog: &dyn Catalog,
+    committer: &dyn Committer,
+    ident: &TableIdent,
+    files: Vec<DataFile>,
+    properties: HashMap<String, String>,
+) -> iceberg::Result<Table> {
+    let mut attempt = 1;
+    loop {
+        let table = catalog.load_table(ident).await?;
+        let changes = overwrite::replacement(&table, files.clone(), properties.clone()).await?;
+        match committer
+            .commit(ident, changes.requirements, changes.updates)
+            .await
+        {
+            Ok(()) => return catalog.load_table(ident).await,
+            Err(e)
+                if e.kind() == iceberg::ErrorKind::CatalogCommitConflicts
+                    && attempt < REPLACE_ATTEMPTS =>
+            {
+                tracing::info!(
+                    "table {ident}: another writer committed first; replacing again on its table"
+                );
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
-    if let Some(credential) = &settings.credential {
-        properties.insert("credential".into(), credential.expose().to_owned());
-    }
-    let catalog = RestCatalogBuilder::default()
-        .with_storage_factory(storage)
-        .load("target-s3", properties)
-        .await
-        .map_err(|e| catalog_error(settings, "connecting", &"", e))?;
-    Ok(Arc::new(catalog))
 }
 
 /// One line naming the catalog, what was asked of it and the answer, never a secret.

@@ -6,8 +6,8 @@
 //! which would build a second S3 stack into the binary.
 //!
 //! Owns: making a table's first metadata file, reading the current one, and a commit:
-//! load the current table, check the commit's requirements and apply its updates (the
-//! library's `TableCommit::apply`, the same code every catalog uses), write the next
+//! load the current table, check the commit's requirements and apply its updates
+//! (`commit::stage`, for the library's transactions and overwrite's alike), write the next
 //! metadata file, swap the pointer. A lost race is the library's retryable
 //! `CatalogCommitConflicts`, so the transaction refreshes and tries again; its unused
 //! metadata file is deleted. Must not touch: the services' requests (`glue`,
@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -26,9 +25,10 @@ use iceberg::spec::{TableMetadata, TableMetadataBuilder};
 use iceberg::table::Table;
 use iceberg::{
     Catalog, Error, ErrorKind, MetadataLocation, Namespace, NamespaceIdent, Result, Runtime,
-    TableCommit, TableCreation, TableIdent,
+    TableCommit, TableCreation, TableIdent, TableRequirement, TableUpdate,
 };
 
+use super::commit::{Committer, stage};
 use crate::glue::{Service, failure_reason};
 
 /// A table's entry in a pointer catalog.
@@ -224,6 +224,23 @@ impl<P: Pointers> PointerCatalog<P> {
     }
 }
 
+impl<P: Pointers> PointerCatalog<P> {
+    /// A commit: checked against and applied to the table as it is now, its metadata
+    /// file written and the pointer swapped to it.
+    async fn apply(
+        &self,
+        ident: &TableIdent,
+        requirements: Vec<TableRequirement>,
+        updates: Vec<TableUpdate>,
+    ) -> Result<Table> {
+        let (table, pointer) = self.current(ident).await?;
+        let (staged, at) = stage(table, requirements, updates)?;
+        self.write_and_swap(ident, staged.metadata(), &at, &pointer)
+            .await?;
+        Ok(staged)
+    }
+}
+
 #[async_trait]
 impl<P: Pointers> Catalog for PointerCatalog<P> {
     async fn list_namespaces(&self, _: Option<&NamespaceIdent>) -> Result<Vec<NamespaceIdent>> {
@@ -313,16 +330,22 @@ impl<P: Pointers> Catalog for PointerCatalog<P> {
         Err(unsupported("register tables"))
     }
 
-    async fn update_table(&self, commit: TableCommit) -> Result<Table> {
+    async fn update_table(&self, mut commit: TableCommit) -> Result<Table> {
         let ident = commit.identifier().clone();
-        let (table, pointer) = self.current(&ident).await?;
-        // Requirements checked against the table as it is now: one another writer's
-        // commit broke is a conflict (retryable), as a REST catalog's 409 is.
-        let staged = commit.apply(table)?;
-        let at = MetadataLocation::from_str(staged.metadata_location_result()?)?;
-        self.write_and_swap(&ident, staged.metadata(), &at, &pointer)
-            .await?;
-        Ok(staged)
+        let (requirements, updates) = (commit.take_requirements(), commit.take_updates());
+        self.apply(&ident, requirements, updates).await
+    }
+}
+
+#[async_trait]
+impl<P: Pointers> Committer for PointerCatalog<P> {
+    async fn commit(
+        &self,
+        table: &TableIdent,
+        requirements: Vec<TableRequirement>,
+        updates: Vec<TableUpdate>,
+    ) -> Result<()> {
+        self.apply(table, requirements, updates).await.map(drop)
     }
 }
 

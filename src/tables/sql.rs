@@ -4,18 +4,20 @@
 //! `iceberg_namespace_properties`, every row keyed by a catalog name), so those open the
 //! tables target-s3 writes, and the other way round.
 //!
-//! Owns: the database URI (its password kept apart, as a secret), the catalog name, and
-//! connecting. Must not touch: tables and commits (the parent module) or file access
+//! Owns: the database URI (its password kept apart, as a secret), the catalog name,
+//! connecting, and the pointer swap of commits the library cannot build (overwrite's). Must not touch: tables and commits (the parent module) or file access
 //! (`storage`: table files go through target-s3's own S3 client here too).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use iceberg::{Catalog, CatalogBuilder, ErrorKind};
+use async_trait::async_trait;
+use iceberg::{Catalog, CatalogBuilder, ErrorKind, TableIdent, TableRequirement, TableUpdate};
 use iceberg_catalog_sql::SqlCatalogBuilder;
 use sqlx::Connection;
 
+use super::commit::{Committer, stage};
 use super::storage::S3Tables;
 use super::{TableSettings, catalog_error};
 use crate::error::Result;
@@ -97,11 +99,12 @@ pub fn check(mut settings: TableSettings) -> std::result::Result<TableSettings, 
     Ok(settings)
 }
 
-/// The catalog in the database at `settings.uri` (made there if missing, as pyiceberg does).
+/// The catalog in the database at `settings.uri` (made there if missing, as pyiceberg
+/// does), and its committer for overwrite's snapshots.
 pub async fn sql_catalog(
     settings: &TableSettings,
     storage: Arc<S3Tables>,
-) -> Result<Arc<dyn Catalog>> {
+) -> Result<(Arc<dyn Catalog>, Arc<dyn Committer>)> {
     let failed = |e: iceberg::Error| catalog_error(settings, "connecting to", &"the database", e);
     let uri = connect_uri(&settings.uri, settings.credential.as_ref());
     // The library's pool retries a refused connection until its own timeout and then
@@ -119,16 +122,93 @@ pub async fn sql_catalog(
     properties
         .entry("sql_bind_style".into())
         .or_insert_with(|| bind_style.into());
-    properties.insert("uri".into(), uri);
+    properties.insert("uri".into(), uri.clone());
     if let Some(warehouse) = &settings.warehouse {
         properties.insert("warehouse".into(), warehouse.clone());
     }
-    let catalog = SqlCatalogBuilder::default()
-        .with_storage_factory(storage)
-        .load(name, properties)
-        .await
-        .map_err(failed)?;
-    Ok(Arc::new(catalog))
+    let catalog: Arc<dyn Catalog> = Arc::new(
+        SqlCatalogBuilder::default()
+            .with_storage_factory(storage)
+            .load(name.clone(), properties)
+            .await
+            .map_err(failed)?,
+    );
+    let committer = SqlCommitter {
+        catalog: catalog.clone(),
+        uri: Secret::new(uri),
+        name,
+    };
+    Ok((catalog, Arc::new(committer)))
+}
+
+/// Commits on the catalog's tables as the library's SQL catalog makes them: the next
+/// metadata file written, then the table's row pointed at it in one UPDATE that names
+/// the location it replaces, so a row another writer moved first is left alone (a
+/// conflict, retried on the fresh table).
+struct SqlCommitter {
+    catalog: Arc<dyn Catalog>,
+    /// The connection URI, with the password in it.
+    uri: Secret,
+    name: String,
+}
+
+#[async_trait]
+impl Committer for SqlCommitter {
+    async fn commit(
+        &self,
+        ident: &TableIdent,
+        requirements: Vec<TableRequirement>,
+        updates: Vec<TableUpdate>,
+    ) -> iceberg::Result<()> {
+        let table = self.catalog.load_table(ident).await?;
+        let current = table.metadata_location_result()?.to_owned();
+        let (staged, at) = stage(table, requirements, updates)?;
+        staged.metadata().write_to(staged.file_io(), &at).await?;
+        let at = at.to_string();
+        let failed = |e: sqlx::Error| iceberg::Error::new(ErrorKind::Unexpected, e.to_string());
+        let mut connection = sqlx::AnyConnection::connect(self.uri.expose())
+            .await
+            .map_err(failed)?;
+        let namespace = ident.namespace().join(".");
+        let values = [
+            &at,
+            &current,
+            &self.name,
+            ident.name(),
+            &namespace,
+            &current,
+        ];
+        let mut query = sqlx::query(self.update_statement());
+        for value in values {
+            query = query.bind(value.to_owned());
+        }
+        let updated = query.execute(&mut connection).await.map_err(failed)?;
+        let _ = connection.close().await;
+        if updated.rows_affected() == 0 {
+            let _ = staged.file_io().delete(&at).await;
+            return Err(iceberg::Error::new(
+                ErrorKind::CatalogCommitConflicts,
+                format!("table {ident} was committed to by another writer first"),
+            )
+            .with_retryable(true));
+        }
+        Ok(())
+    }
+}
+
+impl SqlCommitter {
+    /// The JDBC layout's pointer swap, in the database's own placeholder style.
+    fn update_statement(&self) -> &'static str {
+        if self.uri.expose().starts_with("sqlite:") {
+            "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
+             WHERE catalog_name = ? AND table_name = ? AND table_namespace = ? \
+             AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) AND metadata_location = ?"
+        } else {
+            "UPDATE iceberg_tables SET metadata_location = $1, previous_metadata_location = $2 \
+             WHERE catalog_name = $3 AND table_name = $4 AND table_namespace = $5 \
+             AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) AND metadata_location = $6"
+        }
+    }
 }
 
 /// One connection to the database, closed again.
@@ -300,6 +380,7 @@ mod tests {
             properties: Default::default(),
             commit_interval: Duration::from_secs(60),
             partition_spec: Default::default(),
+            replace: false,
         }
     }
 
