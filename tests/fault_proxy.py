@@ -11,7 +11,9 @@ that the object there is its own); calls the test's `before(path)` and then forw
 forwards it (a corruption in transit, for the store's checksum check to catch); or
 answers 400 MissingContentMD5 unless the request carries its body's right `Content-MD5`
 ("needs-md5"). Every
-request's headers are recorded (`headers`). Listens on a free loopback port."""
+request's headers are recorded (`headers`). Listens on a free loopback port; with `tls`
+(a certificate and key file, from tls.py) it speaks HTTPS to its clients, as hosted
+catalogs do, and plain HTTP upstream."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import hashlib
 import http.client
 import re
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,10 +64,11 @@ class FaultProxy:
     seen: list[str] = field(default_factory=list)
     # (request line, headers with lower-case names), in arrival order.
     headers: list[tuple[str, dict]] = field(default_factory=list)
+    tls: tuple[str, str] | None = None  # (certificate file, key file): answer over HTTPS
 
     def __post_init__(self):
         self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
         self.lock = threading.Lock()
         self.closing = threading.Event()
         proxy = self
@@ -153,6 +157,10 @@ class FaultProxy:
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_one
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

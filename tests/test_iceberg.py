@@ -281,3 +281,29 @@ def test_bucket_and_prefix_are_still_required_for_files(seaweed):
     assert run.returncode != 0 and 'missing required key "bucket"' in run.stderr, run.stderr
     run = run_target(dict(config, bucket="b"), singer(many(1)))
     assert run.returncode != 0 and 'missing required key "object_key_path"' in run.stderr, run.stderr
+
+
+def test_a_catalog_over_https_is_reached_and_its_certificate_checked(seaweed, tmp_path):
+    """Hosted catalogs speak HTTPS: the REST catalog behind a TLS endpoint, its
+    certificate from an authority the system trusts (SSL_CERT_FILE), takes tables, appends
+    and a replacement; the same endpoint without that trust is refused, saying why."""
+    from fault_proxy import FaultProxy
+    from tls import certificates
+
+    authority, certificate, key = certificates(tmp_path)
+    proxy = FaultProxy(seaweed.catalog_port, tls=(certificate, key))
+    try:
+        ns = namespace()
+        config = seaweed.iceberg_config(ns, iceberg_catalog_uri=proxy.endpoint)
+        trusted = {"SSL_CERT_FILE": authority}
+        assert run_target(config, singer(many(5)), env=trusted).returncode == 0
+        run = run_target(dict(config, load_method="overwrite"), singer(many(2, start=10)), env=trusted)
+        assert run.returncode == 0, run.stderr
+        assert [r["id"] for r in rows(seaweed, f"{ns}.public_users")] == [10, 11]
+        assert proxy.saw(r"^POST /v1/.*namespaces/.*/tables/public_users")
+        refused = run_target(config, singer(many(1)))
+        assert refused.returncode != 0
+        assert f"Iceberg catalog {proxy.endpoint}" in refused.stderr
+        assert "invalid peer certificate: UnknownIssuer" in refused.stderr
+    finally:
+        proxy.stop()

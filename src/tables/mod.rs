@@ -505,6 +505,21 @@ async fn replace(
     }
 }
 
+/// An error's text and its causes' that it does not already say: the library's "error
+/// sending request" hides the reason (a refused connection, an untrusted certificate).
+fn with_causes(e: &iceberg::Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(inner) = cause {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        cause = inner.source();
+    }
+    message
+}
+
 /// One line naming the catalog, what was asked of it and the answer, never a secret.
 fn catalog_error(
     settings: &TableSettings,
@@ -512,7 +527,7 @@ fn catalog_error(
     name: &dyn std::fmt::Display,
     e: iceberg::Error,
 ) -> Error {
-    let mut message = e.to_string();
+    let mut message = with_causes(&e);
     if let Some(secret) = &settings.credential {
         message = message.replace(secret.expose(), "***");
     }
