@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from harness import BINARY, SeaweedServer, clean_env, run_target
+from harness import BINARY, SeaweedServer, clean_env, list_keys, run_target
 
 pytest.importorskip("pyiceberg")
 
@@ -305,5 +305,30 @@ def test_a_catalog_over_https_is_reached_and_its_certificate_checked(seaweed, tm
         assert refused.returncode != 0
         assert f"Iceberg catalog {proxy.endpoint}" in refused.stderr
         assert "invalid peer certificate: UnknownIssuer" in refused.stderr
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("answer, files_left", [(409, False), (500, True)])
+def test_a_failed_commit_deletes_its_files_only_when_it_surely_failed(seaweed, tmp_path, answer, files_left):
+    """A commit the catalog refuses for good (a race lost on every retry: 409) never
+    reached the table, so its data files are deleted; after a 500 its outcome is unknown
+    (the catalog may have applied it), so they stay, as Iceberg's own writers leave them.
+    Either way the run fails naming the table, with no STATE."""
+    from fault_proxy import FaultProxy, Rule
+
+    body = json.dumps({"error": {"message": "injected", "type": "CommitFailedException", "code": answer}})
+    proxy = FaultProxy(seaweed.catalog_port, rules=[
+        Rule(r"^POST /v1/.*/tables/public_users$", "answer", times=None, answer=(answer, body.encode()))])
+    try:
+        ns = namespace()
+        config = seaweed.iceberg_config(ns, iceberg_catalog_uri=proxy.endpoint)
+        run = run_target(config, singer(many(5), state_every=2))
+        assert run.returncode != 0
+        assert f"commit to table {ns}.public_users" in run.stderr
+        assert run.states == []
+        data = list_keys(seaweed, "warehouse", f"{ns}/public_users/data/")
+        assert bool(data) == files_left, data
+        assert seaweed.catalog().load_table(f"{ns}.public_users").current_snapshot() is None
     finally:
         proxy.stop()

@@ -437,19 +437,20 @@ impl Tables {
             properties.insert(STATE_PROPERTY.to_owned(), state.to_owned());
         }
         let ident = table.table.identifier().clone();
-        let failed =
-            |e: iceberg::Error| catalog_error(&self.settings, "commit to table", &ident, e);
-        table.table = if self.settings.replace {
-            let replaced = replace(&*self.catalog, &*self.committer, &ident, files, properties);
-            replaced.await.map_err(failed)?
+        let paths: Vec<String> = files.iter().map(|f| f.file_path().to_owned()).collect();
+        let committed = if self.settings.replace {
+            replace(&*self.catalog, &*self.committer, &ident, files, properties).await
         } else {
-            let tx = Transaction::new(&table.table);
-            let append = tx
-                .fast_append()
-                .add_data_files(files)
-                .set_snapshot_properties(properties);
-            let tx = append.apply(tx).map_err(failed)?;
-            tx.commit(self.catalog.as_ref()).await.map_err(failed)?
+            append(&*self.catalog, &table.table, files, properties).await
+        };
+        table.table = match committed {
+            Ok(committed) => committed,
+            Err(e) => {
+                if never_committed(&e) {
+                    remove_files(&table.table, &paths).await;
+                }
+                return Err(catalog_error(&self.settings, "commit to table", &ident, e));
+            }
         };
         table.last_commit = Instant::now();
         table.replaced = false;
@@ -466,6 +467,56 @@ impl Tables {
     pub fn waiting(&self) -> Vec<String> {
         waiting(&self.streams, StreamTable::has_work)
     }
+}
+
+/// Adds `files` to the table in one append snapshot (the library's fast append, which
+/// retries a lost race on the fresh table itself).
+async fn append(
+    catalog: &dyn Catalog,
+    table: &Table,
+    files: Vec<DataFile>,
+    properties: HashMap<String, String>,
+) -> iceberg::Result<Table> {
+    let tx = Transaction::new(table);
+    let append = tx
+        .fast_append()
+        .add_data_files(files)
+        .set_snapshot_properties(properties);
+    append.apply(tx)?.commit(catalog).await
+}
+
+/// Whether a failed commit is sure not to have reached the table: refused for a race
+/// still lost after the retries, for a table gone, or stopped before any request was
+/// sent. After any other failure (a timeout, a 5xx: the catalog may have applied it) its
+/// files may be the table's, so they stay, as Iceberg's own writers leave them.
+fn never_committed(e: &iceberg::Error) -> bool {
+    use iceberg::ErrorKind::*;
+    matches!(
+        e.kind(),
+        CatalogCommitConflicts
+            | TableNotFound
+            | DataInvalid
+            | FeatureUnsupported
+            | PreconditionFailed
+    )
+}
+
+/// Deletes the data files of a commit that never reached the table; what cannot be
+/// deleted is named, for an orphan-file clean-up.
+async fn remove_files(table: &Table, paths: &[String]) {
+    let ident = table.identifier();
+    let mut left = 0;
+    for path in paths {
+        if let Err(e) = table.file_io().delete(path).await {
+            tracing::warn!("table {ident}: could not delete {path}, which no commit holds: {e}");
+            left += 1;
+        }
+    }
+    tracing::info!(
+        "table {ident}: the failed commit's data files were deleted ({} of {})",
+        paths.len() - left,
+        paths.len()
+    );
 }
 
 /// How often a replacement that loses a race is built again on the fresh table, as

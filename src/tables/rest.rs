@@ -113,6 +113,10 @@ impl Committer for RestCommitter {
         let answer = request.json(&body).send().await.map_err(unreachable)?;
         match answer.status() {
             status if status.is_success() => Ok(()),
+            StatusCode::NOT_FOUND => Err(Error::new(
+                ErrorKind::TableNotFound,
+                format!("table {table} is not in the catalog (any more)"),
+            )),
             StatusCode::CONFLICT => Err(Error::new(
                 ErrorKind::CatalogCommitConflicts,
                 format!("table {table} was committed to by another writer first"),
