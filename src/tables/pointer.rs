@@ -354,10 +354,14 @@ mod tests {
     use std::sync::Mutex;
 
     use iceberg::io::MemoryStorageFactory;
-    use iceberg::spec::{NestedField, PrimitiveType, Schema};
+    use iceberg::spec::{
+        DataContentType, DataFile, DataFileBuilder, DataFileFormat, ManifestStatus, NestedField,
+        Operation, PrimitiveType, Schema, Struct,
+    };
     use iceberg::transaction::{ApplyTransactionAction, Transaction};
 
     use super::*;
+    use crate::tables::overwrite::replacement;
 
     /// A pointer service in memory that checks versions as Glue and S3 Tables do, and
     /// can let "another writer" move a table's version before the next swap.
@@ -512,6 +516,100 @@ mod tests {
             assert_eq!(table.metadata().metadata_log().len(), 2);
             let ident = table.identifier().clone();
             assert!(catalog.table_exists(&ident).await.unwrap());
+        });
+    }
+
+    fn data_file(table: &Table, name: &str, records: u64) -> DataFile {
+        DataFileBuilder::default()
+            .content(DataContentType::Data)
+            .file_path(format!("{}/data/{name}", table.metadata().location()))
+            .file_format(DataFileFormat::Parquet)
+            .partition(Struct::empty())
+            .partition_spec_id(table.metadata().default_partition_spec_id())
+            .record_count(records)
+            .file_size_in_bytes(100)
+            .build()
+            .unwrap()
+    }
+
+    /// The current snapshot's entries: (file name, status).
+    async fn entries(table: &Table) -> Vec<(String, ManifestStatus)> {
+        let snapshot = table.metadata().current_snapshot().unwrap();
+        let list = table.manifest_list_reader(snapshot).load().await.unwrap();
+        let mut found = Vec::new();
+        for manifest in list.entries() {
+            for entry in manifest
+                .load_manifest(table.file_io())
+                .await
+                .unwrap()
+                .entries()
+            {
+                let name = entry.file_path().rsplit('/').next().unwrap().to_owned();
+                found.push((name, entry.status()));
+            }
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
+    }
+
+    #[test]
+    fn a_replacement_leaves_only_its_files_live_and_marks_the_old_deleted() {
+        block_on(async {
+            let catalog = PointerCatalog::new(Fake::default(), Arc::new(MemoryStorageFactory));
+            let table = new_table(&catalog).await;
+            let tx = Transaction::new(&table);
+            let append = tx
+                .fast_append()
+                .add_data_files(vec![data_file(&table, "a", 3)]);
+            let table = append.apply(tx).unwrap().commit(&catalog).await.unwrap();
+            let old = table.metadata().current_snapshot_id();
+
+            let properties = HashMap::from([("singer.state".to_owned(), "{}".to_owned())]);
+            let files = vec![data_file(&table, "b", 2)];
+            let changes = replacement(&table, files, properties).await.unwrap();
+            let ident = table.identifier().clone();
+            let (requirements, updates) = (changes.requirements, changes.updates);
+            Committer::commit(&catalog, &ident, requirements, updates)
+                .await
+                .unwrap();
+
+            let table = catalog.load_table(&ident).await.unwrap();
+            let snapshot = table.metadata().current_snapshot().unwrap();
+            assert_eq!(snapshot.parent_snapshot_id(), old);
+            let summary = snapshot.summary();
+            assert_eq!(summary.operation, Operation::Overwrite);
+            let field = |k: &str| summary.additional_properties[k].clone();
+            assert_eq!(field("total-records"), "2");
+            assert_eq!(field("deleted-records"), "3");
+            assert_eq!(field("total-data-files"), "1");
+            assert_eq!(field("singer.state"), "{}");
+            let want = vec![
+                ("a".to_owned(), ManifestStatus::Deleted),
+                ("b".to_owned(), ManifestStatus::Added),
+            ];
+            assert_eq!(entries(&table).await, want);
+        });
+    }
+
+    #[test]
+    fn a_replacement_built_before_another_commit_is_a_conflict() {
+        block_on(async {
+            let catalog = PointerCatalog::new(Fake::default(), Arc::new(MemoryStorageFactory));
+            let table = new_table(&catalog).await;
+            let files = vec![data_file(&table, "b", 2)];
+            let changes = replacement(&table, files, HashMap::new()).await.unwrap();
+            let tx = Transaction::new(&table);
+            let append = tx
+                .fast_append()
+                .add_data_files(vec![data_file(&table, "a", 3)]);
+            append.apply(tx).unwrap().commit(&catalog).await.unwrap();
+            let ident = table.identifier().clone();
+            let (requirements, updates) = (changes.requirements, changes.updates);
+            let refused = Committer::commit(&catalog, &ident, requirements, updates).await;
+            assert_eq!(
+                refused.unwrap_err().kind(),
+                ErrorKind::CatalogCommitConflicts
+            );
         });
     }
 }
