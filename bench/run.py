@@ -145,39 +145,83 @@ def tables_runs(one: Path, n: int, runs: int, tmp: Path) -> list[dict]:
 
 
 def shapes_runs(runs: int, tmp: Path) -> list[dict]:
-    """Each shape into a local folder: wall (median), input MB/s, peak RSS (max) and the
-    objects written."""
+    """Each shape into a local folder, then into the S3 server (s3s-fs; one run each,
+    as the table's per-object cost over HTTP is what it adds): wall (median), input
+    MB/s, peak RSS (max), the objects written and objects per second."""
     from shapes import path_of
 
-    results = []
-    for name, shape, settings in SHAPE_RUNS:
-        path = path_of(OUT, shape)
-        measured = []
-        for i in range(runs):
-            folder = tmp / f"shape-{shape}-{i}"
-            folder.mkdir()
-            config = tmp / "shape-config.json"
-            config.write_text(json.dumps({"bucket": "bench", "file_type": "parquet", "object_key_path": "bench",
-                                          "aws_endpoint": folder.as_uri(), **settings}))
-            wall, rss, stdout = measure([str(BINARY), "--config", str(config)], path,
-                                        env={**clean_env(), "RUST_LOG": "warn"})
-            assert stdout.strip(), "no STATE written"
-            objects = sum(len(files) for _, _, files in os.walk(folder))
-            measured.append((wall, rss, objects))
-            subprocess.run(["rm", "-rf", str(folder)], check=True)
-        wall = statistics.median(w for w, _, _ in measured)
-        results.append({"name": name, "input_mb": path.stat().st_size / 1e6, "wall_s": wall,
-                        "input_mb_per_s": path.stat().st_size / 1e6 / wall,
-                        "peak_rss_mib": max(r for _, r, _ in measured), "objects": measured[-1][2]})
+    results = [shape_run(name, path_of(OUT, shape), settings, runs, FolderStore(tmp), tmp)
+               for name, shape, settings in SHAPE_RUNS]
+    if s3s_fs_binary():
+        server = S3sFsServer(tmp)
+        try:
+            results += [shape_run(name, path_of(OUT, shape), settings, 1, ServerStore(server), tmp)
+                        for name, shape, settings in SHAPE_RUNS]
+        finally:
+            server.stop()
     return results
 
 
+class FolderStore:
+    """A fresh local folder per run."""
+    where = "a local folder"
+
+    def __init__(self, tmp: Path):
+        self.tmp, self.n = tmp, 0
+
+    def config(self) -> dict:
+        self.n += 1
+        self.folder = self.tmp / f"shape-{self.n}"
+        self.folder.mkdir()
+        return {"bucket": "bench", "aws_endpoint": self.folder.as_uri()}
+
+    def objects(self) -> int:
+        count = sum(len(files) for _, _, files in os.walk(self.folder))
+        subprocess.run(["rm", "-rf", str(self.folder)], check=True)
+        return count
+
+
+class ServerStore:
+    """A fresh bucket of the S3 server per run."""
+    where = "the S3 server (s3s-fs)"
+
+    def __init__(self, server):
+        self.server = server
+
+    def config(self) -> dict:
+        self.bucket = self.server.new_bucket()
+        return base_config(self.server, self.bucket)
+
+    def objects(self) -> int:
+        pages = self.server.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
+        return sum(len(page.get("Contents", [])) for page in pages)
+
+
+def shape_run(name: str, path: Path, settings: dict, runs: int, store, tmp: Path) -> dict:
+    measured = []
+    for _ in range(runs):
+        config = tmp / "shape-config.json"
+        config.write_text(json.dumps({**store.config(), "file_type": "parquet", "object_key_path": "bench",
+                                      **settings}))
+        wall, rss, stdout = measure([str(BINARY), "--config", str(config)], path,
+                                    env={**clean_env(), "RUST_LOG": "warn"})
+        assert stdout.strip(), "no STATE written"
+        measured.append((wall, rss, store.objects()))
+    wall = statistics.median(w for w, _, _ in measured)
+    objects = measured[-1][2]
+    return {"name": name, "store": store.where, "input_mb": path.stat().st_size / 1e6, "wall_s": wall,
+            "input_mb_per_s": path.stat().st_size / 1e6 / wall,
+            "peak_rss_mib": max(r for _, r, _ in measured), "objects": objects,
+            "objects_per_s": objects / wall}
+
+
 def print_shapes(shapes: list[dict]) -> None:
-    print(f"\nshapes, into a local folder\n{'load':42} {'MB':>6} {'wall s':>7} {'MB/s':>7} {'peak RSS MiB':>13} "
-          f"{'objects':>8}")
-    for r in shapes:
-        print(f"{r['name']:42} {r['input_mb']:>6.0f} {r['wall_s']:>7.2f} {r['input_mb_per_s']:>7.0f} "
-              f"{r['peak_rss_mib']:>13.0f} {r['objects']:>8}")
+    for where in dict.fromkeys(r["store"] for r in shapes):
+        print(f"\nshapes, into {where}\n{'load':42} {'MB':>6} {'wall s':>7} {'MB/s':>7} "
+              f"{'peak RSS MiB':>13} {'objects':>8} {'objects/s':>10}")
+        for r in (r for r in shapes if r["store"] == where):
+            print(f"{r['name']:42} {r['input_mb']:>6.0f} {r['wall_s']:>7.2f} {r['input_mb_per_s']:>7.0f} "
+                  f"{r['peak_rss_mib']:>13.0f} {r['objects']:>8} {r['objects_per_s']:>10,.0f}")
 
 
 def main() -> None:
