@@ -2099,7 +2099,17 @@ impl<'c, W: Write> Target<'c, W> {
     /// After a successful `finish`: the run's manifests, then overwrite's deletions,
     /// then the STATE held back for them. Nothing here runs after a failure.
     fn publish(&mut self) -> Result<()> {
-        publish::remove_probe(&self.destination, &self.objects.stored);
+        match &self.tables {
+            None => {
+                publish::remove_probe(&self.destination, &self.objects.stored);
+            }
+            // Its data file is the table's now: deleting it would break the table.
+            Some(tables) if tables.stream(publish::PROBE_STREAM).is_some() => tracing::info!(
+                "connection test: stream {:?} landed in its table and was committed; the table stays (drop it with the catalog's own tools)",
+                publish::PROBE_STREAM
+            ),
+            Some(_) => {}
+        }
         if !self.config.store.holds_state() {
             return Ok(());
         }

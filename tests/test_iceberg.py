@@ -332,3 +332,19 @@ def test_a_failed_commit_deletes_its_files_only_when_it_surely_failed(seaweed, t
         assert seaweed.catalog().load_table(f"{ns}.public_users").current_snapshot() is None
     finally:
         proxy.stop()
+
+
+def test_meltanos_connection_test_stream_leaves_a_readable_table(seaweed):
+    """`meltano config test` sends one record of meltano_test_stream. With plain files its
+    objects are deleted again; with tables its data file is committed, and deleting it
+    would leave a table that no reader can scan, so it stays and the log says so."""
+    ns = namespace()
+    probe = "\n".join(json.dumps(m) for m in [
+        {"type": "SCHEMA", "stream": "meltano_test_stream", "schema": {"properties": {"id": {"type": "integer"}}},
+         "key_properties": []},
+        {"type": "RECORD", "stream": "meltano_test_stream", "record": {"id": 1}}]) + "\n"
+    run = run_target(seaweed.iceberg_config(ns), probe)
+    assert run.returncode == 0, run.stderr
+    assert "the table stays" in run.stderr and "delete it by hand" not in run.stderr
+    table = seaweed.catalog().load_table(f"{ns}.meltano_test_stream")
+    assert table.scan().to_arrow().to_pylist() == [{"id": 1}]
