@@ -117,8 +117,9 @@ def batch_mode_input(records: Path, n: int, gzip_files: bool) -> Path:
 
 
 def tables_runs(one: Path, n: int, runs: int, tmp: Path) -> list[dict]:
-    """The same stream into SeaweedFS: as plain Parquet objects, and as an Iceberg table
-    in its REST catalog (a commit at the end), so the two differ only by the table."""
+    """The same stream into SeaweedFS: as plain Parquet objects, as an Iceberg table in
+    its REST catalog (a commit at the end), so the two differ only by the table, and
+    then replacing that table's rows (`load_method: overwrite`)."""
     server = SeaweedServer(tmp)
     results = []
     try:
@@ -127,6 +128,9 @@ def tables_runs(one: Path, n: int, runs: int, tmp: Path) -> list[dict]:
             ("parquet, 1 stream, SeaweedFS", lambda i: base_config(
                 server, "plain", file_type="parquet", object_key_path=f"bench{i}")),
             ("iceberg table (REST catalog), SeaweedFS", lambda i: server.iceberg_config(f"bench{i}")),
+            # The same table's rows replaced: its old files marked deleted in one snapshot.
+            ("iceberg table replaced (overwrite), SeaweedFS",
+             lambda i: server.iceberg_config(f"bench{i}", load_method="overwrite")),
         ]:
             measured = []
             for i in range(runs):
