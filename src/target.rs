@@ -30,7 +30,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::Utc;
 use parquet::file::metadata::ParquetMetaData;
 
-use crate::batch::{Batch, BatchOf, empty_size};
+use crate::batch::{Batch, BatchOf, Templates, empty_size};
 use crate::batch_files::{Encoding, Opener};
 use crate::config::{Config, InvalidRecords, Limits, LoadMethod};
 use crate::dialect;
@@ -655,6 +655,8 @@ struct Target<'c, W> {
     schema_changes: u64,
     /// The parsed schemas streams share (see `SharedSchemas`).
     shared_schemas: SharedSchemas,
+    /// The empty buffers of the schemas in use, shared by streams of the same schema.
+    templates: Templates,
     /// Records the decoding threads decoded.
     helped: u64,
     /// Opens the files BATCH messages name.
@@ -724,6 +726,7 @@ impl<'c, W: Write> Target<'c, W> {
             spare_twins: Vec::new(),
             schema_changes: 0,
             shared_schemas: SharedSchemas::default(),
+            templates: Templates::default(),
             helped: 0,
             batch_files,
             warned_undeclared_gzip: false,
@@ -1147,7 +1150,7 @@ impl<'c, W: Write> Target<'c, W> {
         let parsed = self.shared_schemas.share(parsed);
         let partitioner =
             Partitioner::for_stream(&self.config.partition_by, stream, &parsed).map_err(refused)?;
-        let batch = Batch::new(Arc::new(parsed), self.config.decode);
+        let batch = self.templates.batch(Arc::new(parsed), self.config.decode);
         let known = self.streams.get_mut(stream);
         if known
             .as_ref()
