@@ -2448,6 +2448,45 @@ mod tests {
         assert!(rb.column(1).nulls().is_none());
     }
 
+    /// Buffers of one schema (two streams', and a twin) share one template, start
+    /// parked, and are made again, skipping what they skipped, after being parked.
+    #[test]
+    fn buffers_of_one_schema_share_a_template() {
+        let schema = StreamSchema::from_json("s", SCHEMA, &["id".into()], &TypeOptions::default());
+        let schema = Arc::new(schema.unwrap());
+        let mut other = (*schema).clone();
+        other.stream = "t".into();
+        let mut templates = Templates::default();
+        let mut a = templates.batch(schema, DecodeOptions::default());
+        let b = templates.batch(Arc::new(other), DecodeOptions::default());
+        assert!(Arc::ptr_eq(&a.template, &b.template));
+        assert!(
+            a.columns.is_none() && b.columns.is_none(),
+            "parked until a record"
+        );
+        a.append(
+            r#"{"id": 1, "s": "x", "extra": 1, "o": {"a": 2, "z": 3}}"#,
+            1,
+            NONE,
+        )
+        .unwrap();
+        assert_eq!(a.take_newly_ignored(), ["extra", "o.z"]);
+        let twin = a.twin();
+        assert!(Arc::ptr_eq(&a.template, &twin.template));
+        let rb = a.finish().unwrap();
+        assert_eq!(rb.column(0).as_primitive::<Int64Type>().value(0), 1);
+        a.park();
+        assert!(a.columns.is_none());
+        a.append(r#"{"id": 2, "s": "y", "extra": 1, "o": {"z": 3}}"#, 2, NONE)
+            .unwrap();
+        assert!(a.take_newly_ignored().is_empty(), "warned about once");
+        let e = a.append(r#"{"s": "y"}"#, 3, NONE).unwrap_err();
+        assert!(e.contains("key property \"id\""), "{e}");
+        let rb = a.finish().unwrap();
+        assert_eq!(rb.num_rows(), 1);
+        assert_eq!(rb.column(3).as_string::<i32>().value(0), "y");
+    }
+
     #[test]
     fn long_values_are_cut_in_messages() {
         let mut b = batch(SCHEMA, &[]);

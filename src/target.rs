@@ -299,10 +299,13 @@ impl Rejected {
 }
 
 /// The streams in the order their first SCHEMA arrived, found by name. The stream
-/// last found is tried first: records come in runs of one stream.
+/// last found is tried first: records come in runs of one stream. Each stream is boxed:
+/// the list's spare room (up to as much again as it holds) is then a pointer per
+/// stream, not a whole entry.
 #[derive(Default)]
 struct Streams {
-    list: Vec<Stream>,
+    #[allow(clippy::vec_box)] // on purpose: see above
+    list: Vec<Box<Stream>>,
     index: HashMap<String, usize>,
     last: usize,
 }
@@ -310,7 +313,7 @@ struct Streams {
 impl Streams {
     fn get_mut(&mut self, name: &str) -> Option<&mut Stream> {
         let at = self.position(name)?;
-        self.list.get_mut(at)
+        self.list.get_mut(at).map(Box::as_mut)
     }
 
     /// Where the stream named `name` is in the list.
@@ -327,7 +330,7 @@ impl Streams {
 
     fn insert(&mut self, stream: Stream) {
         self.index.insert(stream.name.clone(), self.list.len());
-        self.list.push(stream);
+        self.list.push(Box::new(stream));
     }
 
     fn names(&self) -> Vec<String> {
