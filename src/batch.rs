@@ -17,17 +17,17 @@
 //! intermediate JSON tree.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use arrow::array::{
     ArrayData, ArrayRef, BooleanBufferBuilder, ListArray, StringArray, StringBuilder, StructArray,
     make_array,
 };
 use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
-use arrow::datatypes::{ArrowNativeType, DataType, FieldRef, Fields, TimeUnit, i256};
+use arrow::datatypes::{ArrowNativeType, DataType, FieldRef, Fields, SchemaRef, TimeUnit, i256};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use serde::Deserialize;
@@ -70,12 +70,14 @@ pub struct DecodeOptions {
 
 /// The rows of one stream not yet written, with what is needed to decide when to flush.
 ///
-/// A batch that holds no rows can be parked (`park`): its column buffers are dropped and
-/// only the schema, the options and the fields it skips stay, so a stream that is done
-/// or idle costs a few hundred bytes, not the buffers it last held. The next record
-/// makes the buffers again.
+/// A batch that holds no rows is parked (`park`; a new batch starts parked): its column
+/// buffers are dropped and only the schema, the options and the fields it skips stay,
+/// so a stream that is done, idle or not started costs a few hundred bytes, not the
+/// buffers it last held. The next record makes the buffers again, from the schema's
+/// `Template`.
 pub struct Batch {
     schema: Arc<StreamSchema>,
+    template: Arc<Template>,
     /// The column buffers; None while parked.
     columns: Option<Box<Columns>>,
     /// While parked: the fields not in the schema the buffers skipped (see `Skipped`).
@@ -98,8 +100,8 @@ struct Columns {
 }
 
 impl Columns {
-    fn new(schema: &StreamSchema, skipped: &Skipped) -> Box<Columns> {
-        let mut root = StructColumn::new(&schema.record_columns(), "");
+    fn new(template: &Template, schema: &StreamSchema, skipped: &Skipped) -> Box<Columns> {
+        let mut root = template.root.empty();
         // Fields whose properties metadata columns replaced are passed over, never kept.
         root.ignored.extend(schema.replaced.iter().cloned());
         skipped.apply(&mut root);
@@ -112,10 +114,69 @@ impl Columns {
 /// fields, so the caller may borrow the batch's other fields beside it.)
 fn unparked<'a>(
     columns: &'a mut Option<Box<Columns>>,
+    template: &Template,
     schema: &StreamSchema,
     skipped: &mut Skipped,
 ) -> &'a mut Columns {
-    columns.get_or_insert_with(|| Columns::new(schema, &std::mem::take(skipped)))
+    columns.get_or_insert_with(|| Columns::new(template, schema, &std::mem::take(skipped)))
+}
+
+/// The empty buffers that every buffer of one schema's columns is made from, holding
+/// what those buffers share (each struct level's `Layout`, each column's `Named`): made
+/// once per schema and shared by a stream's buffer, its twins and the streams of the
+/// same schema (`Templates`), so a buffer made again costs its own vectors, not the
+/// names, paths, types and Arrow fields of its columns.
+#[derive(Debug)]
+pub struct Template {
+    root: StructColumn,
+    /// The columns and Arrow schema it was made from, held so that the addresses
+    /// `Templates` finds it by are not reused while it lives.
+    _made_from: (Arc<Vec<Column>>, SchemaRef),
+}
+
+impl Template {
+    fn new(schema: &StreamSchema) -> Template {
+        Template {
+            root: StructColumn::new(&schema.record_columns(), ""),
+            _made_from: (schema.columns.clone(), schema.arrow.clone()),
+        }
+    }
+}
+
+/// The templates of the schemas in use, found by the addresses of their columns and
+/// Arrow schema (which streams of the same schema share, see `schema::SharedSchemas`).
+/// Held weakly, so a template no buffer uses any more is freed.
+#[derive(Default)]
+pub struct Templates {
+    held: HashMap<(usize, usize), Weak<Template>>,
+    /// How many were held after the last sweep of freed ones.
+    swept: usize,
+}
+
+impl Templates {
+    /// A new (parked) buffer of `schema`, made from the schema's template.
+    pub fn batch(&mut self, schema: Arc<StreamSchema>, options: DecodeOptions) -> Batch {
+        let template = self.of(&schema);
+        Batch::of_template(schema, options, template)
+    }
+
+    fn of(&mut self, schema: &StreamSchema) -> Arc<Template> {
+        let key = (
+            Arc::as_ptr(&schema.columns) as usize,
+            Arc::as_ptr(&schema.arrow) as usize,
+        );
+        if let Some(template) = self.held.get(&key).and_then(Weak::upgrade) {
+            return template;
+        }
+        // Freed ones are swept when their number could have doubled: linear cost.
+        if self.held.len() >= 2 * self.swept.max(16) {
+            self.held.retain(|_, template| template.strong_count() > 0);
+            self.swept = self.held.len();
+        }
+        let template = Arc::new(Template::new(schema));
+        self.held.insert(key, Arc::downgrade(&template));
+        template
+    }
 }
 
 /// The fields not in the schema that a batch's struct levels skip, for each level that
@@ -159,6 +220,7 @@ impl Skipped {
 #[derive(Debug, Clone)]
 pub struct Blueprint {
     schema: Arc<StreamSchema>,
+    template: Arc<Template>,
     options: DecodeOptions,
     skipped: Skipped,
 }
@@ -170,10 +232,9 @@ impl Blueprint {
 
     /// An empty buffer of this blueprint.
     pub fn build(&self) -> Batch {
-        let mut batch = Batch::new(self.schema.clone(), self.options);
-        if let Some(columns) = &mut batch.columns {
-            self.skipped.apply(&mut columns.root);
-        }
+        let mut batch =
+            Batch::of_template(self.schema.clone(), self.options, self.template.clone());
+        batch.skipped = self.skipped.clone();
         batch
     }
 
@@ -203,10 +264,19 @@ pub fn empty_size(schema: &StreamSchema) -> usize {
 }
 
 impl Batch {
+    /// A new (parked) buffer of `schema`, with a template of its own (see `Templates`
+    /// for one shared with other buffers).
     pub fn new(schema: Arc<StreamSchema>, options: DecodeOptions) -> Batch {
-        let skipped = Skipped::default();
-        let columns = Columns::new(&schema, &skipped);
-        let names = &columns.root.names;
+        let template = Arc::new(Template::new(&schema));
+        Batch::of_template(schema, options, template)
+    }
+
+    fn of_template(
+        schema: Arc<StreamSchema>,
+        options: DecodeOptions,
+        template: Arc<Template>,
+    ) -> Batch {
+        let names = &template.root.layout.names;
         let keys = schema
             .key_properties
             .iter()
@@ -214,8 +284,9 @@ impl Batch {
             .collect();
         Batch {
             schema,
-            columns: Some(columns),
-            skipped,
+            template,
+            columns: None,
+            skipped: Skipped::default(),
             keys,
             options,
             rows: 0,
@@ -262,7 +333,12 @@ impl Batch {
 
     /// The buffers made for this batch, made again if it was parked.
     fn columns(&mut self) -> &mut Columns {
-        unparked(&mut self.columns, &self.schema, &mut self.skipped)
+        unparked(
+            &mut self.columns,
+            &self.template,
+            &self.schema,
+            &mut self.skipped,
+        )
     }
 
     /// Drops the column buffers of a batch that holds no rows, keeping what makes them
@@ -286,6 +362,7 @@ impl Batch {
         };
         Blueprint {
             schema: self.schema.clone(),
+            template: self.template.clone(),
             options: self.options,
             skipped,
         }
@@ -325,7 +402,13 @@ impl Batch {
             marks,
         };
         RootSeed {
-            root: &mut unparked(&mut self.columns, &self.schema, &mut self.skipped).root,
+            root: &mut unparked(
+                &mut self.columns,
+                &self.template,
+                &self.schema,
+                &mut self.skipped,
+            )
+            .root,
             ctx: &mut ctx,
         }
         .deserialize(d)
@@ -410,7 +493,7 @@ impl Batch {
             if root.children[key].is_null(self.rows) {
                 return Err(format!(
                     "record has no value for key property {:?}",
-                    root.names[key]
+                    root.layout.names[key]
                 ));
             }
         }
@@ -419,11 +502,16 @@ impl Batch {
 
     /// Hands out the buffered rows and empties the buffer.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
-        let columns = unparked(&mut self.columns, &self.schema, &mut self.skipped);
+        let columns = unparked(
+            &mut self.columns,
+            &self.template,
+            &self.schema,
+            &mut self.skipped,
+        );
         let mut arrays = columns.root.finish_children()?;
         // The undeclared fields' column is the root's last child, and the file's last
         // column before the metadata columns.
-        let extra = if columns.root.has_extra {
+        let extra = if columns.root.layout.has_extra {
             arrays.pop()
         } else {
             None
@@ -567,9 +655,9 @@ impl Ctx<'_> {
     /// Fails naming the field, with any `column_types` snippet in the message filled
     /// in for this stream and column.
     fn fail_at<E: de::Error>(&mut self, builder: &Builder, message: String) -> E {
-        let (column, whole) = self.schema.override_key(&builder.path);
+        let (column, whole) = self.schema.override_key(&builder.named.path);
         let message = suggest::fill(&message, &self.schema.stream, &column, whole);
-        self.fail(format!("field {:?}: {message}", builder.path))
+        self.fail(format!("field {:?}: {message}", builder.named.path))
     }
 
     /// `refuse`, with the reason in parentheses when there is one.
@@ -728,22 +816,36 @@ enum Kind {
     },
 }
 
-/// One column's (or nested field's) buffer, with its path for messages.
-#[derive(Debug)]
-struct Builder {
-    path: String,
-    ty: ColumnType,
-    kind: Kind,
-}
-
-impl Builder {
-    fn new(ty: &ColumnType, path: String) -> Builder {
-        let text = |kind| Kind::Str {
+impl Kind {
+    /// An empty text buffer.
+    fn text(kind: TextKind) -> Kind {
+        Kind::Str {
             offsets: vec![0],
             data: Vec::new(),
             valid: Validity::new(),
             kind,
-        };
+        }
+    }
+}
+
+/// One column's (or nested field's) buffer, with its path for messages.
+#[derive(Debug)]
+struct Builder {
+    named: Arc<Named>,
+    kind: Kind,
+}
+
+/// What every buffer of one column shares (see `Template`): its path, for messages,
+/// and its type.
+#[derive(Debug)]
+struct Named {
+    path: String,
+    ty: ColumnType,
+}
+
+impl Builder {
+    fn new(ty: &ColumnType, path: String) -> Builder {
+        let text = Kind::text;
         let kind = match ty {
             ColumnType::Integer => Kind::Int(Fixed::new()),
             ColumnType::Number => Kind::Float {
@@ -774,14 +876,50 @@ impl Builder {
             ColumnType::AsText(inner) => Builder::new(inner, path.clone()).kind,
         };
         Builder {
-            path,
-            ty: ty.clone(),
+            named: Arc::new(Named {
+                path,
+                ty: ty.clone(),
+            }),
+            kind,
+        }
+    }
+
+    /// An empty buffer of the same column, sharing what does not change (see
+    /// `Template`).
+    fn empty(&self) -> Builder {
+        let kind = match &self.kind {
+            Kind::Int(_) => Kind::Int(Fixed::new()),
+            Kind::Float { .. } => Kind::Float {
+                values: Fixed::new(),
+                rounded: 0,
+            },
+            Kind::Decimal128(_, precision, scale) => {
+                Kind::Decimal128(Fixed::new(), *precision, *scale)
+            }
+            Kind::Decimal256(_, precision, scale) => {
+                Kind::Decimal256(Fixed::new(), *precision, *scale)
+            }
+            Kind::Bool(..) => Kind::Bool(BooleanBufferBuilder::new(0), Validity::new()),
+            Kind::Timestamp(_, unit) => Kind::Timestamp(Fixed::new(), *unit),
+            Kind::Date(_) => Kind::Date(Fixed::new()),
+            Kind::Time(_) => Kind::Time(Fixed::new()),
+            Kind::Str { kind, .. } => Kind::text(*kind),
+            Kind::Struct(s) => Kind::Struct(Box::new(s.empty())),
+            Kind::List { item, field, .. } => Kind::List {
+                offsets: vec![0],
+                item: Box::new(item.empty()),
+                valid: Validity::new(),
+                field: field.clone(),
+            },
+        };
+        Builder {
+            named: self.named.clone(),
             kind,
         }
     }
 
     fn expected(&self) -> String {
-        self.ty.expected()
+        self.named.ty.expected()
     }
 
     fn len(&self) -> usize {
@@ -935,7 +1073,12 @@ impl Builder {
                 valid.extend_from(o_valid, rows);
             }
             (Kind::Struct(s), Kind::Struct(o)) => s.extend_from(o, rows)?,
-            _ => return Err(format!("column {:?}: the twin's type differs", self.path)),
+            _ => {
+                return Err(format!(
+                    "column {:?}: the twin's type differs",
+                    self.named.path
+                ));
+            }
         }
         Ok(())
     }
@@ -943,7 +1086,7 @@ impl Builder {
     fn take_rounded(&mut self, out: &mut Vec<(String, u64)>) {
         match &mut self.kind {
             Kind::Float { rounded, .. } if *rounded > 0 => {
-                out.push((self.path.clone(), std::mem::take(rounded)));
+                out.push((self.named.path.clone(), std::mem::take(rounded)));
             }
             Kind::Struct(s) => s.take_rounded(out),
             Kind::List { item, .. } => item.take_rounded(out),
@@ -953,7 +1096,7 @@ impl Builder {
 
     fn finish(&mut self) -> Result<ArrayRef, ArrowError> {
         let values = self.finish_values()?;
-        Ok(match self.ty {
+        Ok(match self.named.ty {
             ColumnType::AsText(_) => as_text(&values),
             _ => values,
         })
@@ -961,7 +1104,7 @@ impl Builder {
 
     /// The buffered values as an array of the type they were decoded as.
     fn finish_values(&mut self) -> Result<ArrayRef, ArrowError> {
-        let data_type = self.ty.value_type().arrow_type();
+        let data_type = self.named.ty.value_type().arrow_type();
         match &mut self.kind {
             Kind::Int(f) | Kind::Timestamp(f, _) | Kind::Time(f) => f.finish(data_type),
             Kind::Float { values, .. } => values.finish(data_type),
@@ -1008,7 +1151,7 @@ impl Builder {
             Kind::Struct(s) => {
                 let children = s.finish_children()?;
                 Ok(Arc::new(StructArray::try_new(
-                    s.fields.clone(),
+                    s.layout.fields.clone(),
                     children,
                     s.valid.finish(),
                 )?))
@@ -1167,17 +1310,24 @@ fn as_text(values: &ArrayRef) -> ArrayRef {
 /// A struct's fields (or the record's columns), by name.
 #[derive(Debug)]
 struct StructColumn {
+    layout: Arc<Layout>,
+    children: Vec<Builder>,
+    valid: Validity,
+    len: usize,
+    ignored: HashSet<String>,
+}
+
+/// What every buffer of one struct level shares (see `Template`): its fields' names,
+/// types and Arrow fields.
+#[derive(Debug)]
+struct Layout {
     names: Vec<String>,
     /// Each name as JSON text with its quotes, where it needs no escape.
     quoted: Vec<Option<Box<[u8]>>>,
-    children: Vec<Builder>,
     /// Children whose fields are handed out as columns of their own (flattened).
     flattened: Vec<bool>,
     fields: Fields,
-    valid: Validity,
-    len: usize,
     path: String,
-    ignored: HashSet<String>,
     /// Whether the last child holds the fields this level does not declare.
     has_extra: bool,
 }
@@ -1197,29 +1347,43 @@ impl StructColumn {
         let declared: Vec<&Column> = columns.iter().filter(|c| !is_extra(c)).collect();
         let extra = columns.iter().find(is_extra);
         let children: Vec<&Column> = declared.iter().copied().chain(extra).collect();
-        StructColumn {
+        let layout = Layout {
             names: declared.iter().map(|c| c.name.clone()).collect(),
             quoted: declared.iter().map(|c| scan::quoted(&c.name)).collect(),
-            children: children
-                .iter()
-                .map(|c| Builder::new(&c.ty, child_path(&c.name)))
-                .collect(),
             flattened: children.iter().map(|c| c.flattened).collect(),
             fields: children
                 .iter()
                 .map(|c| Arc::new(c.ty.field(&c.output_name)))
                 .collect(),
+            path: path.to_owned(),
+            has_extra: extra.is_some(),
+        };
+        StructColumn {
+            layout: Arc::new(layout),
+            children: children
+                .iter()
+                .map(|c| Builder::new(&c.ty, child_path(&c.name)))
+                .collect(),
             valid: Validity::new(),
             len: 0,
-            path: path.to_owned(),
             ignored: HashSet::new(),
-            has_extra: extra.is_some(),
+        }
+    }
+
+    /// An empty buffer of the same level, sharing its layout; it skips no fields.
+    fn empty(&self) -> StructColumn {
+        StructColumn {
+            layout: self.layout.clone(),
+            children: self.children.iter().map(Builder::empty).collect(),
+            valid: Validity::new(),
+            len: 0,
+            ignored: HashSet::new(),
         }
     }
 
     /// The undeclared fields' column, when this level keeps them.
     fn extra(&mut self) -> Option<&mut Builder> {
-        if self.has_extra {
+        if self.layout.has_extra {
             self.children.last_mut()
         } else {
             None
@@ -1276,9 +1440,9 @@ impl StructColumn {
     /// the field after the last one found is tried first; then a linear search (schemas
     /// are small, and comparing a few short strings beats hashing each key).
     fn child_index(&self, name: &str, guess: usize) -> Option<usize> {
-        match self.names.get(guess) {
+        match self.layout.names.get(guess) {
             Some(n) if same(n, name) => Some(guess),
-            _ => self.names.iter().position(|n| same(n, name)),
+            _ => self.layout.names.iter().position(|n| same(n, name)),
         }
     }
 
@@ -1339,7 +1503,7 @@ impl StructColumn {
     /// a null object has already made each of its fields null.
     fn finish_into(&mut self, arrays: &mut Vec<ArrayRef>) -> Result<(), ArrowError> {
         self.len = 0;
-        for (child, &flattened) in self.children.iter_mut().zip(&self.flattened) {
+        for (child, &flattened) in self.children.iter_mut().zip(&self.layout.flattened) {
             match &mut child.kind {
                 Kind::Struct(s) if flattened => {
                     s.valid.finish();
@@ -1360,8 +1524,9 @@ impl StructColumn {
         let mut guess = 0;
         while let Some(BorrowedStr(key)) = map.next_key::<BorrowedStr<'de>>()? {
             let Some(i) = self.child_index(&key, guess) else {
-                let replaced = self.path.is_empty() && ctx.replaced.iter().any(|r| *r == key);
-                if self.has_extra && !replaced {
+                let replaced =
+                    self.layout.path.is_empty() && ctx.replaced.iter().any(|r| *r == key);
+                if self.layout.has_extra && !replaced {
                     let raw = map.next_value::<&'de RawValue>()?;
                     self.extra_field(&key, raw.get(), ctx)?;
                 } else {
@@ -1373,14 +1538,14 @@ impl StructColumn {
             guess = i + 1;
             let child = &mut self.children[i];
             if child.len() > row {
-                return Err(ctx.fail(format!("field {:?} appears twice", child.path)));
+                return Err(ctx.fail(format!("field {:?} appears twice", child.named.path)));
             }
             map.next_value_seed(ValueSeed {
                 builder: child,
                 ctx,
             })?;
         }
-        if self.has_extra && !self.close_extra() {
+        if self.layout.has_extra && !self.close_extra() {
             return Err(
                 ctx.fail("more than 2 GiB of text in one batch; lower max_batch_bytes".into())
             );
@@ -1399,10 +1564,10 @@ impl StructColumn {
     /// the column holds JSON.
     fn extra_field<E: de::Error>(&mut self, key: &str, raw: &str, ctx: &mut Ctx) -> Result<(), E> {
         if let Some(value) = ctx.marks.and_then(|marks| marks.within(raw)) {
-            let path = if self.path.is_empty() {
+            let path = if self.layout.path.is_empty() {
                 key.to_owned()
             } else {
-                format!("{}.{key}", self.path)
+                format!("{}.{key}", self.layout.path)
             };
             return Err(ctx.fail(format!(
                 "field {path:?}: {} in a field additionalProperties keeps, which JSON text cannot hold",
@@ -1422,7 +1587,7 @@ impl StructColumn {
         let row = self.len;
         let (mut guess, mut filled) = (0, 0);
         let read = scanner.items(b'}', |scanner| {
-            let expected = self.quoted.get(guess).and_then(Option::as_deref);
+            let expected = self.layout.quoted.get(guess).and_then(Option::as_deref);
             let i = if expected.is_some_and(|quoted| scanner.eat_literal(quoted)) {
                 guess
             } else {
@@ -1444,7 +1609,7 @@ impl StructColumn {
             let child = &mut self.children[i];
             child.len() == row && child.plain_value(scanner, skip_ignored)
         });
-        if !read || self.has_extra && !self.close_extra() {
+        if !read || self.layout.has_extra && !self.close_extra() {
             return false;
         }
         // A field given twice was refused above, so `filled` counts distinct fields.
@@ -1465,23 +1630,23 @@ impl StructColumn {
     /// `_sdc_extra` where this level keeps such fields; else declined (false).
     #[cold]
     fn plain_unknown(&mut self, key: &str, scanner: &mut Scanner, skip_ignored: bool) -> bool {
-        if (skip_ignored || self.has_extra) && self.ignored.contains(key) {
+        if (skip_ignored || self.layout.has_extra) && self.ignored.contains(key) {
             return scanner.skip_value();
         }
-        self.has_extra
+        self.layout.has_extra
             && scanner
                 .value_text()
                 .is_some_and(|value| self.push_extra(&format!("\"{key}\""), value))
     }
 
     fn unknown_field<E: de::Error>(&mut self, key: &str, ctx: &mut Ctx) -> Result<(), E> {
-        if self.path.is_empty() && ctx.replaced.iter().any(|name| name == key) {
+        if self.layout.path.is_empty() && ctx.replaced.iter().any(|name| name == key) {
             return Ok(());
         }
-        let path = if self.path.is_empty() {
+        let path = if self.layout.path.is_empty() {
             key.to_owned()
         } else {
-            format!("{}.{key}", self.path)
+            format!("{}.{key}", self.layout.path)
         };
         if ctx.options.refuse_unknown_fields {
             return Err(ctx.fail(format!(
@@ -2281,6 +2446,45 @@ mod tests {
         let rb = b.finish().unwrap();
         assert_eq!(rb.column(1).as_string::<i32>().value(0), "again");
         assert!(rb.column(1).nulls().is_none());
+    }
+
+    /// Buffers of one schema (two streams', and a twin) share one template, start
+    /// parked, and are made again, skipping what they skipped, after being parked.
+    #[test]
+    fn buffers_of_one_schema_share_a_template() {
+        let schema = StreamSchema::from_json("s", SCHEMA, &["id".into()], &TypeOptions::default());
+        let schema = Arc::new(schema.unwrap());
+        let mut other = (*schema).clone();
+        other.stream = "t".into();
+        let mut templates = Templates::default();
+        let mut a = templates.batch(schema, DecodeOptions::default());
+        let b = templates.batch(Arc::new(other), DecodeOptions::default());
+        assert!(Arc::ptr_eq(&a.template, &b.template));
+        assert!(
+            a.columns.is_none() && b.columns.is_none(),
+            "parked until a record"
+        );
+        a.append(
+            r#"{"id": 1, "s": "x", "extra": 1, "o": {"a": 2, "z": 3}}"#,
+            1,
+            NONE,
+        )
+        .unwrap();
+        assert_eq!(a.take_newly_ignored(), ["extra", "o.z"]);
+        let twin = a.twin();
+        assert!(Arc::ptr_eq(&a.template, &twin.template));
+        let rb = a.finish().unwrap();
+        assert_eq!(rb.column(0).as_primitive::<Int64Type>().value(0), 1);
+        a.park();
+        assert!(a.columns.is_none());
+        a.append(r#"{"id": 2, "s": "y", "extra": 1, "o": {"z": 3}}"#, 2, NONE)
+            .unwrap();
+        assert!(a.take_newly_ignored().is_empty(), "warned about once");
+        let e = a.append(r#"{"s": "y"}"#, 3, NONE).unwrap_err();
+        assert!(e.contains("key property \"id\""), "{e}");
+        let rb = a.finish().unwrap();
+        assert_eq!(rb.num_rows(), 1);
+        assert_eq!(rb.column(3).as_string::<i32>().value(0), "y");
     }
 
     #[test]

@@ -102,7 +102,8 @@ impl Twins {
 /// decoded from `blueprint`, or not at all (None).
 struct Change {
     stream: usize,
-    name: String,
+    /// One copy of the name, shared by the decoders' plans and their indexes.
+    name: Arc<str>,
     blueprint: Option<Arc<Blueprint>>,
 }
 
@@ -111,8 +112,8 @@ struct Change {
 #[derive(Default)]
 struct Plan {
     blueprints: Vec<Option<Arc<Blueprint>>>,
-    names: Vec<String>,
-    index: HashMap<String, usize>,
+    names: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, usize>,
 }
 
 impl Plan {
@@ -120,9 +121,9 @@ impl Plan {
         for change in changes {
             if self.blueprints.len() <= change.stream {
                 self.blueprints.resize(change.stream + 1, None);
-                self.names.resize(change.stream + 1, String::new());
+                self.names.resize(change.stream + 1, Arc::from(""));
             }
-            if self.names[change.stream] != change.name {
+            if *self.names[change.stream] != *change.name {
                 self.index.insert(change.name.clone(), change.stream);
                 self.names[change.stream] = change.name;
             }
@@ -188,7 +189,7 @@ pub struct Decoders {
     turn: usize,
     /// Changes to the streams not yet sent to every decoder, and how many of them each
     /// decoder has been sent.
-    changes: Vec<(usize, String, Option<Arc<Blueprint>>)>,
+    changes: Vec<(usize, Arc<str>, Option<Arc<Blueprint>>)>,
     sent: Vec<usize>,
     /// Streams the decoders may decode.
     planned: Vec<bool>,
@@ -231,7 +232,7 @@ impl Decoders {
                 self.decodable - 1
             };
         }
-        let change = (stream, name.to_owned(), blueprint.map(Arc::new));
+        let change = (stream, Arc::from(name), blueprint.map(Arc::new));
         self.changes.push(change);
     }
 

@@ -30,7 +30,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::Utc;
 use parquet::file::metadata::ParquetMetaData;
 
-use crate::batch::{Batch, BatchOf, empty_size};
+use crate::batch::{Batch, BatchOf, Templates, empty_size};
 use crate::batch_files::{Encoding, Opener};
 use crate::config::{Config, InvalidRecords, Limits, LoadMethod};
 use crate::dialect;
@@ -306,10 +306,13 @@ impl Rejected {
 }
 
 /// The streams in the order their first SCHEMA arrived, found by name. The stream
-/// last found is tried first: records come in runs of one stream.
+/// last found is tried first: records come in runs of one stream. Each stream is boxed:
+/// the list's spare room (up to as much again as it holds) is then a pointer per
+/// stream, not a whole entry.
 #[derive(Default)]
 struct Streams {
-    list: Vec<Stream>,
+    #[allow(clippy::vec_box)] // on purpose: see above
+    list: Vec<Box<Stream>>,
     index: HashMap<String, usize>,
     last: usize,
 }
@@ -317,7 +320,7 @@ struct Streams {
 impl Streams {
     fn get_mut(&mut self, name: &str) -> Option<&mut Stream> {
         let at = self.position(name)?;
-        self.list.get_mut(at)
+        self.list.get_mut(at).map(Box::as_mut)
     }
 
     /// Where the stream named `name` is in the list.
@@ -334,7 +337,7 @@ impl Streams {
 
     fn insert(&mut self, stream: Stream) {
         self.index.insert(stream.name.clone(), self.list.len());
-        self.list.push(stream);
+        self.list.push(Box::new(stream));
     }
 
     fn names(&self) -> Vec<String> {
@@ -662,6 +665,8 @@ struct Target<'c, W> {
     schema_changes: u64,
     /// The parsed schemas streams share (see `SharedSchemas`).
     shared_schemas: SharedSchemas,
+    /// The empty buffers of the schemas in use, shared by streams of the same schema.
+    templates: Templates,
     /// Records the decoding threads decoded.
     helped: u64,
     /// Opens the files BATCH messages name.
@@ -731,6 +736,7 @@ impl<'c, W: Write> Target<'c, W> {
             spare_twins: Vec::new(),
             schema_changes: 0,
             shared_schemas: SharedSchemas::default(),
+            templates: Templates::default(),
             helped: 0,
             batch_files,
             warned_undeclared_gzip: false,
@@ -1154,7 +1160,7 @@ impl<'c, W: Write> Target<'c, W> {
         let parsed = self.shared_schemas.share(parsed);
         let partitioner =
             Partitioner::for_stream(&self.config.partition_by, stream, &parsed).map_err(refused)?;
-        let batch = Batch::new(Arc::new(parsed), self.config.decode);
+        let batch = self.templates.batch(Arc::new(parsed), self.config.decode);
         let known = self.streams.get_mut(stream);
         if known
             .as_ref()
